@@ -1,0 +1,1 @@
+"""airflow_provider_sutro (work in progress)."""

@@ -1,0 +1,1 @@
+"""sutro-local: the embedded Sutro-compatible server."""

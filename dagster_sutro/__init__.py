@@ -1,0 +1,1 @@
+"""dagster_sutro (work in progress)."""

@@ -1,0 +1,1 @@
+"""prefect_sutro (work in progress)."""
