@@ -1,0 +1,225 @@
+"""sutro-local server configuration: models, prices, quotas, Functions folder, worker settings.
+
+The config is a YAML file (or the same structure as a dict, e.g. from tests). Everything has a
+default, so `sutro-local serve` with no config serves the offline embedding model.
+
+Example:
+    >>> cfg = load_config({"models": {"slow-embed": {"engine": "embedding", "chunk_size": 1,
+    ...                                             "min_seconds_per_chunk": 0.3}}})
+    >>> cfg.models["slow-embed"].chunk_size
+    1
+
+YAML shape::
+
+    models:
+      all-minilm-l6-v2:
+        engine: embedding             # embedding | transformers | openai
+        options: {}                   # engine-specific (e.g. path, base_url)
+        price: {input_per_1m: 0.02, output_per_1m: 0.0}
+        chunk_size: 64                # rows per worker chunk (the unit of progress and resume)
+        min_seconds_per_chunk: 0      # a real throttle, for demos/tests that need a job to run a while
+        default_output_tokens: 256    # assumed output tokens per row for dry-run estimates
+    quotas:
+      - {job_priority: 0, row_quota: 100000, token_quota: null}
+      - {job_priority: 1, row_quota: 10000000, token_quota: null}
+    functions_dir: ./functions        # YAML Function definitions, visible to every key
+    worker: {chunk_size: 64, heartbeat_seconds: 1.0}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+ENGINE_TYPES = ("embedding", "transformers", "openai")
+
+
+class ConfigError(ValueError):
+    """The server config is malformed; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One servable model: which engine runs it, its options, its price and its worker pacing.
+
+    Example:
+        >>> ModelConfig(name="m", engine="embedding").price_input_per_1m
+        0.0
+    """
+
+    name: str
+    engine: str
+    options: dict[str, Any] = field(default_factory=dict)
+    price_input_per_1m: float = 0.0
+    price_output_per_1m: float = 0.0
+    chunk_size: int | None = None
+    min_seconds_per_chunk: float = 0.0
+    default_output_tokens: int = 256
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """Dollars for the given token counts.
+
+        Example:
+            >>> ModelConfig("m", "embedding", price_input_per_1m=1.0).cost(500_000, 0)
+            0.5
+        """
+        return round(
+            input_tokens * self.price_input_per_1m / 1e6 + output_tokens * self.price_output_per_1m / 1e6, 8
+        )
+
+
+@dataclass(frozen=True)
+class QuotaConfig:
+    """Limits per key and priority on rows/tokens of jobs that are queued or running (None = unlimited)."""
+
+    job_priority: int
+    row_quota: int | None
+    token_quota: int | None = None
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """The whole server config (see the module docstring for the YAML shape).
+
+    Example:
+        >>> load_config(None).models["all-minilm-l6-v2"].engine
+        'embedding'
+    """
+
+    models: dict[str, ModelConfig]
+    quotas: list[QuotaConfig]
+    functions_dir: Path | None = None
+    chunk_size: int = 64
+    heartbeat_seconds: float = 1.0
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def chunk_size_for(self, model: str) -> int:
+        """Rows per chunk for a model (its own setting, else the worker default)."""
+        m = self.models.get(model)
+        return (m.chunk_size if m and m.chunk_size else None) or self.chunk_size
+
+    def quota_for(self, job_priority: int) -> QuotaConfig | None:
+        """The quota row for a priority, or None when the config has none for it."""
+        return next((q for q in self.quotas if q.job_priority == job_priority), None)
+
+
+def default_models() -> dict[str, ModelConfig]:
+    """The models served when the config names none: the offline MiniLM embedding model."""
+    return {
+        DEFAULT_EMBEDDING_MODEL: ModelConfig(
+            name=DEFAULT_EMBEDDING_MODEL, engine="embedding", price_input_per_1m=0.02, price_output_per_1m=0.0
+        )
+    }
+
+
+def default_quotas() -> list[QuotaConfig]:
+    """One quota row per priority: 0 (interactive) and 1 (cheaper, slower)."""
+    return [
+        QuotaConfig(job_priority=0, row_quota=100_000, token_quota=None),
+        QuotaConfig(job_priority=1, row_quota=10_000_000, token_quota=None),
+    ]
+
+
+def load_config(source: str | Path | Mapping[str, Any] | None, base_dir: Path | None = None) -> ServerConfig:
+    """Build a ServerConfig from a YAML file path, a dict, or None (defaults).
+
+    Relative `functions_dir` paths resolve against the config file's folder (or `base_dir`).
+
+    Example:
+        >>> load_config({"quotas": [{"job_priority": 0, "row_quota": 10}]}).quota_for(0).row_quota
+        10
+    """
+    if source is None:
+        raw: dict[str, Any] = {}
+    elif isinstance(source, Mapping):
+        raw = dict(source)
+    else:
+        import yaml  # lazy: only needed for file configs
+
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass --config with a YAML file path")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        base_dir = base_dir or path.parent
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return _parse(raw, base_dir or Path.cwd())
+
+
+def _parse(raw: dict[str, Any], base_dir: Path) -> ServerConfig:
+    unknown = set(raw) - {"models", "quotas", "functions_dir", "worker"}
+    if unknown:
+        raise ConfigError(
+            f"unknown config keys {sorted(unknown)}; allowed: models, quotas, functions_dir, worker"
+        )
+    models_raw = raw.get("models")
+    models = default_models() if models_raw is None else {}
+    if models_raw is not None:
+        if not isinstance(models_raw, Mapping):
+            raise ConfigError("config 'models' must map model names to {engine: ..., ...}")
+        for name, spec in models_raw.items():
+            models[str(name)] = _parse_model(str(name), spec or {})
+    quotas_raw = raw.get("quotas")
+    quotas = default_quotas() if quotas_raw is None else [_parse_quota(i, q) for i, q in enumerate(quotas_raw)]
+    worker = raw.get("worker") or {}
+    if not isinstance(worker, Mapping):
+        raise ConfigError("config 'worker' must be a mapping, e.g. {chunk_size: 64}")
+    functions_dir = raw.get("functions_dir")
+    fdir = None
+    if functions_dir:
+        fdir = Path(functions_dir)
+        fdir = fdir if fdir.is_absolute() else (base_dir / fdir)
+    chunk_size = _positive_int(worker.get("chunk_size", 64), "worker.chunk_size")
+    heartbeat = float(worker.get("heartbeat_seconds", 1.0))
+    return ServerConfig(models, quotas, fdir, chunk_size, heartbeat, raw)
+
+
+def _parse_model(name: str, spec: Any) -> ModelConfig:
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"config models.{name} must be a mapping like {{engine: embedding}}")
+    engine = spec.get("engine")
+    if engine not in ENGINE_TYPES:
+        raise ConfigError(f"config models.{name}.engine is {engine!r}; use one of {list(ENGINE_TYPES)}")
+    price = spec.get("price") or {}
+    if not isinstance(price, Mapping):
+        raise ConfigError(f"config models.{name}.price must be {{input_per_1m: ..., output_per_1m: ...}}")
+    chunk = spec.get("chunk_size")
+    return ModelConfig(
+        name=name,
+        engine=engine,
+        options=dict(spec.get("options") or {}),
+        price_input_per_1m=float(price.get("input_per_1m", 0.0)),
+        price_output_per_1m=float(price.get("output_per_1m", 0.0)),
+        chunk_size=_positive_int(chunk, f"models.{name}.chunk_size") if chunk is not None else None,
+        min_seconds_per_chunk=float(spec.get("min_seconds_per_chunk", 0.0)),
+        default_output_tokens=_positive_int(
+            spec.get("default_output_tokens", 256), f"models.{name}.default_output_tokens"
+        ),
+    )
+
+
+def _parse_quota(index: int, q: Any) -> QuotaConfig:
+    if not isinstance(q, Mapping) or "job_priority" not in q:
+        raise ConfigError(f"config quotas[{index}] must be {{job_priority: 0, row_quota: N, token_quota: N|null}}")
+    row = q.get("row_quota")
+    tok = q.get("token_quota")
+    return QuotaConfig(
+        job_priority=int(q["job_priority"]),
+        row_quota=None if row is None else int(row),
+        token_quota=None if tok is None else int(tok),
+    )
+
+
+def _positive_int(value: Any, where: str) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config {where} must be a positive integer, got {value!r}") from None
+    if n < 1:
+        raise ConfigError(f"config {where} must be a positive integer, got {n}")
+    return n
