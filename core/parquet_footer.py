@@ -357,7 +357,9 @@ def add_key_value_metadata(path: str | os.PathLike[str], metadata: Mapping[str, 
 
         f.seek(footer_start)
         f.write(tail)
-        f.truncate(footer_start + len(tail))
+        if len(tail) < _TRAILER_LEN + footer_len:
+            # Only when replaced values got shorter; truncating can wait on writeback of the last pages.
+            f.truncate(footer_start + len(tail))
     logger.debug(
         "rewrote parquet footer of %s: %d -> %d bytes (%d keys merged)",
         os.fspath(path), footer_len, len(new_footer), len(metadata),

@@ -144,6 +144,10 @@ def test_rewrite_twice_replaces_without_growing(tmp_path: Path) -> None:
     assert path.stat().st_size == size
     assert read_key_value_metadata(path)["sutro.job_id"] == "job-7f3b"
     assert pq.read_table(path).equals(table)
+    add_key_value_metadata(path, {"sutro.model": "m"})  # shorter value: footer shrinks, file is truncated
+    assert path.stat().st_size == size - (len(JOB_META["sutro.model"]) - 1)
+    assert read_key_value_metadata(path)["sutro.model"] == "m"
+    assert pq.read_table(path).equals(table)
 
 
 def test_zero_rows(tmp_path: Path) -> None:
