@@ -1,0 +1,167 @@
+"""Results as files: stream to a temp file, finish it (metadata, CSV unzip), move it into place atomically.
+
+Works for local paths and any fsspec URI (``s3://``, ``gs://``, ``memory://`` ...). Parquet files get
+key-value metadata in their footer (job id, model, rows, created time) without rewriting the data.
+
+Example:
+    >>> manifest = client.download_results(job_id, "out/results.parquet")
+    >>> load_results(manifest).height == manifest.rows
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from .errors import InputValidationError
+from .models import Job, ResultsManifest
+
+RESULT_FORMATS = ("parquet", "csv", "json")
+METADATA_PREFIX = "sutro."
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a download goes: a local temp file first, then the final local path or remote URI."""
+
+    uri: str
+    tmp_path: Path
+    local_path: Path | None
+    fs: Any = None
+    fs_path: str | None = None
+
+
+def _is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def prepare_target(destination: Any, result_format: str) -> Target:
+    """Validate the destination and pick the temp file (beside the final file when local)."""
+    if result_format not in RESULT_FORMATS:
+        raise InputValidationError("format", f"{result_format!r} is not one of {RESULT_FORMATS}")
+    uri = os.fspath(destination) if isinstance(destination, os.PathLike) else str(destination)
+    if not uri:
+        raise InputValidationError("destination", "give a file path or URI such as 'out/results.parquet'")
+    if _is_remote(uri):
+        try:
+            import fsspec
+        except ImportError as exc:  # pragma: no cover - fsspec ships with every orchestrator
+            raise InputValidationError("destination", f"{uri!r} needs fsspec: pip install fsspec") from exc
+        fs, fs_path = fsspec.core.url_to_fs(uri)
+        tmp = Path(tempfile.gettempdir()) / f"sutro-{uuid.uuid4().hex}.part"
+        return Target(uri=uri, tmp_path=tmp, local_path=None, fs=fs, fs_path=fs_path)
+    path = Path(uri.removeprefix("file://")).expanduser().absolute()
+    if path.is_dir():
+        raise InputValidationError("destination", f"{path} is a directory; give a file name inside it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Target(uri=str(path), tmp_path=path.parent / f".{path.name}.{uuid.uuid4().hex}.part", local_path=path)
+
+
+def discard(target: Target) -> None:
+    """Remove a half-written temp file (never the destination)."""
+    target.tmp_path.unlink(missing_ok=True)
+
+
+def job_metadata(job: Job) -> dict[str, str]:
+    """Footer key-value metadata describing the job behind a results file."""
+    values = {
+        "job_id": job.job_id,
+        "model": job.model,
+        "num_rows": job.num_rows,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "name": job.name,
+        "input_tokens": job.input_tokens,
+        "output_tokens": job.output_tokens,
+    }
+    return {METADATA_PREFIX + k: str(v) for k, v in values.items() if v is not None}
+
+
+def _unzip_single_csv(path: Path) -> None:
+    if not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as archive:
+        members = [m for m in archive.namelist() if not m.endswith("/")]
+        if len(members) != 1:
+            raise ValueError(f"expected one CSV in the results ZIP, found {members}")
+        out = path.with_suffix(".csv.part")
+        with archive.open(members[0]) as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    os.replace(out, path)
+
+
+def _rows_and_columns(path: Path, result_format: str) -> tuple[int, list[str]]:
+    if result_format == "parquet":
+        meta = pq.read_metadata(path)
+        return meta.num_rows, list(meta.schema.to_arrow_schema().names)
+    if result_format == "csv":
+        lazy = pl.scan_csv(path)
+        return int(lazy.select(pl.len()).collect().item()), lazy.collect_schema().names()
+    import json
+
+    body = json.loads(path.read_text())
+    body = body.get("results", body) if isinstance(body, dict) else body
+    outputs = body.get("outputs", []) if isinstance(body, dict) else []
+    return len(outputs), list(body) if isinstance(body, dict) else []
+
+
+def finalize(target: Target, job: Job, result_format: str) -> ResultsManifest:
+    """Finish the temp file and move it into place atomically; return its manifest."""
+    try:
+        if result_format == "parquet":
+            from .parquet_footer import add_key_value_metadata
+
+            add_key_value_metadata(target.tmp_path, job_metadata(job))
+        elif result_format == "csv":
+            _unzip_single_csv(target.tmp_path)
+        rows, columns = _rows_and_columns(target.tmp_path, result_format)
+        size = target.tmp_path.stat().st_size
+        if target.local_path is not None:
+            os.replace(target.tmp_path, target.local_path)
+        else:
+            # Object stores make an upload visible only when complete, so put == atomic publish.
+            parent = str(target.fs_path).rsplit("/", 1)[0]
+            if parent and parent != target.fs_path:
+                target.fs.makedirs(parent, exist_ok=True)
+            target.fs.put_file(str(target.tmp_path), target.fs_path)
+    finally:
+        discard(target)
+    return ResultsManifest(
+        uri=target.uri, format=result_format, rows=rows, bytes=size, job_id=job.job_id, model=job.model,
+        columns=columns, input_tokens=job.input_tokens, output_tokens=job.output_tokens,
+        cost=job.job_cost if job.job_cost is not None else job.cost_estimate,
+        created_at=job.created_at.isoformat() if job.created_at else None,
+    )
+
+
+def load_results(source: "ResultsManifest | dict[str, Any] | str | os.PathLike[str]") -> pl.DataFrame:
+    """Read a results artifact back as a polars DataFrame (from a manifest, its dict, or a path/URI).
+
+    Example:
+        >>> df = load_results(manifest)              # or load_results("s3://bucket/results.parquet")
+    """
+    if isinstance(source, ResultsManifest):
+        uri, fmt = source.uri, source.format
+    elif isinstance(source, dict):
+        uri, fmt = source["uri"], source.get("format", "parquet")
+    else:
+        uri = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
+        fmt = "csv" if uri.endswith(".csv") else "parquet"
+    if fmt not in ("parquet", "csv"):
+        raise InputValidationError("format", f"load_results reads parquet or csv artifacts, not {fmt!r}")
+    reader = pl.read_parquet if fmt == "parquet" else pl.read_csv
+    if _is_remote(uri):
+        import fsspec
+
+        with fsspec.open(uri, "rb") as fh:
+            return reader(fh.read())
+    return reader(uri.removeprefix("file://"))

@@ -1,0 +1,238 @@
+"""``AsyncSutroClient``: the asyncio client (httpx.AsyncClient transport).
+
+Same methods and arguments as ``SutroClient``, as coroutines; it drives the same operations, so
+retry, polling and results behaviour are identical. This is what Airflow triggers and async
+Prefect tasks use: thousands of waits share one event loop.
+
+Example:
+    >>> async with AsyncSutroClient() as client:
+    ...     job = await client.await_job_completion(job_id, obtain_results=False)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+
+from . import operations as ops, protocol
+from ._base import ClientBase
+from .client import _timeout
+from .models import FunctionResult, Job, JobStatus, Quota, ResultsManifest, Submission
+from .operations import Blocking, Lines, Op, Sleep
+from .protocol import Call
+from .request import BatchJobRequest
+from .retrying import PollPolicy, RetryPolicy
+
+T = TypeVar("T")
+
+
+class AsyncSutroClient(ClientBase):
+    """Asynchronous Sutro client; see ``SutroClient`` for every method's documentation.
+
+    Example:
+        >>> client = AsyncSutroClient(api_key="...", api_url="http://127.0.0.1:8484")
+        >>> status = await client.get_job_status(job_id)
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        api_url: str | None = None,
+        *,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+        poll: PollPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(api_key, api_url, timeout=timeout, retry=retry, poll=poll)
+        self._http = httpx.AsyncClient(base_url=self.api_url + "/", headers=self._headers(), timeout=timeout,
+                                       transport=transport)
+
+    async def _run(self, op: Op[T]) -> T:
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                effect = op.throw(error) if error is not None else op.send(value)
+            except StopIteration as stop:
+                return stop.value
+            value, error = None, None
+            try:
+                value = await self._perform(effect)
+            except Exception as exc:  # handed to the operation, which decides (retry, clean up, raise)
+                error = exc
+
+    async def _perform(self, effect: Any) -> Any:
+        if isinstance(effect, Sleep):
+            await asyncio.sleep(max(0.0, effect.seconds))
+            return None
+        if isinstance(effect, Blocking):
+            return await asyncio.to_thread(effect.fn)
+        if isinstance(effect, Lines):
+            return await self._stream_lines(effect)
+        call: Call[Any] = effect
+        if call.stream_to is None:
+            return await self._http.request(call.method, call.path, params=call.params, json=call.json,
+                                            timeout=_timeout(call, self.timeout))
+        async with self._http.stream(call.method, call.path, params=call.params, json=call.json,
+                                     timeout=_timeout(call, self.timeout)) as response:
+            if not response.is_success:
+                await response.aread()
+                return response
+            with open(call.stream_to, "wb") as fh:
+                async for chunk in response.aiter_raw(1 << 20):
+                    fh.write(chunk)
+            return response
+
+    async def _stream_lines(self, effect: Lines) -> None:
+        call = effect.call
+        async with self._http.stream(call.method, call.path, timeout=httpx.Timeout(60.0, connect=10.0)) as response:
+            if not response.is_success:
+                await response.aread()
+                raise protocol.error_from_response(response)
+            async for line in response.aiter_lines():
+                if line.strip():
+                    effect.on_line(json.loads(line))
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> "AsyncSutroClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def infer(
+        self,
+        data: Any,
+        model: str | Sequence[str] = "qwen-3-4b",
+        column: str | Sequence[str] | None = None,
+        output_column: str = "inference_result",
+        job_priority: int = 0,
+        output_schema: Any = None,
+        system_prompt: str | None = None,
+        sampling_params: dict[str, Any] | None = None,
+        random_seed_per_input: bool = False,
+        dry_run: bool = False,
+        stay_attached: bool | None = None,
+        truncate_rows: bool = True,
+        name: str | Sequence[str] | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """See ``SutroClient.infer``."""
+        return await self._run(self._infer_op(
+            data, model, column, output_column, job_priority, output_schema, system_prompt, sampling_params,
+            random_seed_per_input, dry_run, stay_attached, truncate_rows, name, description, idempotency_key,
+        ))
+
+    async def submit_job(
+        self, request: BatchJobRequest, idempotency_key: str | None = None, *, reattach: bool = True
+    ) -> Submission:
+        """See ``SutroClient.submit_job``."""
+        return await self._run(self._submit_op(request, idempotency_key, reattach))
+
+    async def find_job(self, idempotency_key: str) -> Job | None:
+        """See ``SutroClient.find_job``."""
+        return await self._run(ops.find_job(self.retry, idempotency_key))
+
+    async def attach(self, job_id: str, *, show_progress: bool | None = None) -> Job:
+        """See ``SutroClient.attach``."""
+        return await self._run(self._attach_op(job_id, show_progress))
+
+    async def await_job_completion(
+        self,
+        job_id: str,
+        timeout: float | None = 7200,
+        obtain_results: bool = True,
+        *,
+        deadline: float | datetime | None = None,
+        on_status: Callable[[JobStatus], None] | None = None,
+        **results_kwargs: Any,
+    ) -> Any:
+        """See ``SutroClient.await_job_completion``."""
+        return await self._run(self._wait_op(job_id, timeout, deadline, on_status, obtain_results, results_kwargs))
+
+    async def get_job(self, job_id: str) -> Job:
+        """See ``SutroClient.get_job``."""
+        return await self._run(ops.get_job(self.retry, job_id))
+
+    async def get_job_status(self, job_id: str) -> JobStatus:
+        """See ``SutroClient.get_job_status``."""
+        return await self._run(ops.send(self.retry, protocol.get_job_status_call(job_id)))
+
+    async def list_jobs(self) -> list[Job]:
+        """See ``SutroClient.list_jobs``."""
+        return await self._run(ops.send(self.retry, protocol.list_jobs_call()))
+
+    async def cancel_job(self, job_id: str) -> JobStatus:
+        """See ``SutroClient.cancel_job``."""
+        return await self._run(ops.send(self.retry, protocol.cancel_job_call(job_id)))
+
+    async def get_quotas(self) -> list[Quota]:
+        """See ``SutroClient.get_quotas``."""
+        return await self._run(ops.send(self.retry, protocol.get_quotas_call()))
+
+    async def check_auth(self) -> dict[str, Any]:
+        """See ``SutroClient.check_auth``."""
+        return await self._run(ops.send(self.retry, protocol.check_auth_call()))
+
+    async def check_cost(self, request: BatchJobRequest, max_cost_usd: float) -> float:
+        """See ``SutroClient.check_cost``."""
+        return await self._run(self._check_cost_op(request, max_cost_usd))
+
+    async def get_job_results(
+        self,
+        job_id: str,
+        include_inputs: bool = False,
+        include_cumulative_logprobs: bool = False,
+        with_original_df: Any = None,
+        output_column: str = "inference_result",
+        unpack_json: bool = True,
+        unwrap_reasoning: bool = False,
+    ) -> Any:
+        """See ``SutroClient.get_job_results``."""
+        return await self._run(self._results_op(job_id, include_inputs, include_cumulative_logprobs,
+                                                with_original_df, output_column, unpack_json, unwrap_reasoning))
+
+    async def download_results(
+        self,
+        job_id: str,
+        destination: Any,
+        format: str = "parquet",
+        include_inputs: bool = False,
+        include_cumulative_logprobs: bool = False,
+    ) -> ResultsManifest:
+        """See ``SutroClient.download_results``."""
+        return await self._run(self._download_op(job_id, destination, format, include_inputs,
+                                                 include_cumulative_logprobs))
+
+    async def run_function(
+        self, name: str, input_data: Any, *, confidence_scoring: bool | None = None
+    ) -> FunctionResult:
+        """See ``SutroClient.run_function``."""
+        body = self._function_input(name, input_data)
+        return await self._run(ops.send(self.retry, protocol.run_function_call(name, body, confidence_scoring)))
+
+    async def batch_run_function(
+        self,
+        name: str,
+        data: Any,
+        *,
+        columns: Sequence[str] | None = None,
+        job_priority: int = 0,
+        stay_attached: bool = False,
+        job_name: str | None = None,
+        description: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """See ``SutroClient.batch_run_function``."""
+        return await self._run(self._batch_function_op(name, data, columns, job_priority, stay_attached, job_name,
+                                                       description, idempotency_key))

@@ -1,0 +1,156 @@
+"""One error hierarchy for everything the client can raise.
+
+Every failure raises; nothing returns ``None`` or prints. Catch ``SutroError`` for all of them.
+
+Example:
+    >>> try:
+    ...     client.await_job_completion(job_id)
+    ... except JobFailedError as exc:
+    ...     print(exc.job_id, exc.reason)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SutroError(Exception):
+    """Base class of every error raised by sutro_core."""
+
+
+class InputValidationError(SutroError, ValueError):
+    """Bad local input, raised before any request is sent. The message names the field and the fix.
+
+    Example:
+        >>> raise InputValidationError("column", "column 'text' is not in the DataFrame; pass one of ['body']")
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class SutroConnectionError(SutroError):
+    """The service could not be reached (connection refused, dropped, timed out) after retries."""
+
+
+class SutroAPIError(SutroError):
+    """The service answered with an error status.
+
+    Attributes:
+        status_code: HTTP status.
+        detail: the server's ``detail`` text.
+        code: the server's machine-readable ``code``, when given.
+        request_id: the server's request id, when given (quote it to support).
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: str,
+        *,
+        code: str | None = None,
+        request_id: str | None = None,
+        method: str = "",
+        path: str = "",
+    ) -> None:
+        where = f" ({method} {path})" if method else ""
+        extra = f" [code={code}]" if code else ""
+        rid = f" [request_id={request_id}]" if request_id else ""
+        super().__init__(f"HTTP {status_code}{where}: {detail}{extra}{rid}")
+        self.status_code = status_code
+        self.detail = detail
+        self.code = code
+        self.request_id = request_id
+
+
+class AuthenticationError(SutroAPIError):
+    """401/403: missing or invalid API key. Set SUTRO_API_KEY or pass api_key=."""
+
+
+class NotFoundError(SutroAPIError):
+    """404: the job or Function does not exist, or belongs to another API key."""
+
+
+class RateLimitError(SutroAPIError):
+    """429: too many requests or over quota. ``retry_after`` is the server's hint in seconds."""
+
+    def __init__(self, *args: Any, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(SutroAPIError):
+    """5xx (including 524, an edge timeout where the request may or may not have reached the service)."""
+
+
+class SubmitOutcomeUnknownError(SutroError):
+    """A submit's response was lost (524, dropped connection, timeout) and no job carrying its
+    idempotency key could be found. The job may or may not exist: it is never resubmitted
+    automatically. Retry the step: the retry looks the key up again before submitting.
+    """
+
+    def __init__(self, message: str, *, idempotency_key: str | None) -> None:
+        super().__init__(message)
+        self.idempotency_key = idempotency_key
+
+
+class CostLimitExceededError(SutroError):
+    """The dry-run cost estimate is above ``max_cost_usd``; nothing billed was submitted."""
+
+    def __init__(self, estimate: float, limit: float) -> None:
+        super().__init__(
+            f"estimated cost ${estimate:.4f} exceeds max_cost_usd=${limit:.4f}; "
+            "raise max_cost_usd, reduce the rows, or pick a cheaper model/priority"
+        )
+        self.estimate = estimate
+        self.limit = limit
+
+
+class JobError(SutroError):
+    """A job did not succeed. ``job_id`` and ``status`` say which and how."""
+
+    def __init__(self, message: str, *, job_id: str, status: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+
+
+class JobFailedError(JobError):
+    """The job ended FAILED; ``reason`` is the server's failure reason."""
+
+    def __init__(self, job_id: str, reason: str | None) -> None:
+        super().__init__(f"job {job_id} FAILED: {reason or 'no reason given'}", job_id=job_id, status="FAILED")
+        self.reason = reason
+
+
+class JobCancelledError(JobError):
+    """The job was cancelled (a cancelled job never counts as success)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} was CANCELLED", job_id=job_id, status="CANCELLED")
+
+
+class JobTimeoutError(JobError):
+    """The job did not finish before the deadline. It is still running unless the caller cancels it."""
+
+    def __init__(self, job_id: str, status: str, waited: float) -> None:
+        super().__init__(
+            f"job {job_id} still {status} after waiting {waited:.0f}s; it keeps running "
+            "(cancel it with cancel_job, or wait longer with a larger timeout)",
+            job_id=job_id,
+            status=status,
+        )
+        self.waited = waited
+
+
+class JobNotSucceededError(JobError):
+    """Results were asked for a job that is not SUCCEEDED (yet)."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(
+            f"job {job_id} is {status}; results exist only for SUCCEEDED jobs "
+            "(wait with await_job_completion first)",
+            job_id=job_id,
+            status=status,
+        )
