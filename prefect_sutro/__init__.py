@@ -1,1 +1,57 @@
-"""prefect_sutro (work in progress)."""
+"""prefect_sutro: Sutro batch inference and Sutro Functions as Prefect tasks, flows, blocks and artifacts.
+
+Register the credentials block for the UI with ``prefect block register -m prefect_sutro``.
+
+Example:
+    >>> import asyncio
+    >>> from prefect_sutro import SutroCredentials, sutro_batch_job, load_results
+    >>> creds = SutroCredentials(api_key="...", api_url="http://127.0.0.1:8000")
+    >>> manifest = asyncio.run(sutro_batch_job(["hello", "world"], "out/hello.parquet", creds,
+    ...                                        model="all-minilm-l6-v2"))   # doctest: +SKIP
+    >>> load_results(manifest)                                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+from sutro_core import ResultsManifest
+from sutro_core import load_results as _core_load_results
+
+from .cancellation import cancel_sutro_jobs
+from .credentials import SutroCredentials
+from .flows import sutro_batch_job
+from .tasks import (
+    cancel_job,
+    download_results_to_parquet,
+    run_function,
+    submit_batch_function,
+    submit_batch_inference,
+    wait_for_job,
+)
+
+
+def load_results(manifest: ResultsManifest | dict[str, Any] | str) -> pl.DataFrame:
+    """Read the parquet a ``sutro_batch_job`` / ``download_results_to_parquet`` manifest points at.
+
+    Example:
+        >>> df = load_results(manifest)            # doctest: +SKIP
+        >>> df.columns                             # doctest: +SKIP
+        ['outputs']
+    """
+    return _core_load_results(manifest)
+
+
+__all__ = [
+    "SutroCredentials",
+    "cancel_job",
+    "cancel_sutro_jobs",
+    "download_results_to_parquet",
+    "load_results",
+    "run_function",
+    "submit_batch_function",
+    "submit_batch_inference",
+    "sutro_batch_job",
+    "wait_for_job",
+]

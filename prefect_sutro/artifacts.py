@@ -1,0 +1,161 @@
+"""Prefect UI artifacts for a Sutro job: a link to the job, a results preview table, a link to the
+parquet file and a markdown summary (job id, model, rows, tokens, cost, duration).
+
+Example:
+    >>> ids = await publish_results_artifacts(manifest, job, preview_df, key="tickets")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import polars as pl
+from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact, acreate_table_artifact
+from sutro_core import Job, ResultsManifest, Submission
+
+_KEY_RE = re.compile(r"^[a-z0-9-]+$")
+# Long cells (embedding vectors, long texts) are shortened so the preview stays readable.
+_MAX_LIST_ITEMS = 4
+_MAX_TEXT = 200
+
+
+def check_artifact_key(key: str | None) -> str | None:
+    """Validate a user artifact key (Prefect allows lowercase letters, digits and dashes).
+
+    Example:
+        >>> check_artifact_key("ticket-triage")
+        'ticket-triage'
+    """
+    if key is not None and not _KEY_RE.match(key):
+        raise ValueError(
+            f"artifact_key {key!r} is invalid: use only lowercase letters, digits and dashes, e.g. 'ticket-triage'"
+        )
+    return key
+
+
+def _sub_key(key: str | None, suffix: str) -> str | None:
+    return f"{key}-{suffix}" if key else None
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        head = ", ".join(str(_cell(v)) for v in value[:_MAX_LIST_ITEMS])
+        more = f", … ({len(value)} items)" if len(value) > _MAX_LIST_ITEMS else ""
+        return f"[{head}{more}]"
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    if isinstance(value, dict):
+        return str(value)[:_MAX_TEXT]
+    if isinstance(value, str) and len(value) > _MAX_TEXT:
+        return value[:_MAX_TEXT] + "…"
+    return value
+
+
+def preview_rows(df: pl.DataFrame, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` rows as JSON-friendly dicts, with long lists and texts shortened.
+
+    Example:
+        >>> preview_rows(pl.DataFrame({"outputs": [[0.1, 0.2, 0.3, 0.4, 0.5]]}), 1)
+        [{'outputs': '[0.1, 0.2, 0.3, 0.4, … (5 items)]'}]
+    """
+    return [{k: _cell(v) for k, v in row.items()} for row in df.head(n).iter_rows(named=True)]
+
+
+def link_for_uri(uri: str) -> str:
+    """A clickable link for a results URI: fsspec URIs as they are, local paths as ``file://``.
+
+    Example:
+        >>> link_for_uri("/tmp/out.parquet")
+        'file:///tmp/out.parquet'
+    """
+    if "://" in uri:
+        return uri
+    return Path(uri).resolve().as_uri()
+
+
+def _fmt(value: Any, fmt: str = "{}") -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def summary_markdown(manifest: ResultsManifest, job: Job | None, job_url: str | None) -> str:
+    """The markdown summary of a finished job and its results file.
+
+    Example:
+        >>> print(summary_markdown(manifest, job, "https://app.sutro.sh/jobs/job-1"))  # doctest: +SKIP
+    """
+    job_ref = f"[`{manifest.job_id}`]({job_url})" if job_url else f"`{manifest.job_id}`"
+    duration = job.duration_seconds if job else None
+    lines = [
+        f"### Sutro job {job_ref}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| Model / Function | `{manifest.model or (job.model if job else None) or 'n/a'}` |",
+        f"| Status | {job.status.value if job else 'SUCCEEDED'} |",
+        f"| Rows | {manifest.rows} |",
+        f"| Input tokens | {_fmt(manifest.input_tokens)} |",
+        f"| Output tokens | {_fmt(manifest.output_tokens)} |",
+        f"| Cost (USD) | {_fmt(manifest.cost, '${:.4f}')} |",
+        f"| Duration | {_fmt(duration, '{:.1f} s')} |",
+        f"| Results | `{manifest.uri}` ({manifest.bytes} bytes, {manifest.format}) |",
+        f"| Columns | {', '.join(f'`{c}`' for c in manifest.columns) or 'n/a'} |",
+    ]
+    return "\n".join(lines)
+
+
+async def publish_submission_artifact(
+    submission: Submission, job_url: str, model: str, key: str | None = None
+) -> UUID:
+    """A link artifact to the job's page, created as soon as the job id is known (a durable record).
+
+    Example:
+        >>> await publish_submission_artifact(sub, client.job_url(sub.job_id), "all-minilm-l6-v2")  # doctest: +SKIP
+    """
+    verb = "Reattached to" if submission.reattached else "Submitted"
+    return await acreate_link_artifact(
+        link=job_url,
+        link_text=f"Sutro job {submission.job_id}",
+        key=_sub_key(key, "job"),
+        description=f"{verb} Sutro job `{submission.job_id}` on `{model}` (status {submission.status.value}).",
+    )
+
+
+async def publish_results_artifacts(
+    manifest: ResultsManifest,
+    job: Job | None,
+    preview: pl.DataFrame | None,
+    *,
+    job_url: str | None = None,
+    preview_rows_count: int = 10,
+    key: str | None = None,
+) -> dict[str, UUID]:
+    """Create the preview table, the parquet link and the markdown summary; returns their ids.
+
+    Example:
+        >>> await publish_results_artifacts(manifest, job, df, key="tickets")  # doctest: +SKIP
+        {'table': UUID(...), 'link': UUID(...), 'summary': UUID(...)}
+    """
+    ids: dict[str, UUID] = {}
+    if preview is not None and preview_rows_count > 0:
+        ids["table"] = await acreate_table_artifact(
+            table=preview_rows(preview, preview_rows_count),
+            key=_sub_key(key, "preview"),
+            description=f"First {min(preview_rows_count, manifest.rows)} of {manifest.rows} rows of "
+            f"Sutro job `{manifest.job_id}`.",
+        )
+    ids["link"] = await acreate_link_artifact(
+        link=link_for_uri(manifest.uri),
+        link_text=manifest.uri,
+        key=_sub_key(key, "parquet"),
+        description=f"Results of Sutro job `{manifest.job_id}` ({manifest.rows} rows, {manifest.bytes} bytes).",
+    )
+    ids["summary"] = await acreate_markdown_artifact(
+        markdown=summary_markdown(manifest, job, job_url),
+        key=_sub_key(key, "summary"),
+        description=f"Summary of Sutro job {manifest.job_id}",
+    )
+    return ids
