@@ -1,0 +1,316 @@
+"""Asset factories: a Sutro batch-inference or batch-Function job as a (partitioned) Dagster asset.
+
+Materializing the asset loads the upstream rows, runs one Sutro job per partition (retry-safe:
+a retried or re-executed step reattaches to its job), and returns the input rows joined with the
+results as a polars DataFrame, which the asset's IO manager stores (use dagster-polars'
+``PolarsParquetIOManager`` for parquet on any UPath/fsspec base dir).
+
+Example:
+    >>> from dagster import Definitions, EnvVar, asset
+    >>> from dagster_polars import PolarsParquetIOManager
+    >>> import polars as pl
+    >>> @asset
+    ... def tickets() -> pl.DataFrame:
+    ...     return pl.DataFrame({"text": ["I was charged twice", "App crashes on login"]})
+    >>> ticket_labels = build_sutro_function_asset(name="ticket_labels", upstream=tickets,
+    ...                                            function="ticket-triage")
+    >>> defs = Definitions(
+    ...     assets=[tickets, ticket_labels],
+    ...     resources={"sutro": SutroResource(api_key=EnvVar("SUTRO_API_KEY")),
+    ...                "io_manager": PolarsParquetIOManager(base_dir="s3://bucket/dagster")},
+    ... )
+"""
+
+
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetsDefinition,
+    Failure,
+    Output,
+    PartitionsDefinition,
+    RetryPolicy,
+    asset,
+)
+
+from sutro_core import BatchJobRequest, InputValidationError
+
+from .checks import evaluate_results, results_check_spec
+from .execution import run_sutro_job
+from .metadata import materialization_metadata
+from .resources import SutroResource
+
+MAX_JOB_NAME = 45  # the API's limit on job names
+
+
+def _upstream_key(upstream: Any) -> AssetKey:
+    if isinstance(upstream, AssetsDefinition):
+        return upstream.key
+    if hasattr(upstream, "key") and isinstance(upstream.key, AssetKey):  # AssetSpec / SourceAsset
+        return upstream.key
+    try:
+        return AssetKey.from_coercible(upstream)
+    except Exception as exc:  # dagster raises CheckError for odd types
+        raise TypeError(
+            f"upstream: expected an asset, AssetSpec, AssetKey or key string, got {type(upstream).__name__}"
+        ) from exc
+
+
+def rows_to_frame(value: Any) -> pl.DataFrame:
+    """Turn what the upstream IO manager loaded into a polars DataFrame of input rows.
+
+    Accepts a polars DataFrame/LazyFrame, a pandas DataFrame, or a parquet path (local, UPath,
+    fsspec URI or http(s) URL).
+
+    Example:
+        >>> rows_to_frame(pl.DataFrame({"text": ["a"]})).height
+        1
+    """
+    if isinstance(value, pl.LazyFrame):
+        return value.collect()
+    if isinstance(value, pl.DataFrame):
+        return value
+    if type(value).__module__.split(".")[0] == "pandas" and hasattr(value, "columns"):
+        return pl.from_pandas(value)
+    if isinstance(value, (str, os.PathLike)) or type(value).__module__.split(".")[0] == "upath":
+        path = str(value)
+        if not path.split("?", 1)[0].lower().endswith(".parquet"):
+            raise InputValidationError(
+                "upstream", f"a path upstream must point at a .parquet file, got {path!r}; return a DataFrame instead"
+            )
+        storage_options = getattr(value, "storage_options", None) or None
+        return pl.read_parquet(path, storage_options=dict(storage_options) if storage_options else None)
+    raise InputValidationError(
+        "upstream",
+        f"the upstream asset produced a {type(value).__name__}; return a polars/pandas DataFrame or a parquet path",
+    )
+
+
+def _job_name(context: AssetExecutionContext) -> str:
+    name = context.asset_key.to_user_string()
+    if context.has_partition_key:
+        name = f"{name}[{context.partition_key}]"
+    return name if len(name) <= MAX_JOB_NAME else name[: MAX_JOB_NAME - 1] + "…"
+
+
+def _build(
+    *,
+    name: str,
+    upstream: Any,
+    make_request: Callable[[pl.DataFrame, str], BatchJobRequest],
+    fetch_results: Callable[[SutroResource, str, pl.DataFrame], pl.DataFrame],
+    expected_columns: Callable[[pl.DataFrame], Sequence[str]],
+    kind_description: str,
+    max_cost_usd: float | None,
+    estimate_cost: bool,
+    timeout_seconds: float | None,
+    partitions_def: PartitionsDefinition | None,
+    key_prefix: str | Sequence[str] | None,
+    group_name: str | None,
+    io_manager_key: str | None,
+    resource_key: str,
+    retry_policy: RetryPolicy | None,
+    description: str | None,
+    check_results: bool,
+    definition_metadata: Mapping[str, Any],
+) -> AssetsDefinition:
+    if max_cost_usd is not None and max_cost_usd <= 0:
+        raise ValueError(f"max_cost_usd must be > 0 dollars, got {max_cost_usd}; leave it None for no cost gate")
+    prefix = [key_prefix] if isinstance(key_prefix, str) else list(key_prefix or [])
+    asset_key = AssetKey([*prefix, name])
+
+    @asset(
+        name=name,
+        key_prefix=prefix or None,
+        ins={"rows": AssetIn(key=_upstream_key(upstream))},
+        partitions_def=partitions_def,
+        group_name=group_name,
+        io_manager_key=io_manager_key,
+        required_resource_keys={resource_key},
+        retry_policy=retry_policy,
+        description=description or kind_description,
+        kinds={"sutro", "parquet"},
+        metadata=dict(definition_metadata),
+        check_specs=[results_check_spec(asset_key)] if check_results else None,
+    )
+    def _sutro_asset(context: AssetExecutionContext, rows: Any) -> Iterator[Any]:
+        sutro: SutroResource = getattr(context.resources, resource_key)
+        try:
+            frame = rows_to_frame(rows)
+            request = make_request(frame, _job_name(context))
+        except InputValidationError as exc:
+            raise Failure(description=f"Bad input for Sutro asset {name}: {exc}", allow_retries=False) from exc
+        outcome = run_sutro_job(
+            context, sutro, request, max_cost_usd=max_cost_usd, estimate_cost=estimate_cost,
+            timeout_seconds=timeout_seconds,
+        )
+        results = fetch_results(sutro, outcome.job.job_id, frame)
+        yield Output(results, metadata=materialization_metadata(outcome, results, input_rows=frame.height))
+        if check_results:
+            yield evaluate_results(
+                results, input_rows=frame.height, expected_columns=expected_columns(frame),
+                input_columns=frame.columns, asset_key=asset_key,
+            )
+
+    return _sutro_asset
+
+
+def build_sutro_inference_asset(
+    *,
+    name: str,
+    upstream: Any,
+    model: str,
+    column: str | Sequence[str] | None = None,
+    system_prompt: str | None = None,
+    output_schema: Mapping[str, Any] | None = None,
+    sampling_params: Mapping[str, Any] | None = None,
+    job_priority: int = 0,
+    truncate_rows: bool = True,
+    random_seed_per_input: bool = False,
+    output_column: str = "inference_result",
+    max_cost_usd: float | None = None,
+    estimate_cost: bool = False,
+    timeout_seconds: float | None = None,
+    partitions_def: PartitionsDefinition | None = None,
+    key_prefix: str | Sequence[str] | None = None,
+    group_name: str | None = None,
+    io_manager_key: str | None = None,
+    resource_key: str = "sutro",
+    retry_policy: RetryPolicy | None = None,
+    description: str | None = None,
+    check_results: bool = True,
+) -> AssetsDefinition:
+    """An asset whose materialization runs a Sutro batch-inference job over the upstream rows.
+
+    The result is the upstream DataFrame with the model's output joined on: ``output_column``
+    (text, or embedding vectors), or, with ``output_schema``, one column per schema field.
+
+    Args:
+        name: the asset's name (also the job's name on Sutro, with the partition key).
+        upstream: the asset (or key) whose value holds the rows: a polars/pandas DataFrame or a parquet path.
+        model: the Sutro model id, e.g. ``"qwen-3-4b"`` or ``"all-minilm-l6-v2"``.
+        column: the text column (or columns and literal separators, concatenated).
+        system_prompt, output_schema, sampling_params, job_priority, truncate_rows, random_seed_per_input:
+            passed to the job as is.
+        max_cost_usd: when set, a dry run estimates the cost first and the step fails, before any billed
+            job is submitted, if the estimate exceeds it.
+        estimate_cost: run the dry-run estimate (and report it) even without a limit.
+        timeout_seconds: overrides the resource's ``timeout_seconds`` for this asset.
+        partitions_def: one job per partition (the upstream asset is usually partitioned the same way).
+        resource_key: the key the :class:`SutroResource` is bound to.
+        check_results: attach the ``sutro_results_complete`` asset check.
+
+    Example:
+        >>> embeddings = build_sutro_inference_asset(
+        ...     name="review_embeddings", upstream="reviews", model="all-minilm-l6-v2", column="text",
+        ...     partitions_def=DailyPartitionsDefinition(start_date="2026-01-01"), max_cost_usd=10.0,
+        ... )  # doctest: +SKIP
+    """
+    if not model:
+        raise ValueError("model: pass the Sutro model id, e.g. model='qwen-3-4b'")
+
+    def make_request(frame: pl.DataFrame, job_name: str) -> BatchJobRequest:
+        return BatchJobRequest.for_inference(
+            frame, model=model, column=column, system_prompt=system_prompt,
+            output_schema=dict(output_schema) if output_schema else None,
+            sampling_params=dict(sampling_params) if sampling_params else None, job_priority=job_priority,
+            random_seed_per_input=random_seed_per_input, truncate_rows=truncate_rows, name=job_name,
+        )
+
+    def fetch_results(sutro: SutroResource, job_id: str, frame: pl.DataFrame) -> pl.DataFrame:
+        return _as_polars(
+            sutro.get_client().get_job_results(job_id, with_original_df=frame, output_column=output_column)
+        )
+
+    def expected(frame: pl.DataFrame) -> Sequence[str]:  # noqa: ARG001
+        props = (output_schema or {}).get("properties")
+        return list(props) if isinstance(props, Mapping) and props else [output_column]
+
+    return _build(
+        name=name, upstream=upstream, make_request=make_request, fetch_results=fetch_results,
+        expected_columns=expected, kind_description=f"Sutro batch inference with {model}",
+        max_cost_usd=max_cost_usd, estimate_cost=estimate_cost, timeout_seconds=timeout_seconds,
+        partitions_def=partitions_def, key_prefix=key_prefix, group_name=group_name,
+        io_manager_key=io_manager_key, resource_key=resource_key, retry_policy=retry_policy,
+        description=description, check_results=check_results,
+        definition_metadata={"sutro/model": model, "sutro/job_priority": job_priority},
+    )
+
+
+def build_sutro_function_asset(
+    *,
+    name: str,
+    upstream: Any,
+    function: str,
+    input_columns: Sequence[str] | None = None,
+    output_columns: Sequence[str] | None = None,
+    job_priority: int = 0,
+    max_cost_usd: float | None = None,
+    estimate_cost: bool = False,
+    timeout_seconds: float | None = None,
+    partitions_def: PartitionsDefinition | None = None,
+    key_prefix: str | Sequence[str] | None = None,
+    group_name: str | None = None,
+    io_manager_key: str | None = None,
+    resource_key: str = "sutro",
+    retry_policy: RetryPolicy | None = None,
+    description: str | None = None,
+    check_results: bool = True,
+) -> AssetsDefinition:
+    """An asset whose materialization runs a Sutro Function over the upstream rows as one batch job.
+
+    Each upstream row (its ``input_columns``, default all columns) is one Function input; the result
+    is the upstream DataFrame with the Function's outputs joined on (e.g. ``label``, ``rationale``,
+    ``confidence_score`` for a classification Function).
+
+    Args:
+        function: the published Function's name, e.g. ``"ticket-triage"``.
+        input_columns: the upstream columns to send (the Function's input fields); the rest are kept
+            in the result but not sent.
+        output_columns: fields the completeness check requires (default: at least one new column).
+        Other arguments: as in :func:`build_sutro_inference_asset`.
+
+    Example:
+        >>> labels = build_sutro_function_asset(
+        ...     name="ticket_labels", upstream="tickets", function="ticket-triage", input_columns=["text"],
+        ...     output_columns=["label", "confidence_score"],
+        ... )  # doctest: +SKIP
+    """
+    if not function:
+        raise ValueError("function: pass the published Sutro Function's name, e.g. function='ticket-triage'")
+
+    def make_request(frame: pl.DataFrame, job_name: str) -> BatchJobRequest:
+        if input_columns is not None:
+            missing = [c for c in input_columns if c not in frame.columns]
+            if missing:
+                raise InputValidationError(
+                    "input_columns", f"columns {missing} are not in the upstream rows; available: {frame.columns}"
+                )
+        sent = frame.select(list(input_columns)) if input_columns is not None else frame
+        return BatchJobRequest.for_function(function, sent, job_priority=job_priority, name=job_name)
+
+    def fetch_results(sutro: SutroResource, job_id: str, frame: pl.DataFrame) -> pl.DataFrame:
+        return _as_polars(sutro.get_client().get_job_results(job_id, with_original_df=frame))
+
+    def expected(frame: pl.DataFrame) -> Sequence[str]:
+        return list(output_columns) if output_columns else []
+
+    return _build(
+        name=name, upstream=upstream, make_request=make_request, fetch_results=fetch_results,
+        expected_columns=expected, kind_description=f"Sutro Function {function} over every upstream row",
+        max_cost_usd=max_cost_usd, estimate_cost=estimate_cost, timeout_seconds=timeout_seconds,
+        partitions_def=partitions_def, key_prefix=key_prefix, group_name=group_name,
+        io_manager_key=io_manager_key, resource_key=resource_key, retry_policy=retry_policy,
+        description=description, check_results=check_results,
+        definition_metadata={"sutro/function": function, "sutro/job_priority": job_priority},
+    )
+
+
+def _as_polars(df: Any) -> pl.DataFrame:
+    return df if isinstance(df, pl.DataFrame) else pl.from_pandas(df)

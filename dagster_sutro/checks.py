@@ -1,0 +1,70 @@
+"""The results-completeness asset check: one result row per input row, and every expected field present.
+
+The check runs inside the materializing step on the DataFrame already in memory (no second load).
+
+Example:
+    >>> spec = results_check_spec(AssetKey("ticket_labels"))
+    >>> result = evaluate_results(df, input_rows=100, expected_columns=["label"])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import polars as pl
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
+
+RESULTS_CHECK_NAME = "sutro_results_complete"
+
+
+def results_check_spec(asset_key: AssetKey) -> AssetCheckSpec:
+    """The spec of the completeness check attached to a Sutro results asset."""
+    return AssetCheckSpec(
+        name=RESULTS_CHECK_NAME,
+        asset=asset_key,
+        description="One result row per input row, and every field of the output schema present.",
+    )
+
+
+def evaluate_results(
+    df: pl.DataFrame,
+    *,
+    input_rows: int,
+    expected_columns: Sequence[str],
+    input_columns: Sequence[str] | None = None,
+    asset_key: AssetKey | None = None,
+) -> AssetCheckResult:
+    """Compare the results with the inputs; failing rows or fields make the check fail (severity ERROR).
+
+    With no ``expected_columns`` but ``input_columns`` given, the results must add at least one column.
+
+    Example:
+        >>> evaluate_results(pl.DataFrame({"label": ["a"]}), input_rows=1, expected_columns=["label"]).passed
+        True
+    """
+    missing = [c for c in expected_columns if c not in df.columns]
+    null_counts = {c: int(df[c].null_count()) for c in expected_columns if c in df.columns}
+    rows_ok = df.height == input_rows
+    passed = rows_ok and not missing
+    problems = []
+    if not rows_ok:
+        problems.append(f"{df.height} result rows for {input_rows} input rows")
+    if missing:
+        problems.append(f"missing fields {missing}")
+    if not expected_columns and input_columns is not None and set(df.columns) <= set(input_columns):
+        passed = False
+        problems.append("the results added no output columns to the input rows")
+    return AssetCheckResult(
+        check_name=RESULTS_CHECK_NAME,
+        asset_key=asset_key,
+        passed=passed,
+        severity=AssetCheckSeverity.ERROR,
+        description="; ".join(problems) if problems else "every input row has a result with all fields",
+        metadata={
+            "input_rows": MetadataValue.int(input_rows),
+            "result_rows": MetadataValue.int(df.height),
+            "expected_fields": MetadataValue.json(list(expected_columns)),
+            "missing_fields": MetadataValue.json(missing),
+            "null_values": MetadataValue.json(null_counts),
+        },
+    )

@@ -1,0 +1,196 @@
+"""Run one Sutro job inside a Dagster step: cost gate, submit-or-reattach, record, wait, cancel on kill.
+
+Everything that touches the network is a call into ``sutro_core``; this module only decides *when*
+to call it and translates outcomes into Dagster concepts (events, ``Failure``).
+
+Example:
+    >>> from sutro_core import BatchJobRequest
+    >>> req = BatchJobRequest.for_inference(["hello"], model="all-minilm-l6-v2")
+    >>> outcome = run_sutro_job(context, sutro, req)  # doctest: +SKIP
+    >>> outcome.job.job_id, outcome.reattached  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from dagster import AssetExecutionContext, AssetObservation, Failure, MetadataValue
+from dagster._core.errors import DagsterExecutionInterruptedError
+
+from sutro_core import (
+    BatchJobRequest,
+    CostLimitExceededError,
+    Job,
+    JobCancelledError,
+    JobFailedError,
+    JobTimeoutError,
+    SubmitOutcomeUnknownError,
+    SutroClient,
+    SutroError,
+    idempotency_key,
+)
+
+from .resources import SutroResource
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A SUCCEEDED job and how the step got it."""
+
+    job: Job
+    job_url: str
+    idempotency_key: str
+    reattached: bool
+    cost_estimate: float | None
+
+
+def step_idempotency_key(context: AssetExecutionContext, fingerprint: str) -> str:
+    """The key that stays the same across retries and re-executions of this asset partition.
+
+    Scope: asset key, partition key, the run's *root* run id (so "re-execute from failure" finds the
+    original job) and the request fingerprint (so changed inputs or prompts submit a new job).
+
+    Example:
+        >>> step_idempotency_key(context, req.fingerprint)  # doctest: +SKIP
+        'dagster:...'
+    """
+    partition = context.partition_key if context.has_partition_key else ""
+    root_run_id = context.run.root_run_id or context.run.run_id
+    return idempotency_key(
+        "dagster", context.asset_key.to_user_string(), partition, root_run_id, fingerprint=fingerprint
+    )
+
+
+def _record(context: AssetExecutionContext, client: SutroClient, job_id: str, key: str, reattached: bool) -> str:
+    """Make the job id durable in Dagster's event log before any waiting happens."""
+    url = client.job_url(job_id)
+    verb = "Reattached to" if reattached else "Submitted"
+    context.log.info(f"{verb} Sutro job {job_id} ({url}); idempotency key {key}")
+    context.log_event(
+        AssetObservation(
+            asset_key=context.asset_key,
+            partition=context.partition_key if context.has_partition_key else None,
+            metadata={
+                "sutro/job_id": MetadataValue.text(job_id),
+                "sutro/job_url": MetadataValue.url(url),
+                "sutro/idempotency_key": MetadataValue.text(key),
+                "sutro/reattached": MetadataValue.bool(reattached),
+            },
+        )
+    )
+    return url
+
+
+def _cost_gate(
+    context: AssetExecutionContext, client: SutroClient, request: BatchJobRequest, key: str, max_cost_usd: float | None
+) -> float | None:
+    """Dry-run estimate (and the limit check) unless a job for this key already exists."""
+    existing = client.find_job(key)
+    if existing is not None and existing.status.is_reattachable:
+        # The gate already passed when that job was submitted; a retry must not be blocked or billed again.
+        context.log.info(f"Skipping the cost estimate: job {existing.job_id} already exists ({existing.status.value})")
+        return existing.cost_estimate
+    try:
+        estimate = client.check_cost(request, max_cost_usd=max_cost_usd)
+    except CostLimitExceededError as exc:
+        raise Failure(
+            description=f"Sutro cost gate: {exc}. No billed job was submitted.",
+            metadata={
+                "sutro/cost_estimate_usd": MetadataValue.float(float(exc.estimate)),
+                "sutro/max_cost_usd": MetadataValue.float(float(exc.limit)),
+            },
+            allow_retries=False,
+        ) from exc
+    context.log.info(f"Sutro dry-run estimate: ${estimate:.4f}" + (f" (limit ${max_cost_usd:.4f})" if max_cost_usd else ""))
+    return estimate
+
+
+def _cancel(context: AssetExecutionContext, client: SutroClient, job_id: str | None, key: str) -> None:
+    """Best-effort cancel after a termination; the interrupt is re-raised by the caller regardless."""
+    try:
+        if job_id is None:
+            # Interrupted mid-submit: the job may exist without us knowing its id.
+            found = client.find_job(key)
+            if found is None or found.is_terminal:
+                return
+            job_id = found.job_id
+        status = client.cancel_job(job_id)
+        context.log.warning(f"Run terminated: cancelled Sutro job {job_id} (now {getattr(status, 'value', status)})")
+    except SutroError as exc:
+        context.log.error(f"Run terminated but cancelling Sutro job {job_id} failed: {exc}")
+
+
+def run_sutro_job(
+    context: AssetExecutionContext,
+    sutro: SutroResource,
+    request: BatchJobRequest,
+    *,
+    max_cost_usd: float | None = None,
+    estimate_cost: bool = False,
+    timeout_seconds: float | None = None,
+) -> JobOutcome:
+    """Submit (or reattach to) the job for this step and wait until it SUCCEEDED.
+
+    Raises ``dagster.Failure`` (with the job id, link and the server's reason) when the job fails,
+    is cancelled, times out, or the cost gate blocks it; re-raises Dagster's interrupt after
+    cancelling the job when the run is terminated (unless ``cancel_on_termination=False``).
+
+    Example:
+        >>> outcome = run_sutro_job(context, sutro, req, max_cost_usd=5.0)  # doctest: +SKIP
+    """
+    client = sutro.get_client()
+    key = step_idempotency_key(context, request.fingerprint)
+    job_id: str | None = None
+    try:
+        estimate = None
+        if max_cost_usd is not None or estimate_cost:
+            estimate = _cost_gate(context, client, request, key, max_cost_usd)
+        try:
+            submission = client.submit_job(request, idempotency_key=key)
+        except SubmitOutcomeUnknownError as exc:
+            # Never resubmitted here: a step retry looks the key up again first.
+            raise Failure(description=f"Sutro submit outcome unknown: {exc}", allow_retries=True) from exc
+        job_id = submission.job_id
+        url = _record(context, client, job_id, key, submission.reattached)
+        job = _wait(context, client, sutro, job_id, url, timeout_seconds)
+    except (DagsterExecutionInterruptedError, KeyboardInterrupt):
+        if sutro.cancel_on_termination:
+            _cancel(context, client, job_id, key)
+        else:
+            context.log.info(f"Run terminated; leaving Sutro job {job_id} running (cancel_on_termination=False)")
+        raise
+    return JobOutcome(job=job, job_url=url, idempotency_key=key, reattached=submission.reattached, cost_estimate=estimate)
+
+
+def _wait(
+    context: AssetExecutionContext,
+    client: SutroClient,
+    sutro: SutroResource,
+    job_id: str,
+    url: str,
+    timeout_seconds: float | None,
+) -> Job:
+    meta = {"sutro/job_id": MetadataValue.text(job_id), "sutro/job_url": MetadataValue.url(url)}
+    try:
+        return client.await_job_completion(
+            job_id, timeout=timeout_seconds or sutro.timeout_seconds, obtain_results=False
+        )
+    except JobFailedError as exc:
+        raise Failure(
+            description=f"Sutro job {job_id} FAILED: {exc.reason or 'no reason given'}",
+            metadata={**meta, "sutro/failure_reason": MetadataValue.text(exc.reason or "")},
+        ) from exc
+    except JobCancelledError as exc:
+        raise Failure(
+            description=f"Sutro job {job_id} was CANCELLED outside this run; a cancelled job is never a success",
+            metadata=meta,
+        ) from exc
+    except JobTimeoutError as exc:
+        raise Failure(
+            description=f"Sutro job {job_id} did not finish in time: {exc}. A retry or re-execution of this "
+            "step reattaches to it instead of submitting again.",
+            metadata=meta,
+        ) from exc

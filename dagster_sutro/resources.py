@@ -1,0 +1,127 @@
+"""``SutroResource``: the Dagster resource that hands out configured Sutro core clients.
+
+Example:
+    >>> from dagster import Definitions, EnvVar
+    >>> from dagster_sutro import SutroResource
+    >>> defs = Definitions(resources={"sutro": SutroResource(api_key=EnvVar("SUTRO_API_KEY"))})
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
+
+from sutro_core import AsyncSutroClient, PollPolicy, SutroClient
+
+logger = logging.getLogger(__name__)
+
+
+class SutroResource(ConfigurableResource):
+    """Connection and waiting settings for Sutro, shared by every Sutro asset in a code location.
+
+    The resource gives the core's sync client (``get_client``) and async client
+    (``get_async_client``); both are closed when the run's resources are torn down.
+    The asset factories in :mod:`dagster_sutro.assets` use it; you can also call the client
+    directly from your own assets.
+
+    Example:
+        >>> from dagster import AssetExecutionContext, EnvVar, asset
+        >>> @asset
+        ... def quotas(context: AssetExecutionContext, sutro: SutroResource) -> list:
+        ...     return [q.model_dump() for q in sutro.get_client().get_quotas()]
+        >>> resource = SutroResource(api_key=EnvVar("SUTRO_API_KEY"), timeout_seconds=3600)
+    """
+
+    api_key: str | None = Field(
+        default=None,
+        description="Sutro API key. Use EnvVar('SUTRO_API_KEY'); when unset the core reads "
+        "SUTRO_API_KEY or ~/.sutro/config.json.",
+    )
+    api_url: str | None = Field(
+        default=None,
+        description="Base URL of the Sutro API (default: SUTRO_API_URL, then https://api.sutro.sh). "
+        "Point it at a sutro-local server for development.",
+    )
+    timeout_seconds: float = Field(
+        default=24 * 3600.0,
+        gt=0,
+        description="How long a step waits for its job before failing. The job keeps running on "
+        "Sutro, so a retry or re-execution of the step reattaches to it.",
+    )
+    poll_interval_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="First polling interval while waiting (the core backs off from there). "
+        "None keeps the core's default.",
+    )
+    max_poll_interval_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Upper bound of the polling interval. None keeps the core's default.",
+    )
+    cancel_on_termination: bool = Field(
+        default=True,
+        description="Cancel the Sutro job when the Dagster run is terminated. Set False to let "
+        "jobs finish (a re-execution then reattaches to them).",
+    )
+
+    _client: SutroClient | None = PrivateAttr(default=None)
+    _async_client: AsyncSutroClient | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:  # noqa: ARG002
+        """Create nothing eagerly: clients are built on first use (an unused resource costs nothing)."""
+        self._client = None
+        self._async_client = None
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:  # noqa: ARG002
+        """Close the clients opened during the run."""
+        self.close()
+
+    def get_client(self) -> SutroClient:
+        """The synchronous core client, created once per resource instance.
+
+        Example:
+            >>> job = sutro.get_client().get_job("job-123")  # doctest: +SKIP
+        """
+        if self._client is None:
+            self._client = SutroClient(api_key=self.api_key, api_url=self.api_url, poll=self.poll_policy())
+        return self._client
+
+    def get_async_client(self) -> AsyncSutroClient:
+        """The asynchronous core client, for ``async def`` assets.
+
+        Example:
+            >>> job = await sutro.get_async_client().get_job("job-123")  # doctest: +SKIP
+        """
+        if self._async_client is None:
+            self._async_client = AsyncSutroClient(api_key=self.api_key, api_url=self.api_url, poll=self.poll_policy())
+        return self._async_client
+
+    def poll_policy(self) -> PollPolicy:
+        """The core's polling policy with this resource's overrides.
+
+        Example:
+            >>> SutroResource(poll_interval_seconds=2.0).poll_policy().initial_interval
+            2.0
+        """
+        default = PollPolicy()
+        initial = self.poll_interval_seconds or default.initial_interval
+        ceiling = self.max_poll_interval_seconds or max(default.max_interval, initial)
+        return PollPolicy(initial_interval=initial, max_interval=max(ceiling, initial))
+
+    def close(self) -> None:
+        """Close any client this resource opened (safe to call twice)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+        aclient, self._async_client = self._async_client, None
+        if aclient is not None:
+            try:
+                asyncio.run(aclient.aclose())
+            except RuntimeError as exc:
+                # Inside a running loop (or a loop-bound transport) we cannot close here; the
+                # connections are released when the process ends.
+                logger.debug("could not close the async Sutro client at teardown: %s", exc)
