@@ -1,0 +1,1 @@
+"""Sutro provider subpackage."""
