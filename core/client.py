@@ -93,7 +93,7 @@ class SutroClient(ClientBase):
                 response.read()
                 return response
             with open(call.stream_to, "wb") as fh:
-                for chunk in response.iter_raw(1 << 20):
+                for chunk in response.iter_bytes(1 << 20):
                     fh.write(chunk)
             return response
 

@@ -151,8 +151,8 @@ def submit_job(
             idempotency_key=None,
         ) from lost
     log.warning("submit response lost (%s); looking the job up by idempotency key %s", lost, idempotency_key)
-    for delay in (0.5, 1.0, 2.0, 4.0, 8.0):
-        yield Sleep(delay)
+    for attempt in range(1, 6):  # about 15 s with the default policy
+        yield Sleep(policy.delay(attempt, jitter=False))
         try:
             matches = yield from jobs_with_key(policy, idempotency_key)
         except (SutroConnectionError, ServerError):
