@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr, field_validator
@@ -70,8 +70,10 @@ class SutroCredentials(CredentialsBlock):
             )
         return value.rstrip("/")
 
-    def get_client(self) -> "SutroClient":
+    def get_client(self, **client_kwargs: Any) -> "SutroClient":
         """A synchronous core client for these credentials (use it as a context manager to close it).
+
+        ``client_kwargs`` go to ``SutroClient`` (``timeout``, ``retry``, ``poll``).
 
         Example:
             >>> with SutroCredentials(api_key="k").get_client() as client:   # doctest: +SKIP
@@ -79,10 +81,12 @@ class SutroCredentials(CredentialsBlock):
         """
         from sutro_core import SutroClient
 
-        return SutroClient(api_key=self.api_key.get_secret_value(), api_url=self.api_url)
+        return SutroClient(api_key=self.api_key.get_secret_value(), api_url=self.api_url, **client_kwargs)
 
-    def get_async_client(self) -> "AsyncSutroClient":
+    def get_async_client(self, **client_kwargs: Any) -> "AsyncSutroClient":
         """An asynchronous core client for these credentials (``async with`` closes it).
+
+        ``client_kwargs`` go to ``AsyncSutroClient`` (``timeout``, ``retry``, ``poll``).
 
         Example:
             >>> async with SutroCredentials(api_key="k").get_async_client() as client:  # doctest: +SKIP
@@ -90,4 +94,4 @@ class SutroCredentials(CredentialsBlock):
         """
         from sutro_core import AsyncSutroClient
 
-        return AsyncSutroClient(api_key=self.api_key.get_secret_value(), api_url=self.api_url)
+        return AsyncSutroClient(api_key=self.api_key.get_secret_value(), api_url=self.api_url, **client_kwargs)

@@ -43,6 +43,8 @@ async def sutro_batch_job(
     description: str | None = None,
     max_cost_usd: float | None = None,
     timeout: float = 7200,
+    poll_interval_seconds: float = 1.0,
+    max_poll_interval_seconds: float = 30.0,
     include_inputs: bool = False,
     preview_rows: int = 10,
     artifact_key: str | None = None,
@@ -75,7 +77,8 @@ async def sutro_batch_job(
     else:
         columns = [column] if isinstance(column, str) else column
         submission = await submit_batch_function(function_name, data, columns=columns, **common)
-    await wait_for_job(submission, sutro_credentials, timeout=timeout)
+    await wait_for_job(submission, sutro_credentials, timeout=timeout, poll_interval_seconds=poll_interval_seconds,
+                       max_poll_interval_seconds=max_poll_interval_seconds)
     return await download_results_to_parquet(
         submission, output_path, sutro_credentials, include_inputs=include_inputs,
         preview_rows=preview_rows, artifact_key=artifact_key,

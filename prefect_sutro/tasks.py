@@ -31,6 +31,7 @@ from sutro_core import (
     Job,
     JobError,
     JobStatus,
+    PollPolicy,
     ResultsManifest,
     Submission,
     load_results,
@@ -187,9 +188,12 @@ async def wait_for_job(
     job: JobRef,
     sutro_credentials: SutroCredentials,
     timeout: float = 7200,
+    poll_interval_seconds: float = 1.0,
+    max_poll_interval_seconds: float = 30.0,
 ) -> Job:
     """Wait for a job to finish (core backoff polling, awaited, with a wall-clock ``timeout`` in seconds).
 
+    Polls start every ``poll_interval_seconds`` and back off to ``max_poll_interval_seconds``.
     Returns the SUCCEEDED ``Job``. A FAILED job raises ``JobFailedError`` carrying the server's reason; a
     CANCELLED job raises ``JobCancelledError`` (cancelled is never success); running past ``timeout``
     raises ``JobTimeoutError`` and leaves the job running.
@@ -201,7 +205,13 @@ async def wait_for_job(
     logger = get_run_logger()
     job_id = _job_id(job)
     creds = _check_credentials(sutro_credentials)
-    async with creds.get_async_client() as client:
+    if poll_interval_seconds <= 0 or max_poll_interval_seconds < poll_interval_seconds:
+        raise ValueError(
+            "poll_interval_seconds must be > 0 and max_poll_interval_seconds >= poll_interval_seconds "
+            f"(got {poll_interval_seconds} and {max_poll_interval_seconds})"
+        )
+    poll = PollPolicy(initial_interval=poll_interval_seconds, max_interval=max_poll_interval_seconds)
+    async with creds.get_async_client(poll=poll) as client:
         try:
             finished = await client.await_job_completion(job_id, timeout=timeout, obtain_results=False)
         except JobError as exc:

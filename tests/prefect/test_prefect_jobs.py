@@ -1,0 +1,159 @@
+"""prefect_sutro end to end: tasks and the sutro_batch_job flow run by Prefect against a real sutro-local."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from uuid import UUID
+
+import polars as pl
+import pytest
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from prefect_sutro import (
+    cancel_job,
+    load_results,
+    run_function,
+    submit_batch_inference,
+    sutro_batch_job,
+    wait_for_job,
+)
+from sutro_core import CostLimitExceededError, JobCancelledError, JobFailedError, JobStatus
+
+REVIEWS = ["Great blender, crushes ice easily.", "Stopped working after a week.", "Okay for the price."]
+TICKETS = ["I was charged twice for my subscription", "The app crashes when I log in", "How do I export my data?"]
+FAST = dict(poll_interval_seconds=0.2, max_poll_interval_seconds=0.5)
+
+
+async def _artifacts(flow_run_id: UUID) -> list:
+    async with get_client() as client:
+        return await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+
+
+async def test_batch_inference_flow_writes_parquet_and_artifacts(sutro_credentials, sutro_client, tmp_path: Path):
+    out = tmp_path / "reviews.parquet"
+    state = await sutro_batch_job(REVIEWS, str(out), sutro_credentials, model="all-minilm-l6-v2",
+                                  artifact_key="reviews-embeddings", return_state=True, **FAST)
+    assert state.is_completed(), state.message
+    manifest = await state.result()
+
+    # The flow returns the manifest, not the data; load_results reads the parquet back.
+    assert isinstance(manifest, dict) and manifest["rows"] == 3 and manifest["model"] == "all-minilm-l6-v2"
+    assert Path(manifest["uri"].removeprefix("file://")).resolve() == out.resolve() and out.exists()
+    df = load_results(manifest)
+    assert df.height == 3
+    vectors = df["outputs"].to_list()
+    assert all(len(v) == 384 for v in vectors) and vectors[0] != vectors[1]
+
+    jobs = sutro_client.list_jobs()
+    assert [j.job_id for j in jobs] == [manifest["job_id"]] and jobs[0].status is JobStatus.SUCCEEDED
+
+    artifacts = await _artifacts(state.state_details.flow_run_id)
+    by_type: dict[str, list] = {}
+    for a in artifacts:
+        by_type.setdefault(a.type, []).append(a)
+    assert sorted(by_type) == ["link", "markdown", "table"]
+    table = by_type["table"][0]
+    assert table.key == "reviews-embeddings-preview"
+    rows = table.data if isinstance(table.data, list) else __import__("json").loads(table.data)
+    assert len(rows) == 3 and "384 items" in rows[0]["outputs"]
+    links = {a.key: a.data for a in by_type["link"]}
+    assert manifest["job_id"] in links["reviews-embeddings-job"]
+    assert str(out.name) in links["reviews-embeddings-parquet"]
+    summary = by_type["markdown"][0].data
+    for needle in (manifest["job_id"], "all-minilm-l6-v2", "| Rows | 3 |", "Input tokens", "Cost (USD)", "Duration"):
+        assert needle in summary, (needle, summary)
+
+
+async def test_function_batch_flow_unpacks_label_columns(sutro_credentials, sutro_client, tmp_path: Path):
+    data = pl.DataFrame({"ticket_id": ["t1", "t2", "t3"], "text": TICKETS})
+    manifest = await sutro_batch_job(data, str(tmp_path / "triage.parquet"), sutro_credentials,
+                                     function_name="ticket-triage", column="text", **FAST)
+    df = load_results(manifest)
+    assert df.height == 3
+    assert {"label", "rationale", "confidence_score"} <= set(df.columns)
+    assert all(isinstance(x, str) and x for x in df["label"].to_list())
+    assert all(0.0 <= c <= 1.0 for c in df["confidence_score"].to_list())
+    assert len(sutro_client.list_jobs()) == 1
+
+
+async def test_run_function_task_returns_classification(sutro_credentials):
+    @flow
+    async def triage_one(text: str):
+        return await run_function("ticket-triage", {"text": text}, sutro_credentials)
+
+    result = await triage_one("I was charged twice for my subscription")
+    assert isinstance(result.label, str) and result.label
+    assert result.confidence is not None and 0.0 <= result.confidence <= 1.0
+    assert result.label in [p.label for p in result.predictions]
+
+
+def test_tasks_work_in_a_sync_flow(sutro_credentials, sutro_client):
+    @flow
+    def sync_pipeline():
+        sub = submit_batch_inference.submit(REVIEWS[:2], "all-minilm-l6-v2", sutro_credentials).result()
+        job = wait_for_job.submit(sub, sutro_credentials, **FAST).result()
+        return sub, job
+
+    sub, job = sync_pipeline()
+    assert job.job_id == sub.job_id and job.status is JobStatus.SUCCEEDED and job.num_rows == 2
+    assert len(sutro_client.list_jobs()) == 1
+
+
+async def test_failed_job_fails_the_task_with_the_server_reason(sutro_credentials, sutro_client, tmp_path: Path):
+    rows = ["fine row", "word " * 2000]
+    state = await sutro_batch_job(rows, str(tmp_path / "x.parquet"), sutro_credentials, model="all-minilm-l6-v2",
+                                  truncate_rows=False, return_state=True, **FAST)
+    assert state.is_failed()
+    with pytest.raises(JobFailedError) as info:
+        await state.result()
+    (job,) = sutro_client.list_jobs()
+    assert job.status is JobStatus.FAILED and job.failure_reason
+    assert info.value.job_id == job.job_id and info.value.reason == job.failure_reason
+    assert job.failure_reason in (state.message or "")
+    assert not (tmp_path / "x.parquet").exists()
+
+
+async def test_cost_gate_blocks_before_any_billed_job(sutro_credentials, sutro_client, tmp_path: Path):
+    state = await sutro_batch_job(REVIEWS, str(tmp_path / "x.parquet"), sutro_credentials, model="all-minilm-l6-v2",
+                                  max_cost_usd=0.0, return_state=True, **FAST)
+    assert state.is_failed()
+    with pytest.raises(CostLimitExceededError, match="exceeds max_cost_usd"):
+        await state.result()
+    # Only the dry run exists on the server: nothing billed was submitted.
+    jobs = sutro_client.list_jobs()
+    assert len(jobs) == 1 and jobs[0].cost_estimate is not None
+
+
+async def test_cost_gate_lets_a_cheap_job_through(sutro_credentials, sutro_client, tmp_path: Path):
+    manifest = await sutro_batch_job(REVIEWS, str(tmp_path / "x.parquet"), sutro_credentials,
+                                     model="all-minilm-l6-v2", max_cost_usd=100.0, **FAST)
+    assert manifest["rows"] == 3
+    assert len(sutro_client.list_jobs()) == 2  # the dry run and the real job
+
+
+async def test_cancel_job_task_cancels_a_running_job(sutro_credentials, sutro_client):
+    @flow
+    async def start_and_cancel():
+        sub = await submit_batch_inference([f"row {i}" for i in range(40)], "slow-embed", sutro_credentials)
+        status = await cancel_job(sub, sutro_credentials)
+        return sub, status
+
+    sub, status = await start_and_cancel()
+    assert status in (JobStatus.CANCELLING, JobStatus.CANCELLED)
+    with pytest.raises(JobCancelledError):
+        sutro_client.await_job_completion(sub.job_id, timeout=30, obtain_results=False)
+
+
+async def test_bad_input_names_the_field(sutro_credentials, sutro_client, tmp_path: Path):
+    from sutro_core import InputValidationError
+
+    with pytest.raises(InputValidationError, match="model/function_name"):
+        await sutro_batch_job(REVIEWS, str(tmp_path / "x.parquet"), sutro_credentials)
+    with pytest.raises(ValueError, match="artifact_key"):
+        await sutro_batch_job(REVIEWS, str(tmp_path / "x.parquet"), sutro_credentials, model="all-minilm-l6-v2",
+                              artifact_key="Not Valid")
+    assert sutro_client.list_jobs() == []

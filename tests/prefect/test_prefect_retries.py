@@ -1,0 +1,114 @@
+"""Retry safety and cancellation under Prefect: retries reattach (one job on the server), cancelling a flow
+run cancels its job."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from prefect import flow, task
+from prefect._internal import control_listener
+from prefect.client.orchestration import get_client
+from prefect.exceptions import TerminationSignal
+
+from prefect_sutro import submit_batch_inference, sutro_batch_job, wait_for_job
+from sutro_core import JobStatus, JobTimeoutError
+from sutro_core.idempotency import key_in_description
+
+REVIEWS = ["Great blender, crushes ice easily.", "Stopped working after a week.", "Okay for the price."]
+FAST = dict(poll_interval_seconds=0.2, max_poll_interval_seconds=0.5)
+
+
+async def test_retried_task_reattaches_to_the_submitted_job(sutro_credentials, sutro_client):
+    attempts: list = []
+
+    @task(retries=1, retry_delay_seconds=0)
+    async def embed_step():
+        sub = await submit_batch_inference(REVIEWS, "all-minilm-l6-v2", sutro_credentials)
+        attempts.append(sub)
+        if len(attempts) == 1:
+            raise RuntimeError("worker lost right after submitting")  # the wait step fails once
+        return await wait_for_job(sub, sutro_credentials, **FAST)
+
+    @flow
+    async def pipeline():
+        return await embed_step()
+
+    job = await pipeline()
+    assert [a.reattached for a in attempts] == [False, True]
+    assert attempts[0].job_id == attempts[1].job_id == job.job_id
+    jobs = sutro_client.list_jobs()
+    assert len(jobs) == 1 and jobs[0].status is JobStatus.SUCCEEDED
+    assert key_in_description(jobs[0].description) == attempts[0].idempotency_key
+
+
+async def test_retried_flow_reattaches_subflow_job(sutro_credentials, sutro_client, tmp_path: Path):
+    """A parent flow retry re-creates the sutro_batch_job subflow run; the job is still found and reused."""
+    timeouts = iter([0.3, 60.0])  # first try gives up waiting while the job still runs
+
+    @flow(retries=1, retry_delay_seconds=0)
+    async def parent():
+        return await sutro_batch_job(REVIEWS, str(tmp_path / "r.parquet"), sutro_credentials, model="slow-embed",
+                                     timeout=next(timeouts), **FAST)
+
+    state = await parent(return_state=True)
+    assert state.is_completed(), state.message
+    manifest = await state.result()
+    jobs = sutro_client.list_jobs()
+    assert [j.job_id for j in jobs] == [manifest["job_id"]], "a flow retry must not submit a second job"
+    assert jobs[0].status is JobStatus.SUCCEEDED and manifest["rows"] == 3
+
+    async with get_client() as client:
+        run = await client.read_flow_run(state.state_details.flow_run_id)
+    assert run.run_count == 2  # the flow really was retried
+
+
+async def test_timeout_leaves_job_running_and_fails_the_flow(sutro_credentials, sutro_client, tmp_path: Path):
+    state = await sutro_batch_job([f"row {i}" for i in range(30)], str(tmp_path / "t.parquet"), sutro_credentials,
+                                  model="slow-embed", timeout=0.5, return_state=True, **FAST)
+    assert state.is_failed()
+    with pytest.raises(JobTimeoutError):
+        await state.result()
+    (job,) = sutro_client.list_jobs()
+    assert not job.status.is_terminal  # a timeout is not a cancel
+    sutro_client.cancel_job(job.job_id)
+
+
+def _cancel_when_running(sutro_client, seen: dict) -> None:
+    """Act like a Prefect runner cancelling the flow run: commit the cancel intent, then SIGTERM."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        jobs = sutro_client.list_jobs()
+        if jobs and jobs[0].status in (JobStatus.RUNNING, JobStatus.STARTING):
+            seen["job_id"] = jobs[0].job_id
+            control_listener._set_intent("cancel")
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("opt_out", [False, True])
+def test_cancelling_the_flow_run_cancels_the_remote_job(sutro_credentials, sutro_client, tmp_path: Path, opt_out):
+    seen: dict = {}
+    killer = threading.Thread(target=_cancel_when_running, args=(sutro_client, seen), daemon=True)
+    killer.start()
+    try:
+        with pytest.raises(TerminationSignal):
+            asyncio.run(sutro_batch_job([f"row {i}" for i in range(60)], str(tmp_path / "c.parquet"),
+                                        sutro_credentials, model="slow-embed", cancel_on_cancellation=not opt_out,
+                                        **FAST))
+    finally:
+        killer.join(5)
+        control_listener.clear_intent()
+    job = sutro_client.get_job(seen["job_id"])
+    if opt_out:
+        assert job.status in (JobStatus.RUNNING, JobStatus.STARTING, JobStatus.QUEUED)
+        sutro_client.cancel_job(job.job_id)
+    else:
+        assert job.status in (JobStatus.CANCELLING, JobStatus.CANCELLED)
+    assert len(sutro_client.list_jobs()) == 1
