@@ -1,0 +1,7 @@
+"""`python -m sutro_core.local` is the `sutro-local` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,13 @@
+"""FastAPI routers of sutro-local, one module per concern.
+
+``ROUTER_MODULES`` lists the modules whose ``router`` the app mounts; add a line to mount a new
+one (e.g. an OpenAI-compatible chat route).
+"""
+
+ROUTER_MODULES: list[str] = [
+    "sutro_core.local.api.meta",
+    "sutro_core.local.api.jobs",
+    "sutro_core.local.api.results",
+    "sutro_core.local.api.progress",
+    "sutro_core.local.api.functions",
+]

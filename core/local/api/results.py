@@ -1,0 +1,103 @@
+"""Results: inline JSON (`job-results`), files (parquet / csv-zip / json) and signed file URLs.
+
+Example:
+    >>> # GET /jobs/{id}/results?result_format=parquet  -> the parquet file (zstd)
+    >>> # GET /jobs/{id}/results-url -> {"artifact": {...}, "urls": {"get": ..., "head": ...}}
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import FileResponse
+
+from .. import signing
+from ..errors import ApiError
+from ..results import csv_zip, results_columns, results_file
+from ..state import ServerState
+from ..store import KeyRecord
+from .deps import get_state, require_key
+from .jobs import owned_job
+
+router = APIRouter(tags=["results"])
+
+MAX_URL_TTL_S = 7 * 24 * 3600
+
+
+@router.post("/job-results")
+def job_results(
+    body: Any = Body(default=None), key: KeyRecord = Depends(require_key), state: ServerState = Depends(get_state)
+) -> dict[str, Any]:
+    """{"results": {"outputs": [...], "inputs"?, "cumulative_logprobs"?, carried columns...}}."""
+    if not isinstance(body, dict) or not isinstance(body.get("job_id"), str):
+        raise ApiError(400, "invalid_request", "field 'job_id' is required, e.g. {\"job_id\": \"job-...\"}")
+    job = owned_job(state, key, body["job_id"])
+    path = results_file(
+        state, job, bool(body.get("include_inputs")), bool(body.get("include_cumulative_logprobs"))
+    )
+    return {"results": results_columns(path)}
+
+
+@router.get("/jobs/{job_id}/results", response_model=None)
+def job_results_file(
+    job_id: str,
+    result_format: Literal["parquet", "csv", "json"] = Query("parquet"),
+    include_inputs: bool = False,
+    include_cumulative_logprobs: bool = False,
+    key: KeyRecord = Depends(require_key),
+    state: ServerState = Depends(get_state),
+) -> Any:
+    """The results as parquet (zstd), a ZIP with one CSV, or JSON {outputs, inputs?, cumulative_logprobs?}."""
+    job = owned_job(state, key, job_id)
+    path = results_file(state, job, include_inputs, include_cumulative_logprobs)
+    if result_format == "json":
+        return results_columns(path)
+    if result_format == "csv":
+        return FileResponse(csv_zip(path), media_type="application/zip", filename=f"{job_id}.csv.zip")
+    return FileResponse(path, media_type="application/vnd.apache.parquet", filename=f"{job_id}.parquet")
+
+
+@router.get("/jobs/{job_id}/results-url")
+def job_results_url(
+    request: Request,
+    job_id: str,
+    format: Literal["parquet"] = Query("parquet"),
+    include_inputs: bool = False,
+    include_cumulative_logprobs: bool = False,
+    expires_in_seconds: int = Query(3600, ge=1, le=MAX_URL_TTL_S),
+    key: KeyRecord = Depends(require_key),
+    state: ServerState = Depends(get_state),
+) -> dict[str, Any]:
+    """A signed, expiring URL of the results parquet; the URL needs no key and honours Range/HEAD."""
+    job = owned_job(state, key, job_id)
+    path = results_file(state, job, include_inputs, include_cumulative_logprobs)
+    expires = int(time.time()) + expires_in_seconds
+    token = signing.sign(state.secret, job_id, path.name, expires)
+    url = str(request.url_for("results_file_by_token", token=token))
+    return {
+        "artifact": {
+            "filename": f"{job_id}.parquet",
+            "size_bytes": path.stat().st_size,
+            "format": "parquet",
+            "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat().replace("+00:00", "Z"),
+        },
+        "urls": {"get": url, "head": url},
+    }
+
+
+@router.api_route("/results-files/{token}", methods=["GET", "HEAD"], name="results_file_by_token",
+                  response_model=None)  # fmt: skip
+def results_file_by_token(token: str, state: ServerState = Depends(get_state)) -> FileResponse:
+    """Serve a signed results file (206 + Content-Range for Range requests)."""
+    try:
+        job_id, filename = signing.verify(state.secret, token)
+    except signing.TokenError as exc:
+        raise ApiError(403, "invalid_signature", f"results URL is not valid ({exc}); ask results-url again")
+    jdir = (state.data_dir / "jobs" / job_id).resolve()
+    path = (jdir / filename).resolve()
+    if path.parent != jdir or not path.is_file():
+        raise ApiError(404, "results_file_not_found", "the results file of this URL no longer exists")
+    return FileResponse(path, media_type="application/vnd.apache.parquet", filename=f"{job_id}.parquet")

@@ -1,0 +1,108 @@
+"""The sutro-local FastAPI application.
+
+Example:
+    >>> # app = create_app(Settings(data_dir=Path(".sutro-local"), config=load_config(None)))
+    >>> # uvicorn.run(app, port=8484)
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .api import ROUTER_MODULES
+from .config import ServerConfig
+from .errors import ApiError
+from .state import ServerState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Settings:
+    """Where the server keeps its data, what it serves, and whether to run the worker."""
+
+    data_dir: Path
+    config: ServerConfig
+    run_worker: bool = True
+
+
+def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    request_id = uuid.uuid4().hex[:16]
+    return JSONResponse(
+        {"detail": detail, "code": code, "request_id": request_id},
+        status_code=status,
+        headers={**(headers or {}), "X-Request-ID": request_id},
+    )
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        where = ".".join(loc) or "body"
+        parts.append(f"field {where!r}: {err.get('msg')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error is JSON {"detail", "code", "request_id"}; validation errors are 400s."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(400, "invalid_request", _validation_detail(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return _error(500, "internal_error", f"internal error: {type(exc).__name__}: {exc}")
+
+
+def create_app(settings: Settings, state: ServerState | None = None) -> FastAPI:
+    """Build the app over a data dir; the worker starts with the app and stops with it."""
+    state = state or ServerState.open(settings.data_dir, settings.config)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if settings.run_worker:
+            state.start_worker()
+        try:
+            yield
+        finally:
+            state.stop_worker()
+
+    app = FastAPI(
+        title="sutro-local",
+        description="A Sutro-compatible batch inference server for local development and tests.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.sutro = state
+    install_error_handlers(app)
+    for module in ROUTER_MODULES:
+        app.include_router(importlib.import_module(module).router)
+    return app
+
+
+def app_state(app: Any) -> ServerState:
+    """The ServerState behind an app built by create_app."""
+    return app.state.sutro

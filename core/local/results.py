@@ -1,0 +1,100 @@
+"""Results of a finished job: column projections (cached on disk), csv-zip, JSON and inline shapes.
+
+The stored file `results.parquet` holds every column (`inputs`, `outputs`, `cumulative_logprobs`
+when the engine has them, carried columns). A request that asks for fewer columns gets a
+projection written once (atomically) and reused.
+
+Example:
+    >>> # path = results_file(state, job, include_inputs=False, include_logprobs=False)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from .errors import ApiError
+from .state import ServerState
+from .store import JobRow
+
+BASE_COLUMNS = ("inputs", "outputs", "cumulative_logprobs")
+
+
+def ensure_results(job: JobRow) -> None:
+    """409 unless the job SUCCEEDED with results (dry runs have none)."""
+    if job.status != "SUCCEEDED":
+        raise ApiError(
+            409, "job_not_succeeded",
+            f"job {job.job_id} is {job.status}; results exist only for SUCCEEDED jobs"
+            + (f" (failure: {job.failure_reason})" if job.failure_reason else ""),
+        )  # fmt: skip
+    if job.dry_run:
+        raise ApiError(409, "dry_run_has_no_results",
+                       f"job {job.job_id} was a cost estimate (dry run); read cost_estimate from jobs/{{id}}")  # fmt: skip
+
+
+def wanted_columns(stored: list[str], include_inputs: bool, include_logprobs: bool) -> list[str]:
+    """The column list of a projection, in the fixed order (inputs, outputs, logprobs, carried)."""
+    carried = [c for c in stored if c not in BASE_COLUMNS]
+    return (["inputs"] if include_inputs else []) + ["outputs"] + (
+        ["cumulative_logprobs"] if include_logprobs else []
+    ) + carried
+
+
+def results_file(state: ServerState, job: JobRow, include_inputs: bool, include_logprobs: bool) -> Path:
+    """Path of the parquet file with exactly the asked columns (the stored file or a cached projection)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ensure_results(job)
+    jdir = state.job_dir(job.job_id)
+    full = jdir / "results.parquet"
+    if not full.exists():  # SUCCEEDED is set only after the file is in place; be explicit anyway
+        raise ApiError(503, "results_not_ready", f"results of job {job.job_id} are still being written; retry")
+    stored = pq.read_schema(full).names
+    want = wanted_columns(stored, include_inputs, include_logprobs)
+    if want == stored:
+        return full
+    proj = jdir / f"results{'-inputs' if include_inputs else ''}{'-logprobs' if include_logprobs else ''}.parquet"
+    if not proj.exists():
+        table = pq.read_table(full)
+        cols = {}
+        for c in want:
+            cols[c] = table[c] if c in stored else pa.nulls(table.num_rows, pa.float64())
+        tmp = proj.with_name(f".{proj.name}.{uuid.uuid4().hex}.tmp")
+        pq.write_table(pa.table(cols).replace_schema_metadata(table.schema.metadata), tmp, compression="zstd")
+        os.replace(tmp, proj)
+    return proj
+
+
+def results_columns(path: Path) -> dict[str, list[Any]]:
+    """The file's columns as JSON-ready lists (for the JSON and inline shapes)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pydict()
+
+
+def csv_zip(path: Path) -> Path:
+    """A ZIP holding one CSV of the file (list columns as JSON text), cached beside it."""
+    import polars as pl
+
+    out = path.with_suffix(".csv.zip")
+    if out.exists():
+        return out
+    df = pl.read_parquet(path)
+    df = df.with_columns(
+        [pl.col(c).map_elements(json.dumps, return_dtype=pl.String) for c, t in df.schema.items()
+         if isinstance(t, (pl.List, pl.Array, pl.Struct))]  # fmt: skip
+    )
+    buf = io.BytesIO()
+    df.write_csv(buf)
+    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(path.stem + ".csv", buf.getvalue())
+    os.replace(tmp, out)
+    return out

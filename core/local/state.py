@@ -1,0 +1,78 @@
+"""Everything a running sutro-local server shares between its routes and its worker.
+
+Example:
+    >>> # state = ServerState.open(Path(".sutro-local"), load_config(None)); state.start_worker()
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import ServerConfig
+from .engines.registry import EngineRegistry
+from .functions import FunctionService
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerState:
+    """Store, config, engines, Functions, the worker and the URL-signing secret of one data dir."""
+
+    data_dir: Path
+    config: ServerConfig
+    store: Store
+    engines: EngineRegistry
+    functions: FunctionService
+    secret: bytes
+    worker: Any = field(default=None)
+
+    @classmethod
+    def open(cls, data_dir: Path, config: ServerConfig) -> "ServerState":
+        """Open (or create) a data dir: database, secret, and the config folder's Functions."""
+        data_dir = Path(data_dir).resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(data_dir / "sutro-local.db")
+        engines = EngineRegistry(config)
+        functions = FunctionService(store, engines)
+        if config.functions_dir is not None:
+            names = functions.load_dir(config.functions_dir)
+            log.info("published %d Function(s) from %s: %s", len(names), config.functions_dir, names)
+        return cls(data_dir, config, store, engines, functions, load_secret(data_dir))
+
+    def job_dir(self, job_id: str) -> Path:
+        """Folder of one job's files (inputs, chunk parts, results, projections)."""
+        return self.data_dir / "jobs" / job_id
+
+    def start_worker(self) -> None:
+        """Requeue interrupted jobs and start the background worker thread."""
+        from .worker import Worker
+
+        self.worker = Worker(self)
+        self.worker.start()
+
+    def wake_worker(self) -> None:
+        """Tell the worker there is new work (a submit or a cancel)."""
+        if self.worker is not None:
+            self.worker.wake()
+
+    def stop_worker(self) -> None:
+        """Stop the worker after its current chunk."""
+        if self.worker is not None:
+            self.worker.stop()
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The server's HMAC secret for signed result URLs, created once per data dir (mode 0600)."""
+    path = data_dir / "secret.key"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(secrets.token_bytes(32))
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    return path.read_bytes()

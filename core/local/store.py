@@ -1,0 +1,303 @@
+"""SQLite (WAL) persistence for sutro-local: API keys, jobs, finished chunks, Functions.
+
+One connection per thread (sqlite3 connections are not shared across threads); WAL lets the
+API threads read while the worker writes, and lets `sutro-local keys create` add a key from
+another process while the server runs. Keys are stored as SHA-256 hashes only.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> s = Store(pathlib.Path(tempfile.mkdtemp()) / "db.sqlite")
+    >>> key = s.create_key("me")
+    >>> s.resolve_key(key).name
+    'me'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+ACTIVE_STATUSES = ("QUEUED", "STARTING", "RUNNING")
+TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "CANCELLED")
+GLOBAL_OWNER = ""  # Functions from the config folder: visible to every key
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS keys (
+  key_hash TEXT PRIMARY KEY, name TEXT NOT NULL, created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT UNIQUE NOT NULL, owner TEXT NOT NULL, status TEXT NOT NULL,
+  model TEXT NOT NULL, name TEXT, description TEXT, job_priority INTEGER NOT NULL,
+  num_rows INTEGER NOT NULL, created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT,
+  input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
+  job_cost REAL, cost_estimate REAL, failure_reason TEXT,
+  rows_processed INTEGER NOT NULL DEFAULT 0, dry_run INTEGER NOT NULL DEFAULT 0,
+  est_tokens INTEGER NOT NULL DEFAULT 0, params TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, seq);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, job_priority, seq);
+CREATE TABLE IF NOT EXISTS chunks (
+  job_id TEXT NOT NULL, chunk_index INTEGER NOT NULL, row_start INTEGER NOT NULL,
+  row_end INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
+  finished_at TEXT NOT NULL, PRIMARY KEY (job_id, chunk_index)
+);
+CREATE TABLE IF NOT EXISTS functions (
+  owner TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, definition TEXT NOT NULL,
+  revision INTEGER NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (owner, name)
+);
+"""
+
+JOB_FIELDS = (
+    "job_id", "status", "num_rows", "model", "name", "description", "job_priority", "created_at",
+    "started_at", "finished_at", "input_tokens", "output_tokens", "job_cost", "cost_estimate",
+    "failure_reason", "rows_processed",
+)  # fmt: skip
+
+
+def utcnow() -> str:
+    """Now as an ISO 8601 UTC string (the wire format of job timestamps)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def hash_key(key: str) -> str:
+    """The stored form of an API key."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """An API key's identity: `owner` (its hash) scopes jobs and Functions."""
+
+    owner: str
+    name: str
+
+
+@dataclass
+class JobRow:
+    """A job as stored. `params` holds what the worker needs (prompt, schema, chunk size, ...)."""
+
+    seq: int
+    job_id: str
+    owner: str
+    status: str
+    model: str
+    name: str | None
+    description: str | None
+    job_priority: int
+    num_rows: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    input_tokens: int
+    output_tokens: int
+    job_cost: float | None
+    cost_estimate: float | None
+    failure_reason: str | None
+    rows_processed: int
+    dry_run: bool
+    est_tokens: int
+    params: dict[str, Any]
+
+    def to_wire(self) -> dict[str, Any]:
+        """The job record as `jobs/{id}` and `list-jobs` return it."""
+        out = {f: getattr(self, f) for f in JOB_FIELDS}
+        out["failure_reason"] = {"message": self.failure_reason} if self.failure_reason else None
+        out["dry_run"] = self.dry_run
+        return out
+
+    @property
+    def is_terminal(self) -> bool:
+        """SUCCEEDED, FAILED or CANCELLED."""
+        return self.status in TERMINAL_STATUSES
+
+
+class Store:
+    """Thread-safe access to the sutro-local SQLite database (see module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # autocommit mode; writes that must be atomic use explicit BEGIN IMMEDIATE
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def _tx(self) -> "_Tx":
+        return _Tx(self._conn())
+
+    # ---- keys -------------------------------------------------------------------------
+    def create_key(self, name: str) -> str:
+        """Create an API key and return it (the only time the plain key is visible)."""
+        key = "sk-local-" + secrets.token_urlsafe(24)
+        self._conn().execute(
+            "INSERT INTO keys(key_hash, name, created_at) VALUES (?,?,?)", (hash_key(key), name, utcnow())
+        )
+        return key
+
+    def resolve_key(self, key: str) -> KeyRecord | None:
+        """The key's record, or None for an unknown key."""
+        row = self._conn().execute("SELECT key_hash, name FROM keys WHERE key_hash=?", (hash_key(key),)).fetchone()
+        return KeyRecord(owner=row["key_hash"], name=row["name"]) if row else None
+
+    def count_keys(self) -> int:
+        """How many keys exist."""
+        return int(self._conn().execute("SELECT COUNT(*) FROM keys").fetchone()[0])
+
+    # ---- jobs -------------------------------------------------------------------------
+    def insert_job(self, job: dict[str, Any]) -> None:
+        """Insert a new job (dict of column values; `params` may be a dict)."""
+        job = dict(job)
+        job["params"] = json.dumps(job.get("params") or {})
+        cols = ",".join(job)
+        self._conn().execute(f"INSERT INTO jobs({cols}) VALUES ({','.join('?' * len(job))})", tuple(job.values()))
+
+    def get_job(self, job_id: str, owner: str | None = None) -> JobRow | None:
+        """A job by id; with `owner`, only if that key owns it."""
+        sql, args = "SELECT * FROM jobs WHERE job_id=?", [job_id]
+        if owner is not None:
+            sql, args = sql + " AND owner=?", [job_id, owner]
+        row = self._conn().execute(sql, args).fetchone()
+        return _job(row) if row else None
+
+    def list_jobs(self, owner: str) -> list[JobRow]:
+        """A key's jobs, newest first."""
+        rows = self._conn().execute("SELECT * FROM jobs WHERE owner=? ORDER BY seq DESC", (owner,)).fetchall()
+        return [_job(r) for r in rows]
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        """Set columns of a job unconditionally."""
+        sets = ",".join(f"{k}=?" for k in fields)
+        self._conn().execute(f"UPDATE jobs SET {sets} WHERE job_id=?", (*fields.values(), job_id))
+
+    def transition(self, job_id: str, from_statuses: Iterable[str], to_status: str, **fields: Any) -> bool:
+        """Compare-and-set the status (plus other columns); False if the job was not in `from_statuses`."""
+        froms = tuple(from_statuses)
+        fields = {"status": to_status, **fields}
+        sets = ",".join(f"{k}=?" for k in fields)
+        cur = self._conn().execute(
+            f"UPDATE jobs SET {sets} WHERE job_id=? AND status IN ({','.join('?' * len(froms))})",
+            (*fields.values(), job_id, *froms),
+        )
+        return cur.rowcount == 1
+
+    def runnable_jobs(self) -> list[JobRow]:
+        """Jobs the worker should advance, in priority order (0 first) then FIFO."""
+        rows = self._conn().execute(
+            "SELECT * FROM jobs WHERE status IN ('QUEUED','STARTING','RUNNING','CANCELLING') "
+            "ORDER BY job_priority ASC, seq ASC"
+        ).fetchall()
+        return [_job(r) for r in rows]
+
+    def active_usage(self, owner: str, job_priority: int) -> tuple[int, int]:
+        """(rows, estimated tokens) of a key's queued or running jobs at a priority."""
+        row = self._conn().execute(
+            "SELECT COALESCE(SUM(num_rows),0), COALESCE(SUM(est_tokens),0) FROM jobs "
+            "WHERE owner=? AND job_priority=? AND dry_run=0 AND status IN ('QUEUED','STARTING','RUNNING')",
+            (owner, job_priority),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def requeue_interrupted(self) -> list[str]:
+        """After a crash: STARTING/RUNNING jobs go back to QUEUED (they resume from their last
+        finished chunk); CANCELLING ones become CANCELLED. Returns the requeued job ids."""
+        with self._tx() as c:
+            ids = [r[0] for r in c.execute("SELECT job_id FROM jobs WHERE status IN ('STARTING','RUNNING')")]
+            c.execute("UPDATE jobs SET status='QUEUED' WHERE status IN ('STARTING','RUNNING')")
+            c.execute("UPDATE jobs SET status='CANCELLED', finished_at=? WHERE status='CANCELLING'", (utcnow(),))
+        return ids
+
+    # ---- chunks -----------------------------------------------------------------------
+    def finished_chunks(self, job_id: str) -> list[sqlite3.Row]:
+        """The job's finished chunks in order."""
+        return self._conn().execute(
+            "SELECT * FROM chunks WHERE job_id=? ORDER BY chunk_index", (job_id,)
+        ).fetchall()
+
+    def record_chunk(
+        self, job_id: str, index: int, row_start: int, row_end: int, input_tokens: int, output_tokens: int,
+        job_cost: float,
+    ) -> None:  # fmt: skip
+        """Record a finished chunk and the job's new progress totals, atomically."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?)",
+                (job_id, index, row_start, row_end, input_tokens, output_tokens, utcnow()),
+            )
+            c.execute(
+                "UPDATE jobs SET rows_processed=(SELECT COALESCE(SUM(row_end-row_start),0) FROM chunks "
+                "WHERE job_id=?), input_tokens=(SELECT COALESCE(SUM(input_tokens),0) FROM chunks WHERE job_id=?),"
+                " output_tokens=(SELECT COALESCE(SUM(output_tokens),0) FROM chunks WHERE job_id=?), job_cost=? "
+                "WHERE job_id=?",
+                (job_id, job_id, job_id, job_cost, job_id),
+            )
+
+    # ---- functions --------------------------------------------------------------------
+    def put_function(self, owner: str, name: str, type_: str, definition: dict[str, Any]) -> int:
+        """Publish (or republish) a Function; returns its new revision."""
+        with self._tx() as c:
+            row = c.execute("SELECT revision FROM functions WHERE owner=? AND name=?", (owner, name)).fetchone()
+            rev = (row[0] + 1) if row else 1
+            c.execute(
+                "INSERT OR REPLACE INTO functions VALUES (?,?,?,?,?,?)",
+                (owner, name, type_, json.dumps(definition), rev, utcnow()),
+            )
+        return rev
+
+    def get_function(self, owner: str, name: str) -> tuple[dict[str, Any], int] | None:
+        """(definition, revision) of a Function the key can see: its own first, then global ones."""
+        row = self._conn().execute(
+            "SELECT definition, revision FROM functions WHERE name=? AND owner IN (?, ?) "
+            "ORDER BY owner = ? ASC LIMIT 1",
+            (name, owner, GLOBAL_OWNER, GLOBAL_OWNER),
+        ).fetchone()
+        return (json.loads(row[0]), int(row[1])) if row else None
+
+    def list_functions(self, owner: str) -> list[dict[str, Any]]:
+        """Definitions of the Functions a key can see."""
+        rows = self._conn().execute(
+            "SELECT owner, definition FROM functions WHERE owner IN (?, ?) ORDER BY name", (owner, GLOBAL_OWNER)
+        ).fetchall()
+        seen: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            d = json.loads(r[1])
+            if d["name"] not in seen or r[0] == owner:
+                seen[d["name"]] = d
+        return list(seen.values())
+
+
+class _Tx:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _job(row: sqlite3.Row) -> JobRow:
+    d = dict(row)
+    d["params"] = json.loads(d["params"] or "{}")
+    d["dry_run"] = bool(d["dry_run"])
+    return JobRow(**d)
