@@ -1,0 +1,108 @@
+"""Shared test fixtures: one real sutro-local server process per session, a fresh key per test.
+
+- `sutro_server`: a `LocalServer` (subprocess, HTTP) built from `session_server_config(...)`.
+- `sutro_key`: a new API key per test, so each test sees only its own jobs; the `ticket-triage`
+  Function comes from the config's Functions folder, which every key sees.
+- `sutro_client`: a `sutro_core.SutroClient` for that key.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+TICKET_TRIAGE_YAML = """\
+name: ticket-triage
+type: classification
+description: Route a customer support ticket to the team that handles it.
+inputs: [text]
+prompt_template: "Support ticket: {text}"
+labels:
+  - name: billing
+    description: charges, invoices, refunds, payments, credit cards and subscription prices
+  - name: bug
+    description: something in the product is broken, crashes, shows an error or does not work
+  - name: feature_request
+    description: a request or suggestion for a new feature or an improvement to the product
+  - name: account
+    description: logging in, passwords, account access, profile settings and user management
+examples:
+  - {input: {text: "I was charged twice for my subscription this month"}, label: billing}
+  - {input: {text: "Please refund my last invoice"}, label: billing}
+  - {input: {text: "The app crashes every time I open the settings page"}, label: bug}
+  - {input: {text: "Export to CSV gives a 500 error"}, label: bug}
+  - {input: {text: "It would be great if you added a dark mode"}, label: feature_request}
+  - {input: {text: "Please support exporting reports to PDF"}, label: feature_request}
+  - {input: {text: "I forgot my password and cannot log in"}, label: account}
+  - {input: {text: "How do I change the email address on my account?"}, label: account}
+"""
+
+
+def session_server_config(tmp_path: Path) -> dict[str, Any]:
+    """The config of the session's sutro-local server (writes its Functions folder under tmp_path).
+
+    Models: `all-minilm-l6-v2` (embedding) and `slow-embed` (the same model, one row a chunk and at
+    least 0.3 s a chunk: jobs that stay RUNNING long enough to cancel or kill mid-run).
+    Add further models here (e.g. a `tiny-llama` transformers model built by a session fixture).
+    """
+    functions_dir = tmp_path / "functions"
+    functions_dir.mkdir(parents=True, exist_ok=True)
+    (functions_dir / "ticket-triage.yaml").write_text(TICKET_TRIAGE_YAML)
+    return {
+        "models": {
+            "all-minilm-l6-v2": {
+                "engine": "embedding",
+                "price": {"input_per_1m": 0.02, "output_per_1m": 0.0},
+            },
+            "slow-embed": {
+                "engine": "embedding",
+                "chunk_size": 1,
+                "min_seconds_per_chunk": 0.3,
+                "price": {"input_per_1m": 0.02, "output_per_1m": 0.0},
+            },
+        },
+        "quotas": [
+            {"job_priority": 0, "row_quota": 1_000_000, "token_quota": None},
+            {"job_priority": 1, "row_quota": 10_000_000, "token_quota": None},
+        ],
+        "functions_dir": str(functions_dir),
+    }
+
+
+@pytest.fixture(scope="session")
+def sutro_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real sutro-local server process for the whole session."""
+    from sutro_core.local.testing import LocalServer
+
+    root = tmp_path_factory.mktemp("sutro-local")
+    server = LocalServer(root / "data", session_server_config(root))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sutro_key(sutro_server, request: pytest.FixtureRequest) -> str:
+    """A fresh API key for this test: list-jobs shows only this test's jobs."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)[:60]
+    return sutro_server.create_key(name)
+
+
+@pytest.fixture
+def sutro_client(sutro_server, sutro_key):
+    """A sutro_core.SutroClient bound to this test's key and the session server."""
+    from sutro_core import SutroClient
+
+    client = SutroClient(api_key=sutro_key, api_url=sutro_server.url)
+    yield client
+    close = getattr(client, "close", None)
+    if callable(close):
+        close()
