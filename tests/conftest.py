@@ -19,6 +19,8 @@ from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
+from support.tiny_llama import cached_tiny_llama  # noqa: E402
+
 TICKET_TRIAGE_YAML = """\
 name: ticket-triage
 type: classification
@@ -51,7 +53,8 @@ def session_server_config(tmp_path: Path) -> dict[str, Any]:
 
     Models: `all-minilm-l6-v2` (embedding) and `slow-embed` (the same model, one row a chunk and at
     least 0.3 s a chunk: jobs that stay RUNNING long enough to cancel or kill mid-run).
-    Add further models here (e.g. a `tiny-llama` transformers model built by a session fixture).
+    `tiny-llama` (transformers): a tiny random-weight Llama built at test time; for tests only.
+    Add further models here.
     """
     functions_dir = tmp_path / "functions"
     functions_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +71,13 @@ def session_server_config(tmp_path: Path) -> dict[str, Any]:
                 "min_seconds_per_chunk": 0.3,
                 "price": {"input_per_1m": 0.02, "output_per_1m": 0.0},
             },
+            # Generative engines (S2): built once per machine, loaded lazily on first use.
+            "tiny-llama": {
+                "engine": "transformers",
+                "options": {"path": str(cached_tiny_llama()), "max_tokens": 16, "batch_size": 4},
+                "chunk_size": 4,
+                "price": {"input_per_1m": 0.1, "output_per_1m": 0.2},
+            },
         },
         "quotas": [
             {"job_priority": 0, "row_quota": 1_000_000, "token_quota": None},
@@ -75,6 +85,12 @@ def session_server_config(tmp_path: Path) -> dict[str, Any]:
         ],
         "functions_dir": str(functions_dir),
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir():
+    """Folder of the tiny random-weight Llama (HF format) the `tiny-llama` model serves; tests only."""
+    return cached_tiny_llama()
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ the real HF loading and generation path (``from_pretrained``, chat template, lef
 ``generate``); its outputs are gibberish. It is NOT a model to run real work with.
 
 Example:
-    >>> from tests.support.tiny_llama import build_tiny_llama
+    >>> from support.tiny_llama import build_tiny_llama    # tests/ is on sys.path under pytest
     >>> path = build_tiny_llama(tmp_path / "tiny-llama")     # doctest: +SKIP
     >>> # then configure sutro-local: {"engine": "transformers", "path": str(path)}
 """
@@ -98,3 +98,40 @@ def build_tiny_llama(path: str | Path, *, vocab_size: int = 1024, seed: int = 0,
     model.save_pretrained(path, safe_serialization=True)
     model.generation_config.save_pretrained(path)
     return path
+
+
+def cached_tiny_llama(cache_dir: str | Path | None = None, *, reasoning: bool = False) -> Path:
+    """The tiny Llama built once per machine (and builder version) under a cache folder.
+
+    Test sessions of several people and processes share it: each build goes to a private temp
+    folder that is renamed into place atomically, so a half-written model is never seen.
+    Default folder: ``$SUTRO_TEST_CACHE`` or ``<tmp>/sutro-test-cache``.
+
+    Example:
+        >>> cached_tiny_llama()                                      # doctest: +SKIP
+        PosixPath('/tmp/sutro-test-cache/tiny-llama-v1-...')
+    """
+    import hashlib
+    import os
+    import shutil
+    import tempfile
+
+    import transformers
+
+    root = Path(cache_dir or os.environ.get("SUTRO_TEST_CACHE") or Path(tempfile.gettempdir()) / "sutro-test-cache")
+    stamp = hashlib.sha256(f"{CHAT_TEMPLATE}{_CORPUS}{transformers.__version__}v1".encode()).hexdigest()[:10]
+    final = root / f"tiny-llama{'-reasoning' if reasoning else ''}-{stamp}"
+    if (final / "model.safetensors").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="build-", dir=root))
+    try:
+        build_tiny_llama(work / "model", reasoning=reasoning)
+        try:
+            os.rename(work / "model", final)
+        except OSError:  # another process won the race: use its copy
+            if not (final / "model.safetensors").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return final

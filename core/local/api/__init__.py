@@ -10,4 +10,5 @@ ROUTER_MODULES: list[str] = [
     "sutro_core.local.api.results",
     "sutro_core.local.api.progress",
     "sutro_core.local.api.functions",
+    "sutro_core.local.api.openai_compat",  # OpenAI-compatible /v1 routes for transformers models
 ]

@@ -8,7 +8,7 @@ string and remembers how many tokens each row really produced (later positions a
 Example:
     >>> rec, fin = LogprobRecorder(), FinishTracker(prompt_len=7, batch_size=2, eos_ids={2})
     >>> out = model.generate(**enc, logits_processor=[rec], stopping_criteria=[fin])   # doctest: +SKIP
-    >>> rec.totals(out.sequences, fin.lengths(out.sequences.shape[1] - 7))              # doctest: +SKIP
+    >>> rec.per_token(out.sequences, fin.lengths(out.sequences.shape[1] - 7))              # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -40,16 +40,16 @@ class LogprobRecorder:
         self._steps.append(self._pending.gather(1, tokens.view(-1, 1)).squeeze(1))
         self._pending = None
 
-    def totals(self, sequences: Any, lengths: list[int]) -> list[float]:
-        """Cumulative log-probability per row over its first ``lengths[row]`` generated tokens."""
+    def per_token(self, sequences: Any, lengths: list[int]) -> list[list[float]]:
+        """Per row, the log-probabilities of its first ``lengths[row]`` generated tokens."""
         import torch
 
         if self._pending is not None:  # the last step's token is only in the final sequences
             self._take(sequences[:, -1])
         if not self._steps:
-            return [0.0] * len(lengths)
+            return [[] for _ in lengths]
         per_step = torch.stack(self._steps, dim=1).cpu()  # [batch, steps]
-        return [float(per_step[i, :n].sum()) for i, n in enumerate(lengths)]
+        return [per_step[i, :n].tolist() for i, n in enumerate(lengths)]
 
 
 class FinishTracker:

@@ -45,7 +45,7 @@ from typing import Any, Mapping, Sequence
 from ..config import ModelConfig
 from .base import ChunkParams, ChunkResult, EngineInputError
 from .decoding import FinishTracker, LogprobRecorder
-from .reasoning import THINK_CLOSE, THINK_OPEN, reasoning_output
+from .reasoning import THINK_CLOSE, THINK_OPEN, reasoning_output, split_reasoning
 from .sampling import SamplingSettings, parse_sampling_params, row_seed
 
 log = logging.getLogger(__name__)
@@ -55,16 +55,23 @@ Message = Mapping[str, str]
 
 @dataclass
 class Generation:
-    """One generated reply: wire ``output`` (text, or reasoning JSON), raw ``text``, counts, logprob.
+    """One generated reply.
 
-    ``finish_reason`` is "stop" (EOS, stop string, or a completed JSON grammar) or "length".
+    ``output`` is the job's wire output (the text, or ``{"content", "reasoning_content"}`` JSON for
+    reasoning models); ``text`` the raw generated text; ``content``/``reasoning_content`` the split
+    (``reasoning_content`` is None for non-reasoning models). ``token_logprobs`` holds (token,
+    logprob) pairs when log-probabilities were asked for. ``finish_reason`` is "stop" (EOS, stop
+    string, or a completed JSON grammar) or "length".
     """
 
     output: str
     text: str
+    content: str
+    reasoning_content: str | None
     prompt_tokens: int
     completion_tokens: int
     cumulative_logprob: float | None
+    token_logprobs: list[tuple[str, float]] | None
     finish_reason: str
 
 
@@ -250,7 +257,7 @@ class TransformersEngine:
         sequences = out.sequences.cpu()
         generated = sequences.shape[1] - width
         lengths = tracker.lengths(generated)
-        logprobs = recorder.totals(sequences, lengths) if recorder is not None else [None] * len(prompts)
+        per_token = recorder.per_token(sequences, lengths) if recorder is not None else None
         gens = []
         for row, p in enumerate(prompts):
             ids = sequences[row, width:width + lengths[row]].tolist()
@@ -258,12 +265,19 @@ class TransformersEngine:
             reason = tracker.reason[row]
             if grammar is not None and grammar.completed(row):
                 reason = "stop"
-            output = text
+            output, content, reasoning = text, text, None
             if self.reasoning:
+                reasoning, content = split_reasoning(text, opened=p.opened_think)
                 output = reasoning_output(text, opened=p.opened_think, json_content=json_schema is not None)
-            gens.append(Generation(output=output, text=text, prompt_tokens=len(p.ids),
-                                   completion_tokens=len(ids), cumulative_logprob=logprobs[row],
-                                   finish_reason=reason))
+            token_lps = None
+            if per_token is not None:
+                token_lps = list(zip(self.tokenizer.convert_ids_to_tokens(ids), per_token[row]))
+            gens.append(Generation(
+                output=output, text=text, content=content, reasoning_content=reasoning,
+                prompt_tokens=len(p.ids), completion_tokens=len(ids),
+                cumulative_logprob=float(sum(per_token[row])) if per_token is not None else None,
+                token_logprobs=token_lps, finish_reason=reason,
+            ))
         return gens
 
     # ---- Prompts ----------------------------------------------------------------------------
