@@ -60,7 +60,7 @@ def results_file(state: ServerState, job: JobRow, include_inputs: bool, include_
     want = wanted_columns(stored, include_inputs, include_logprobs)
     if want == stored:
         return full
-    proj = jdir / f"results{'-inputs' if include_inputs else ''}{'-logprobs' if include_logprobs else ''}.parquet"
+    proj = jdir / f"results-proj{'-inputs' if include_inputs else ''}{'-logprobs' if include_logprobs else ''}.parquet"
     if not proj.exists():
         table = pq.read_table(full)
         cols = {}
@@ -88,8 +88,9 @@ def csv_zip(path: Path) -> Path:
         return out
     df = pl.read_parquet(path)
     df = df.with_columns(
-        [pl.col(c).map_elements(json.dumps, return_dtype=pl.String) for c, t in df.schema.items()
-         if isinstance(t, (pl.List, pl.Array, pl.Struct))]  # fmt: skip
+        # Nested values as JSON text, vectorised: encode {"v": value} and strip the wrapper.
+        [pl.struct(pl.col(c).alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}").alias(c)
+         for c, t in df.schema.items() if isinstance(t, (pl.List, pl.Array, pl.Struct))]  # fmt: skip
     )
     buf = io.BytesIO()
     df.write_csv(buf)
