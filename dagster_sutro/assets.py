@@ -146,7 +146,7 @@ def _build(
             request = make_request(frame, _job_name(context))
         except InputValidationError as exc:
             raise Failure(description=f"Bad input for Sutro asset {name}: {exc}", allow_retries=False) from exc
-        outcome = run_sutro_job(
+        outcome = yield from run_sutro_job(
             context, sutro, request, max_cost_usd=max_cost_usd, estimate_cost=estimate_cost,
             timeout_seconds=timeout_seconds,
         )

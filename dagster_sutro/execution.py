@@ -6,13 +6,14 @@ to call it and translates outcomes into Dagster concepts (events, ``Failure``).
 Example:
     >>> from sutro_core import BatchJobRequest
     >>> req = BatchJobRequest.for_inference(["hello"], model="all-minilm-l6-v2")
-    >>> outcome = run_sutro_job(context, sutro, req)  # doctest: +SKIP
+    >>> outcome = yield from run_sutro_job(context, sutro, req)  # doctest: +SKIP
     >>> outcome.job.job_id, outcome.reattached  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Generator
 from dataclasses import dataclass
 
 from dagster import AssetExecutionContext, AssetObservation, Failure, MetadataValue
@@ -64,24 +65,20 @@ def step_idempotency_key(context: AssetExecutionContext, fingerprint: str) -> st
     )
 
 
-def _record(context: AssetExecutionContext, client: SutroClient, job_id: str, key: str, reattached: bool) -> str:
-    """Make the job id durable in Dagster's event log before any waiting happens."""
-    url = client.job_url(job_id)
+def _observation(context: AssetExecutionContext, url: str, job_id: str, key: str, reattached: bool) -> AssetObservation:
+    """The event that makes the job id durable in Dagster's event log before any waiting happens."""
     verb = "Reattached to" if reattached else "Submitted"
     context.log.info(f"{verb} Sutro job {job_id} ({url}); idempotency key {key}")
-    context.log_event(
-        AssetObservation(
-            asset_key=context.asset_key,
-            partition=context.partition_key if context.has_partition_key else None,
-            metadata={
-                "sutro/job_id": MetadataValue.text(job_id),
-                "sutro/job_url": MetadataValue.url(url),
-                "sutro/idempotency_key": MetadataValue.text(key),
-                "sutro/reattached": MetadataValue.bool(reattached),
-            },
-        )
+    return AssetObservation(
+        asset_key=context.asset_key,
+        partition=context.partition_key if context.has_partition_key else None,
+        metadata={
+            "sutro/job_id": MetadataValue.text(job_id),
+            "sutro/job_url": MetadataValue.url(url),
+            "sutro/idempotency_key": MetadataValue.text(key),
+            "sutro/reattached": MetadataValue.bool(reattached),
+        },
     )
-    return url
 
 
 def _cost_gate(
@@ -131,15 +128,22 @@ def run_sutro_job(
     max_cost_usd: float | None = None,
     estimate_cost: bool = False,
     timeout_seconds: float | None = None,
-) -> JobOutcome:
+) -> Generator[AssetObservation, None, JobOutcome]:
     """Submit (or reattach to) the job for this step and wait until it SUCCEEDED.
+
+    A generator for use with ``yield from`` inside an asset: it yields the ``AssetObservation``
+    that records the job id (Dagster stores it at once, before the wait starts) and returns the
+    ``JobOutcome``.
 
     Raises ``dagster.Failure`` (with the job id, link and the server's reason) when the job fails,
     is cancelled, times out, or the cost gate blocks it; re-raises Dagster's interrupt after
     cancelling the job when the run is terminated (unless ``cancel_on_termination=False``).
 
     Example:
-        >>> outcome = run_sutro_job(context, sutro, req, max_cost_usd=5.0)  # doctest: +SKIP
+        >>> @asset
+        ... def scores(context, sutro: SutroResource):
+        ...     outcome = yield from run_sutro_job(context, sutro, req, max_cost_usd=5.0)
+        ...     yield Output(sutro.get_client().get_job_results(outcome.job.job_id))
     """
     client = sutro.get_client()
     key = step_idempotency_key(context, request.fingerprint)
@@ -154,7 +158,8 @@ def run_sutro_job(
             # Never resubmitted here: a step retry looks the key up again first.
             raise Failure(description=f"Sutro submit outcome unknown: {exc}", allow_retries=True) from exc
         job_id = submission.job_id
-        url = _record(context, client, job_id, key, submission.reattached)
+        url = client.job_url(job_id)
+        yield _observation(context, url, job_id, key, submission.reattached)
         job = _wait(context, client, sutro, job_id, url, timeout_seconds)
     except (DagsterExecutionInterruptedError, KeyboardInterrupt):
         if sutro.cancel_on_termination:

@@ -1,0 +1,304 @@
+"""dagster_sutro end to end: assets materialized in-process against a real sutro-local over HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import (
+    DagsterEventType,
+    DagsterInstance,
+    DailyPartitionsDefinition,
+    RetryPolicy,
+    StaticPartitionsDefinition,
+    asset,
+    materialize,
+)
+from dagster_polars import PolarsParquetIOManager
+
+from dagster_sutro import RESULTS_CHECK_NAME, SutroResource, build_sutro_function_asset, build_sutro_inference_asset
+from sutro_core import JobStatus
+from sutro_core.idempotency import key_in_description
+
+REVIEWS = ["Great blender, crushes ice easily.", "Stopped working after a week.", "Okay for the price."]
+TICKETS = ["I was charged twice for my subscription", "The app crashes when I log in", "How do I export my data?"]
+
+
+@pytest.fixture
+def sutro(sutro_server, sutro_key) -> SutroResource:
+    return SutroResource(api_key=sutro_key, api_url=sutro_server.url, poll_interval_seconds=0.2,
+                         max_poll_interval_seconds=0.5)
+
+
+@pytest.fixture
+def io_manager(tmp_path: Path) -> PolarsParquetIOManager:
+    return PolarsParquetIOManager(base_dir=str(tmp_path / "storage"))
+
+
+@asset
+def reviews() -> pl.DataFrame:
+    return pl.DataFrame({"review_id": [1, 2, 3], "text": REVIEWS})
+
+
+@asset
+def tickets() -> pl.DataFrame:
+    return pl.DataFrame({"ticket_id": ["t1", "t2", "t3"], "text": TICKETS})
+
+
+def _materialization(result, key: str):
+    mats = [m for m in result.asset_materializations_for_node(key)]
+    assert len(mats) == 1, mats
+    return mats[0]
+
+
+def _check_result(result):
+    evals = result.get_asset_check_evaluations()
+    assert len(evals) == 1
+    assert evals[0].check_name == RESULTS_CHECK_NAME
+    return evals[0]
+
+
+def _step_error(result) -> str:
+    failures = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_FAILURE]
+    assert failures, "the step did not fail"
+    return failures[-1].step_failure_data.error.to_string()
+
+
+def _recorded_job_ids(result) -> list[str]:
+    observations = [e for e in result.all_events if e.event_type == DagsterEventType.ASSET_OBSERVATION]
+    return [e.asset_observation_data.asset_observation.metadata["sutro/job_id"].value for e in observations]
+
+
+def _own_billed_jobs(sutro_client):
+    return [j for j in sutro_client.list_jobs() if key_in_description(j.description)]
+
+
+def test_inference_asset_stores_joined_parquet_with_metadata(sutro, io_manager, sutro_client):
+    embeddings = build_sutro_inference_asset(
+        name="review_embeddings", upstream=reviews, model="all-minilm-l6-v2", column="text"
+    )
+    result = materialize([reviews, embeddings], resources={"sutro": sutro, "io_manager": io_manager})
+    assert result.success
+
+    meta = _materialization(result, "review_embeddings").metadata
+    jobs = sutro_client.list_jobs()
+    assert len(jobs) == 1  # exactly one job, and it is the one the UI links to
+    job = jobs[0]
+    assert job.status is JobStatus.SUCCEEDED
+    assert meta["sutro/job_id"].value == job.job_id
+    assert meta["sutro/job_url"].value == sutro_client.job_url(job.job_id)
+    assert meta["sutro/model"].value == "all-minilm-l6-v2"
+    assert meta["dagster/row_count"].value == 3
+    assert meta["sutro/input_tokens"].value > 0
+    assert meta["sutro/duration_seconds"].value >= 0
+    assert "review_id" in meta["preview"].value and "384 values" in meta["preview"].value
+
+    # The parquet file the IO manager wrote is what a user reads back: input rows joined to vectors.
+    path = Path(meta["path"].value)
+    assert path.suffix == ".parquet" and path.exists()
+    stored = pl.read_parquet(path)
+    assert stored["review_id"].to_list() == [1, 2, 3]
+    assert stored["text"].to_list() == REVIEWS
+    assert all(len(v) == 384 for v in stored["inference_result"].to_list())
+
+    check = _check_result(result)
+    assert check.passed, check.description
+
+
+def test_function_asset_adds_function_outputs(sutro, io_manager, sutro_client):
+    labels = build_sutro_function_asset(
+        name="ticket_labels", upstream=tickets, function="ticket-triage", input_columns=["text"],
+        output_columns=["label", "rationale", "confidence_score"],
+    )
+    result = materialize([tickets, labels], resources={"sutro": sutro, "io_manager": io_manager})
+    assert result.success
+
+    meta = _materialization(result, "ticket_labels").metadata
+    stored = pl.read_parquet(meta["path"].value)
+    assert stored["ticket_id"].to_list() == ["t1", "t2", "t3"]
+    assert stored["label"].null_count() == 0 and stored["label"].dtype == pl.String
+    assert stored["confidence_score"].is_between(0, 1).all()
+    assert _check_result(result).passed
+    [job] = sutro_client.list_jobs()
+    assert job.model == "ticket-triage" and job.num_rows == 3
+
+
+def test_static_partitions_run_one_job_each(sutro, io_manager, sutro_client):
+    regions = StaticPartitionsDefinition(["eu", "us"])
+
+    @asset(partitions_def=regions, name="regional_reviews")
+    def regional_reviews(context) -> pl.DataFrame:
+        texts = REVIEWS[:2] if context.partition_key == "eu" else REVIEWS
+        return pl.DataFrame({"region": [context.partition_key] * len(texts), "text": texts})
+
+    embeddings = build_sutro_inference_asset(
+        name="regional_embeddings", upstream=regional_reviews, model="all-minilm-l6-v2", column="text",
+        partitions_def=regions,
+    )
+    instance = DagsterInstance.ephemeral()
+    for region, rows in (("eu", 2), ("us", 3)):
+        result = materialize([regional_reviews, embeddings], partition_key=region, instance=instance,
+                             resources={"sutro": sutro, "io_manager": io_manager})
+        assert result.success
+        mat = _materialization(result, "regional_embeddings")
+        assert mat.partition == region
+        stored = pl.read_parquet(mat.metadata["path"].value)
+        assert stored.height == rows and set(stored["region"]) == {region}
+    jobs = sutro_client.list_jobs()
+    assert sorted(j.num_rows for j in jobs) == [2, 3]
+    assert sorted(j.name for j in jobs) == ["regional_embeddings[eu]", "regional_embeddings[us]"]
+
+
+def test_daily_partition_materializes_one_day(sutro, io_manager, sutro_client):
+    days = DailyPartitionsDefinition(start_date="2026-01-01", end_date="2026-01-10")
+
+    @asset(partitions_def=days, name="daily_tickets")
+    def daily_tickets(context) -> pl.DataFrame:
+        return pl.DataFrame({"day": [context.partition_key] * 2, "text": TICKETS[:2]})
+
+    labels = build_sutro_function_asset(
+        name="daily_labels", upstream=daily_tickets, function="ticket-triage", input_columns=["text"],
+        partitions_def=days,
+    )
+    result = materialize([daily_tickets, labels], partition_key="2026-01-03",
+                         resources={"sutro": sutro, "io_manager": io_manager})
+    assert result.success
+    mat = _materialization(result, "daily_labels")
+    assert mat.partition == "2026-01-03" and "2026-01-03" in mat.metadata["path"].value
+    assert pl.read_parquet(mat.metadata["path"].value)["day"].to_list() == ["2026-01-03"] * 2
+    assert _check_result(result).passed  # no output_columns given: the check requires new columns
+    assert len(sutro_client.list_jobs()) == 1
+
+
+def test_step_retry_reattaches_instead_of_resubmitting(sutro_server, sutro_key, io_manager, sutro_client):
+    # Each try waits at most 1 s for a ~2 s job: the first tries time out and fail the step, Dagster's
+    # RetryPolicy re-runs it, and every retry must reattach to the same job.
+    impatient = SutroResource(api_key=sutro_key, api_url=sutro_server.url, timeout_seconds=1.0,
+                              poll_interval_seconds=0.2, max_poll_interval_seconds=0.3)
+    embeddings = build_sutro_inference_asset(
+        name="slow_embeddings", upstream=reviews, model="slow-embed", column="text",
+        retry_policy=RetryPolicy(max_retries=8, delay=0.2),
+    )
+    result = materialize([reviews, embeddings], resources={"sutro": impatient, "io_manager": io_manager})
+    assert result.success
+
+    retries = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retries, "the step never timed out, so no retry was exercised"
+    jobs = sutro_client.list_jobs()
+    assert len(jobs) == 1, f"a retry submitted again: {[j.job_id for j in jobs]}"
+    meta = _materialization(result, "slow_embeddings").metadata
+    assert meta["sutro/job_id"].value == jobs[0].job_id
+    assert meta["sutro/reattached"].value is True
+    assert pl.read_parquet(meta["path"].value).height == 3
+
+
+def test_failed_job_fails_the_step_with_the_server_reason(sutro, io_manager, sutro_client):
+    @asset(name="long_texts")
+    def long_texts() -> pl.DataFrame:
+        return pl.DataFrame({"text": ["short one", "word " * 2000]})
+
+    embeddings = build_sutro_inference_asset(
+        name="long_embeddings", upstream=long_texts, model="all-minilm-l6-v2", column="text", truncate_rows=False
+    )
+    result = materialize([long_texts, embeddings], resources={"sutro": sutro, "io_manager": io_manager},
+                         raise_on_error=False)
+    assert not result.success
+    [job] = sutro_client.list_jobs()
+    assert job.status is JobStatus.FAILED and job.failure_reason
+    error = _step_error(result)
+    assert f"Sutro job {job.job_id} FAILED" in error
+    assert job.failure_reason in error
+    assert not result.asset_materializations_for_node("long_embeddings")
+
+
+def test_cost_gate_blocks_before_any_billed_job(sutro, io_manager, sutro_client):
+    embeddings = build_sutro_inference_asset(
+        name="gated_embeddings", upstream=reviews, model="all-minilm-l6-v2", column="text", max_cost_usd=1e-9
+    )
+    result = materialize([reviews, embeddings], resources={"sutro": sutro, "io_manager": io_manager},
+                         raise_on_error=False)
+    assert not result.success
+    error = _step_error(result)
+    assert "exceeds max_cost_usd" in error and "No billed job was submitted" in error
+    # Only the dry run exists; nothing carrying the step's idempotency key (a billed job) was submitted.
+    jobs = sutro_client.list_jobs()
+    assert _own_billed_jobs(sutro_client) == []
+    assert len(jobs) == 1 and jobs[0].cost_estimate is not None
+
+
+def test_cost_estimate_within_limit_is_reported(sutro, io_manager, sutro_client):
+    embeddings = build_sutro_inference_asset(
+        name="cheap_embeddings", upstream=reviews, model="all-minilm-l6-v2", column="text", max_cost_usd=5.0
+    )
+    result = materialize([reviews, embeddings], resources={"sutro": sutro, "io_manager": io_manager})
+    assert result.success
+    meta = _materialization(result, "cheap_embeddings").metadata
+    dry_runs = [j for j in sutro_client.list_jobs() if j.cost_estimate is not None]
+    assert 0 < meta["sutro/cost_estimate_usd"].value <= 5.0
+    assert meta["sutro/cost_estimate_usd"].value == pytest.approx(dry_runs[0].cost_estimate)
+    assert len(_own_billed_jobs(sutro_client)) == 1
+
+
+def test_bad_column_fails_with_a_clear_message_and_submits_nothing(sutro, io_manager, sutro_client):
+    embeddings = build_sutro_inference_asset(
+        name="typo_embeddings", upstream=reviews, model="all-minilm-l6-v2", column="body"
+    )
+    result = materialize([reviews, embeddings], resources={"sutro": sutro, "io_manager": io_manager},
+                         raise_on_error=False)
+    assert not result.success
+    error = _step_error(result)
+    assert "column" in error and "'body'" in error and "text" in error
+    assert sutro_client.list_jobs() == []
+
+
+def _interrupt_when_running(sutro_client, stop: threading.Event) -> None:
+    """Terminate the in-process run the way Dagster does: SIGINT to the run worker, once the job runs."""
+    while not stop.is_set():
+        jobs = sutro_client.list_jobs()
+        if jobs and jobs[0].status is JobStatus.RUNNING:
+            os.kill(os.getpid(), signal.SIGINT)
+            return
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("cancel_on_termination", [True, False])
+def test_run_termination_cancels_the_job_unless_opted_out(
+    sutro_server, sutro_key, io_manager, sutro_client, cancel_on_termination
+):
+    resource = SutroResource(api_key=sutro_key, api_url=sutro_server.url, poll_interval_seconds=0.2,
+                             max_poll_interval_seconds=0.5, cancel_on_termination=cancel_on_termination)
+
+    @asset(name="many_reviews")
+    def many_reviews() -> pl.DataFrame:
+        return pl.DataFrame({"text": [f"review number {i}" for i in range(60)]})
+
+    embeddings = build_sutro_inference_asset(
+        name="slow_review_embeddings", upstream=many_reviews, model="slow-embed", column="text"
+    )
+    stop = threading.Event()
+    killer = threading.Thread(target=_interrupt_when_running, args=(sutro_client, stop), daemon=True)
+    killer.start()
+    try:
+        result = materialize([many_reviews, embeddings], resources={"sutro": resource, "io_manager": io_manager},
+                             raise_on_error=False)
+    finally:
+        stop.set()
+        killer.join(timeout=5)
+    assert not result.success
+    [job] = sutro_client.list_jobs()
+    if cancel_on_termination:
+        deadline = time.monotonic() + 10
+        while sutro_client.get_job(job.job_id).status is not JobStatus.CANCELLED and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert sutro_client.get_job(job.job_id).status is JobStatus.CANCELLED
+    else:
+        assert sutro_client.get_job(job.job_id).status is JobStatus.RUNNING
+        sutro_client.cancel_job(job.job_id)  # leave the shared server idle for the next test
+    assert not result.asset_materializations_for_node("slow_review_embeddings")
+    # The job id was recorded in Dagster's event log before the step started waiting.
+    assert _recorded_job_ids(result) == [job.job_id]
