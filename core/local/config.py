@@ -13,7 +13,7 @@ YAML shape::
 
     models:
       all-minilm-l6-v2:
-        engine: embedding             # embedding | transformers | openai
+        engine: embedding             # embedding | transformers | openai | echo (plumbing/benchmarks)
         options: {}                   # engine-specific (e.g. path, base_url)
         price: {input_per_1m: 0.02, output_per_1m: 0.0}
         chunk_size: 64                # rows per worker chunk (the unit of progress and resume)
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
-ENGINE_TYPES = ("embedding", "transformers", "openai")
+ENGINE_TYPES = ("embedding", "transformers", "openai", "echo")  # echo: plumbing/benchmarks only
 
 
 class ConfigError(ValueError):

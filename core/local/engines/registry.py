@@ -29,6 +29,7 @@ ENGINE_FACTORIES: dict[str, str] = {
     "embedding": "sutro_core.local.engines.embedding:create",
     "transformers": "sutro_core.local.engines.transformers_engine:create",
     "openai": "sutro_core.local.engines.openai_engine:create",
+    "echo": "sutro_core.local.engines.echo:create",  # no model: plumbing and benchmarks
 }
 
 
