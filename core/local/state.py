@@ -64,7 +64,8 @@ class ServerState:
     def stop_worker(self) -> None:
         """Stop the worker after its current chunk."""
         if self.worker is not None:
-            self.worker.stop()
+            # short join: a model load cannot be interrupted, and the thread is a daemon
+            self.worker.stop(timeout=2.0)
 
 
 def load_secret(data_dir: Path) -> bytes:

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -42,18 +43,17 @@ class EmbeddingEngine:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch  # lazy: keeps server startup fast
-        from sentence_transformers import SentenceTransformer
 
         opts = model.options
         torch.set_num_threads(int(opts.get("threads", 2)))
         self.name = model.name
         self.batch_size = int(opts.get("batch_size", 32))
-        self._model = SentenceTransformer(str(opts.get("path") or default_model_path()), device="cpu")
+        self._model = _load(str(opts.get("path") or default_model_path()))
         self._tokenizer = self._model.tokenizer
         self.context_window = int(self._model.max_seq_length)
         # sentence-transformers/torch modules are not documented as thread-safe; the worker and
-        # the Functions route may call at once.
-        self._lock = threading.Lock()
+        # the Functions route may call at once (engines sharing weights share the lock too).
+        self._lock = _LOCKS.setdefault(id(self._model), threading.Lock())
 
     def count_tokens(self, rows: list[str]) -> list[int]:
         """Token counts including the [CLS]/[SEP] markers, before any truncation."""
@@ -87,6 +87,17 @@ class EmbeddingEngine:
             input_tokens=[min(n, self.context_window) for n in counts],
             output_tokens=[0] * len(rows),
         )
+
+
+_LOCKS: dict[int, threading.Lock] = {}
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str) -> Any:
+    """One SentenceTransformer per weights folder, shared by every model name that uses it."""
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device="cpu")
 
 
 def create(model: ModelConfig) -> EmbeddingEngine:

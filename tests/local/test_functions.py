@@ -1,0 +1,100 @@
+"""Classification Functions: one input over functions/{name}/run, and batch jobs through batch-inference."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+
+from .helpers import submit, wait_status
+
+TICKETS = {
+    "My card was billed two times, I need my money back": "billing",
+    "The dashboard throws an error and crashes when I click save": "bug",
+    "Could you add a dark theme to the editor?": "feature_request",
+    "I can't sign in, my password reset email never arrives": "account",
+}
+
+
+def test_run_one_classification_shape_and_labels(api):
+    for text, label in TICKETS.items():
+        out = api.post("/functions/ticket-triage/run", json={"input": {"text": text}}).json()
+        assert set(out) == {"response", "confidence", "predictions", "rationale", "usage"}
+        assert out["response"] == label, (text, out)
+        assert [p["label"] for p in out["predictions"]][0] == label
+        assert {p["label"] for p in out["predictions"]} == {"billing", "bug", "feature_request", "account"}
+        assert abs(sum(p["confidence"] for p in out["predictions"]) - 1) < 1e-4
+        assert out["confidence"] == out["predictions"][0]["confidence"] > 0.25
+        assert f"Predicted '{label}'" in out["rationale"] and "nearest example" in out["rationale"]
+        assert out["usage"]["input_tokens"] > 0 and isinstance(out["usage"]["system_prompt"], int)
+
+
+def test_run_one_without_confidence_scoring(api):
+    out = api.post("/functions/ticket-triage/run",
+                   json={"input": {"text": "refund my invoice"}, "confidence_scoring": False}).json()
+    assert out["response"] == "billing" and out["confidence"] is None
+
+
+def test_run_one_bad_input_names_the_field(api):
+    r = api.post("/functions/ticket-triage/run", json={"input": {"body": "x"}})
+    assert r.status_code == 400 and "missing field 'text'" in r.json()["detail"]
+    r = api.post("/functions/nope/run", json={"input": {"text": "x"}})
+    assert r.status_code == 404 and r.json()["code"] == "function_not_found"
+
+
+def test_batch_function_job_outputs_label_json_and_confidence(api):
+    texts = list(TICKETS)
+    job_id = submit(api, model="ticket-triage", inputs=[{"text": t} for t in texts])
+    job = wait_status(api, job_id)
+    assert job["status"] == "SUCCEEDED" and job["model"] == "ticket-triage" and job["input_tokens"] > 0
+    table = pq.read_table(io.BytesIO(api.get(f"/jobs/{job_id}/results", params={"include_inputs": "true"}).content))
+    assert table.column_names == ["inputs", "outputs", "confidence_score"]
+    labels = [json.loads(o)["label"] for o in table["outputs"].to_pylist()]
+    assert labels == list(TICKETS.values())
+    assert all("rationale" in json.loads(o) for o in table["outputs"].to_pylist())
+    assert all(0 < c <= 1 for c in table["confidence_score"].to_pylist())
+    assert [json.loads(i) for i in table["inputs"].to_pylist()] == [{"text": t} for t in texts]
+
+
+def test_invalid_definitions_are_rejected_with_the_field(api):
+    bad = [
+        ({"name": "x", "type": "classification", "inputs": ["text"], "labels": [{"name": "only"}]}, "at least two"),
+        ({"name": "x", "type": "summarise", "inputs": ["text"]}, "'type' is 'summarise'"),
+        ({"name": "x y", "inputs": ["text"]}, "'name'"),
+        ({"name": "x", "inputs": ["text"], "prompt_template": "{body}",
+          "labels": [{"name": "a"}, {"name": "b"}]}, "{body} which is not an input field"),
+        ({"name": "x", "inputs": ["text"], "model": "slow-embedx", "labels": [{"name": "a"}, {"name": "b"}]},
+         "unknown model 'slow-embedx'"),
+    ]
+    for definition, needle in bad:
+        r = api.post("/functions", json=definition)
+        assert r.status_code == 400 and needle in r.json()["detail"], (definition, r.text)
+
+
+def test_cli_publish_registers_per_key_and_republish_bumps_revision(tmp_path):
+    from sutro_core.local.testing import LocalServer
+
+    from .helpers import api_client
+
+    yaml_file = tmp_path / "lang.yaml"
+    yaml_file.write_text(
+        "name: lang\ntype: classification\ninputs: [text]\nlabels:\n"
+        "  - {name: greeting, description: hello hi good morning}\n"
+        "  - {name: farewell, description: goodbye see you later bye}\n"
+    )
+    with LocalServer(tmp_path / "data") as srv:
+        cmd = [sys.executable, "-m", "sutro_core.local", "functions", "publish", str(yaml_file),
+               "--data-dir", str(srv.data_dir)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        assert "published Function 'lang' (classification) revision 1" in out
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        assert "revision 2" in out
+        api = api_client(srv.url, srv.api_key)
+        assert api.post("/functions/lang/run", json={"input": {"text": "see you later"}}).json()["response"] == "farewell"
+        other = api_client(srv.url, srv.create_key("b"))
+        assert other.post("/functions/lang/run", json={"input": {"text": "bye"}}).status_code == 404
+        api.close()
+        other.close()
