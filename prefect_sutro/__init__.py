@@ -13,15 +13,10 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
-
-import polars as pl
-from sutro_core import ResultsManifest
-from sutro_core import load_results as _core_load_results
-
 from .cancellation import cancel_sutro_jobs
 from .credentials import SutroCredentials
 from .flows import sutro_batch_job
+from .results import load_results
 from .tasks import (
     cancel_job,
     download_results_to_parquet,
@@ -30,18 +25,6 @@ from .tasks import (
     submit_batch_inference,
     wait_for_job,
 )
-
-
-def load_results(manifest: ResultsManifest | dict[str, Any] | str) -> pl.DataFrame:
-    """Read the parquet a ``sutro_batch_job`` / ``download_results_to_parquet`` manifest points at.
-
-    Example:
-        >>> df = load_results(manifest)            # doctest: +SKIP
-        >>> df.columns                             # doctest: +SKIP
-        ['outputs']
-    """
-    return _core_load_results(manifest)
-
 
 __all__ = [
     "SutroCredentials",

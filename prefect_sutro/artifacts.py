@@ -15,6 +15,9 @@ from uuid import UUID
 
 import polars as pl
 from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact, acreate_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate
+from prefect.utilities.context import get_task_and_flow_run_ids
 from sutro_core import Job, ResultsManifest, Submission
 
 _KEY_RE = re.compile(r"^[a-z0-9-]+$")
@@ -107,21 +110,46 @@ def summary_markdown(manifest: ResultsManifest, job: Job | None, job_url: str | 
     return "\n".join(lines)
 
 
+# Metadata keys on the job-link artifact: the durable record of which Sutro jobs a flow run started, read
+# back by the cancellation hook when it runs in another process (a Prefect runner or worker).
+JOB_ID_METADATA = "sutro_job_id"
+CREDENTIALS_BLOCK_METADATA = "sutro_credentials_block_id"
+
+
 async def publish_submission_artifact(
-    submission: Submission, job_url: str, model: str, key: str | None = None
+    submission: Submission,
+    job_url: str,
+    model: str,
+    key: str | None = None,
+    credentials_block_id: UUID | str | None = None,
 ) -> UUID:
     """A link artifact to the job's page, created as soon as the job id is known (a durable record).
+
+    Its metadata carries the job id and the id of the saved credentials block (never the key), so a
+    cancellation hook in another process can find and cancel the job.
 
     Example:
         >>> await publish_submission_artifact(sub, client.job_url(sub.job_id), "all-minilm-l6-v2")  # doctest: +SKIP
     """
     verb = "Reattached to" if submission.reattached else "Submitted"
-    return await acreate_link_artifact(
-        link=job_url,
-        link_text=f"Sutro job {submission.job_id}",
-        key=_sub_key(key, "job"),
-        description=f"{verb} Sutro job `{submission.job_id}` on `{model}` (status {submission.status.value}).",
-    )
+    metadata = {JOB_ID_METADATA: submission.job_id}
+    if credentials_block_id:
+        metadata[CREDENTIALS_BLOCK_METADATA] = str(credentials_block_id)
+    task_run_id, flow_run_id = get_task_and_flow_run_ids()
+    async with get_client() as client:
+        artifact = await client.create_artifact(
+            artifact=ArtifactCreate(
+                type="markdown",
+                key=_sub_key(key, "job"),
+                description=f"{verb} Sutro job `{submission.job_id}` on `{model}` "
+                f"(status {submission.status.value}).",
+                data=f"[Sutro job {submission.job_id}]({job_url})",
+                metadata_=metadata,
+                flow_run_id=flow_run_id,
+                task_run_id=task_run_id,
+            )
+        )
+    return artifact.id
 
 
 async def publish_results_artifacts(

@@ -1,8 +1,11 @@
 """Cancel the remote Sutro jobs of a flow run when Prefect cancels that flow run.
 
-The submit tasks register each job they start (or reattach to) under the flow runs it belongs to; the
-``cancel_sutro_jobs`` hook, attached with ``on_cancellation``, cancels those still running. Waiting
-tasks unregister a job once it is terminal, so a finished job is never cancelled.
+Two records say which jobs a flow run started:
+- in process: the submit tasks register each job under its flow run and root flow run (used when the
+  Prefect engine runs the hook itself, e.g. a flow run outside a runner);
+- durable: the job-link artifact each submit creates carries the job id and the saved credentials
+  block's id in its metadata (used when a Prefect runner/worker runs the hook in its own process).
+The ``cancel_sutro_jobs`` hook reads both and cancels the jobs that are not yet terminal.
 
 Example:
     >>> from prefect import flow
@@ -17,7 +20,16 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+)
 from sutro_core import SutroError
+
+from .artifacts import CREDENTIALS_BLOCK_METADATA, JOB_ID_METADATA
 
 if TYPE_CHECKING:
     from .credentials import SutroCredentials
@@ -68,33 +80,100 @@ def active_jobs(flow_run_id: str) -> dict[str, "SutroCredentials"]:
         return dict(_active.get(str(flow_run_id), {}))
 
 
-def cancel_jobs_for_flow_run(flow_run_id: str) -> list[str]:
-    """Cancel every registered job of ``flow_run_id``; returns the job ids a cancel was sent for.
+def _cancel(job_id: str, credentials: "SutroCredentials", flow_run_id: str) -> bool:
+    try:
+        with credentials.get_client() as client:
+            if client.get_job(job_id).is_terminal:
+                return False
+            status = client.cancel_job(job_id)
+    except SutroError as exc:
+        logger.error("Could not cancel Sutro job %s of flow run %s: %s", job_id, flow_run_id, exc)
+        return False
+    logger.info("Cancelled Sutro job %s (now %s) because flow run %s was cancelled",
+                job_id, getattr(status, "value", status), flow_run_id)
+    return True
 
-    A failure to cancel one job is logged and does not stop the others.
+
+def _recorded_jobs(flow_run_id: str) -> dict[str, str | None]:
+    """Job id -> credentials block id, from the job-link artifacts of this flow run and its subflow runs."""
+    from uuid import UUID
+
+    found: dict[str, str | None] = {}
+    with get_client(sync_client=True) as client:
+        run_ids, frontier = [UUID(flow_run_id)], [UUID(flow_run_id)]
+        for _ in range(5):  # subflows of subflows, a few levels deep
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
+            ) if frontier else []
+            frontier = [c.id for c in children if c.id not in run_ids]
+            run_ids.extend(frontier)
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids))
+        )
+    for artifact in artifacts:
+        meta = artifact.metadata_ or {}
+        if JOB_ID_METADATA in meta:
+            found[meta[JOB_ID_METADATA]] = meta.get(CREDENTIALS_BLOCK_METADATA)
+    return found
+
+
+def _load_credentials(block_id: str) -> "SutroCredentials":
+    from uuid import UUID
+
+    from .credentials import SutroCredentials
+
+    with get_client(sync_client=True) as client:
+        document = client.read_block_document(UUID(block_id))
+    return SutroCredentials._from_block_document(document)
+
+
+def cancel_jobs_for_flow_run(flow_run_id: str) -> list[str]:
+    """Cancel every job of ``flow_run_id`` (and its subflow runs) that is not terminal yet.
+
+    Returns the job ids a cancel was sent for. A failure on one job is logged and does not stop the others.
 
     Example:
         >>> cancel_jobs_for_flow_run("3b28b852-...")   # doctest: +SKIP
         ['job-123']
     """
+    flow_run_id = str(flow_run_id)
     cancelled: list[str] = []
-    for job_id, credentials in active_jobs(str(flow_run_id)).items():
-        try:
-            with credentials.get_client() as client:
-                status = client.cancel_job(job_id)
-            logger.info("Cancelled Sutro job %s (now %s) because flow run %s was cancelled",
-                        job_id, getattr(status, "value", status), flow_run_id)
+    handled: set[str] = set()
+    for job_id, credentials in active_jobs(flow_run_id).items():
+        handled.add(job_id)
+        if _cancel(job_id, credentials, flow_run_id):
             cancelled.append(job_id)
-            unregister_job(job_id)
-        except SutroError as exc:
-            logger.error("Could not cancel Sutro job %s of flow run %s: %s", job_id, flow_run_id, exc)
+        unregister_job(job_id)
+    try:
+        recorded = _recorded_jobs(flow_run_id)
+    except Exception as exc:  # the Prefect API being unreachable must not hide the in-process cancels
+        logger.error("Could not read the Sutro jobs recorded for flow run %s: %s", flow_run_id, exc)
+        recorded = {}
+    for job_id, block_id in recorded.items():
+        if job_id in handled:
+            continue
+        if not block_id:
+            logger.warning(
+                "Flow run %s started Sutro job %s with unsaved credentials, so it cannot be cancelled from "
+                "here; cancel it in Sutro, and pass a saved SutroCredentials block (SutroCredentials.load(...)) "
+                "to let cancellation reach it", flow_run_id, job_id)
+            continue
+        try:
+            credentials = _load_credentials(block_id)
+        except Exception as exc:
+            logger.error("Could not load the credentials block %s for Sutro job %s: %s", block_id, job_id, exc)
+            continue
+        if _cancel(job_id, credentials, flow_run_id):
+            cancelled.append(job_id)
     return cancelled
 
 
 def cancel_sutro_jobs(flow: Any, flow_run: Any, state: Any) -> None:
     """``on_cancellation`` hook: cancel the Sutro jobs this flow run started and that are still running.
 
-    Skipped when the flow run has the parameter ``cancel_on_cancellation=False``.
+    Works both in the flow's own process and in a Prefect runner/worker process (through the job records
+    kept as artifacts; that path needs a saved ``SutroCredentials`` block). Skipped when the flow run has
+    the parameter ``cancel_on_cancellation=False``.
 
     Example:
         >>> @flow(on_cancellation=[cancel_sutro_jobs])

@@ -34,13 +34,13 @@ from sutro_core import (
     PollPolicy,
     ResultsManifest,
     Submission,
-    load_results,
 )
 
 from .artifacts import check_artifact_key, publish_results_artifacts, publish_submission_artifact
 from .cancellation import register_job, unregister_job
 from .credentials import SutroCredentials
 from .idempotency import prefect_idempotency_key, root_flow_run_id
+from .results import load_results
 
 JobRef = Submission | Job | str
 
@@ -109,7 +109,8 @@ async def _submit(
     else:
         logger.info("Submitted Sutro job %s on %s (%s rows): %s",
                     submission.job_id, request.model, request.num_rows, job_url)
-    await publish_submission_artifact(submission, job_url, request.model, key=artifact_key)
+    await publish_submission_artifact(submission, job_url, request.model, key=artifact_key,
+                                      credentials_block_id=getattr(creds, "_block_document_id", None))
     return submission
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from uuid import UUID
 
@@ -51,21 +52,19 @@ async def test_batch_inference_flow_writes_parquet_and_artifacts(sutro_credentia
     jobs = sutro_client.list_jobs()
     assert [j.job_id for j in jobs] == [manifest["job_id"]] and jobs[0].status is JobStatus.SUCCEEDED
 
-    artifacts = await _artifacts(state.state_details.flow_run_id)
-    by_type: dict[str, list] = {}
-    for a in artifacts:
-        by_type.setdefault(a.type, []).append(a)
-    assert sorted(by_type) == ["link", "markdown", "table"]
-    table = by_type["table"][0]
-    assert table.key == "reviews-embeddings-preview"
-    rows = table.data if isinstance(table.data, list) else __import__("json").loads(table.data)
+    artifacts = {a.key: a for a in await _artifacts(state.state_details.flow_run_id)}
+    assert set(artifacts) == {f"reviews-embeddings-{k}" for k in ("job", "preview", "parquet", "summary")}
+    table = artifacts["reviews-embeddings-preview"]
+    assert table.type == "table"
+    rows = table.data if isinstance(table.data, list) else json.loads(table.data)
     assert len(rows) == 3 and "384 items" in rows[0]["outputs"]
-    links = {a.key: a.data for a in by_type["link"]}
-    assert manifest["job_id"] in links["reviews-embeddings-job"]
-    assert str(out.name) in links["reviews-embeddings-parquet"]
-    summary = by_type["markdown"][0].data
+    job_link = artifacts["reviews-embeddings-job"]
+    assert manifest["job_id"] in job_link.data and job_link.metadata_["sutro_job_id"] == manifest["job_id"]
+    assert out.name in artifacts["reviews-embeddings-parquet"].data
+    summary = artifacts["reviews-embeddings-summary"]
+    assert summary.type == "markdown"
     for needle in (manifest["job_id"], "all-minilm-l6-v2", "| Rows | 3 |", "Input tokens", "Cost (USD)", "Duration"):
-        assert needle in summary, (needle, summary)
+        assert needle in summary.data, (needle, summary.data)
 
 
 async def test_function_batch_flow_unpacks_label_columns(sutro_credentials, sutro_client, tmp_path: Path):

@@ -6,17 +6,22 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from prefect import flow, task
 from prefect._internal import control_listener
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.exceptions import TerminationSignal
+from prefect.settings import get_current_settings
 
-from prefect_sutro import submit_batch_inference, sutro_batch_job, wait_for_job
+from prefect_sutro import SutroCredentials, submit_batch_inference, sutro_batch_job, wait_for_job
 from sutro_core import JobStatus, JobTimeoutError
 from sutro_core.idempotency import key_in_description
 
@@ -65,7 +70,11 @@ async def test_retried_flow_reattaches_subflow_job(sutro_credentials, sutro_clie
 
     async with get_client() as client:
         run = await client.read_flow_run(state.state_details.flow_run_id)
-    assert run.run_count == 2  # the flow really was retried
+        subflow_runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id]))
+        )
+    assert run.run_count == 2  # the flow really was retried...
+    assert len({r.id for r in subflow_runs}) == 2  # ...and the subflow ran under a new flow run id
 
 
 async def test_timeout_leaves_job_running_and_fails_the_flow(sutro_credentials, sutro_client, tmp_path: Path):
@@ -111,4 +120,39 @@ def test_cancelling_the_flow_run_cancels_the_remote_job(sutro_credentials, sutro
         sutro_client.cancel_job(job.job_id)
     else:
         assert job.status in (JobStatus.CANCELLING, JobStatus.CANCELLED)
+    assert len(sutro_client.list_jobs()) == 1
+
+
+async def test_cancellation_hook_in_a_runner_process_finds_jobs_through_artifacts(
+    sutro_server, sutro_key, sutro_client
+):
+    """A Prefect runner/worker runs on_cancellation hooks in its own process: there, only the durable
+    record (job-link artifacts + the saved credentials block) can say which jobs to cancel."""
+    block_name = f"sutro-{uuid.uuid4().hex[:8]}"
+    await SutroCredentials(api_key=sutro_key, api_url=sutro_server.url).save(block_name)
+
+    @flow
+    async def child():
+        creds = await SutroCredentials.load(block_name)
+        return await submit_batch_inference([f"row {i}" for i in range(60)], "slow-embed", creds)
+
+    @flow
+    async def parent():
+        return await child()
+
+    state = await parent(return_state=True)
+    sub = await state.result()
+    script = (
+        "import sys, uuid\n"
+        "from prefect.client.orchestration import get_client\n"
+        "from prefect_sutro import cancel_sutro_jobs\n"
+        "with get_client(sync_client=True) as c:\n"
+        "    run = c.read_flow_run(uuid.UUID(sys.argv[1]))\n"
+        "cancel_sutro_jobs(None, run, None)\n"
+    )
+    env = dict(os.environ, PREFECT_API_URL=str(get_current_settings().api.url))
+    proc = subprocess.run([sys.executable, "-c", script, str(state.state_details.flow_run_id)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert sutro_client.get_job(sub.job_id).status in (JobStatus.CANCELLING, JobStatus.CANCELLED)
     assert len(sutro_client.list_jobs()) == 1
