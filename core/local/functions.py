@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 
 FUNCTION_TYPES: dict[str, str] = {
     "classification": "sutro_core.local.classification",
-    # "extraction": the generative-engine module registers here (see module docstring).
+    "extraction": "sutro_core.local.extraction",  # generative models (transformers/openai engines)
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

@@ -48,7 +48,7 @@ def test_per_row_seeded_job_is_reproducible(sutro_client):
 def test_overlong_row_fails_job_without_truncation(sutro_client):
     from sutro_core import JobFailedError
 
-    long_row = "The quick brown fox jumps over the lazy dog. " * 60
+    long_row = "The quick brown fox jumps over the lazy dog. " * 120  # > 1024 tokens
     sub = sutro_client.submit_job(BatchJobRequest.for_inference(
         ["short", long_row], model="tiny-llama", truncate_rows=False, sampling_params={"max_tokens": 4}))
     with pytest.raises(JobFailedError, match="row 1 has"):

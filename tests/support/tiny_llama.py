@@ -62,7 +62,7 @@ def _train_tokenizer(vocab_size: int):
 
 
 def build_tiny_llama(path: str | Path, *, vocab_size: int = 1024, seed: int = 0,
-                     max_position_embeddings: int = 256, reasoning: bool = False) -> Path:
+                     max_position_embeddings: int = 1024, reasoning: bool = False) -> Path:
     """Write a tiny random-weight Llama + BPE tokenizer with a chat template to ``path``.
 
     Takes a few seconds on CPU and about 1 MB of disk. For tests only: the weights are random.
@@ -119,7 +119,7 @@ def cached_tiny_llama(cache_dir: str | Path | None = None, *, reasoning: bool = 
     import transformers
 
     root = Path(cache_dir or os.environ.get("SUTRO_TEST_CACHE") or Path(tempfile.gettempdir()) / "sutro-test-cache")
-    stamp = hashlib.sha256(f"{CHAT_TEMPLATE}{_CORPUS}{transformers.__version__}v1".encode()).hexdigest()[:10]
+    stamp = hashlib.sha256(f"{CHAT_TEMPLATE}{_CORPUS}{transformers.__version__}v2-ctx1024".encode()).hexdigest()[:10]
     final = root / f"tiny-llama{'-reasoning' if reasoning else ''}-{stamp}"
     if (final / "model.safetensors").is_file():
         return final
