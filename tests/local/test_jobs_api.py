@@ -110,3 +110,12 @@ def test_progress_stream_reports_rows_tokens_heartbeats_and_ends(api):
     tokens = [line["result"] for line in lines if line["update_type"] == "tokens"][-1]
     assert tokens["input_tokens"] > 0 and set(tokens) == {"input_tokens", "output_tokens", "total_tokens_processed_per_second"}
     assert api.get(f"/job-status/{job_id}").json()["job_status"][job_id] == "SUCCEEDED"
+
+
+def test_interactive_job_overtakes_a_running_batch_job(api):
+    batch = submit(api, model="slow-embed", inputs=[f"batch {i}" for i in range(10)], job_priority=1)
+    wait_status(api, batch, {"RUNNING"})
+    interactive = submit(api, model="slow-embed", inputs=["urgent 1", "urgent 2"], job_priority=0)
+    assert wait_status(api, interactive, timeout=30)["status"] == "SUCCEEDED"
+    assert api.get(f"/jobs/{batch}").json()["job"]["status"] == "RUNNING"
+    assert wait_status(api, batch, timeout=30)["status"] == "SUCCEEDED"
