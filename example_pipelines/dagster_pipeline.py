@@ -1,5 +1,8 @@
 """Dagster example: daily support tickets -> Sutro Function triage + Sutro embeddings, stored as parquet.
 
+When ``SUTRO_DEMO_GENERATION_MODEL`` names a generative model, a ``ticket_replies`` asset drafts a first
+reply to the day's first tickets (see ``example_pipelines.common``); otherwise it is left out.
+
 Load it in the Dagster UI (``dagster dev -m example_pipelines.dagster_pipeline``) with SUTRO_API_KEY set
 (and SUTRO_API_URL pointing at a ``sutro-local`` server for a free local run), or run one partition
 from Python:
@@ -8,8 +11,8 @@ from Python:
     >>> summary = run_partition("2026-01-02", storage_dir=".demo/dagster")  # doctest: +SKIP
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Dagster inspects the `context` annotation at definition
+# time and rejects it as a string.
 import os
 from typing import Any
 
@@ -28,27 +31,17 @@ from dagster import (
 from dagster_polars import PolarsParquetIOManager
 
 from dagster_sutro import SutroResource, build_sutro_function_asset, build_sutro_inference_asset
+from example_pipelines import common
 
-DAYS = DailyPartitionsDefinition(start_date="2026-01-01")
+# The shipped dataset covers 2026-01-01 .. 2026-01-07 (end_date is exclusive).
+DAYS = DailyPartitionsDefinition(start_date=common.FIRST_DAY, end_date="2026-01-08")
 STORAGE_DIR = os.environ.get("SUTRO_DEMO_STORAGE", ".demo/dagster")
-
-_TICKETS = [
-    "I was charged twice for my subscription this month",
-    "The app crashes every time I open the settings page",
-    "How do I export all my invoices as CSV?",
-    "Please cancel my account, I no longer need it",
-    "The new dashboard is great, thanks!",
-    "Login fails with 'invalid token' since the last update",
-]
 
 
 @asset(partitions_def=DAYS, group_name="support", kinds={"polars"})
 def support_tickets(context: AssetExecutionContext) -> pl.DataFrame:
-    """The day's tickets (a stand-in for a warehouse query filtered on the partition's day)."""
-    day = context.partition_key
-    offset = sum(map(ord, day)) % len(_TICKETS)
-    texts = _TICKETS[offset:] + _TICKETS[:offset]
-    return pl.DataFrame({"ticket_id": [f"{day}-{i}" for i in range(len(texts))], "day": day, "text": texts})
+    """The day's tickets from example_pipelines/data (a stand-in for a warehouse query on the partition's day)."""
+    return common.load_tickets(context.partition_key)
 
 
 ticket_triage = build_sutro_function_asset(
@@ -73,10 +66,33 @@ ticket_embeddings = build_sutro_inference_asset(
     job_priority=1,  # cheaper batch priority: embeddings are not urgent
 )
 
+GENERATION_MODEL = common.generation_model()
+generation_assets = []
+if GENERATION_MODEL:  # only with a real generative model: outputs are never faked
+
+    @asset(partitions_def=DAYS, group_name="support", kinds={"polars"})
+    def tickets_needing_reply(support_tickets: pl.DataFrame) -> pl.DataFrame:
+        """The day's first tickets (generation on a CPU is slow; SUTRO_DEMO_GENERATION_ROWS sets how many)."""
+        return support_tickets.head(common.generation_rows())
+
+    ticket_replies = build_sutro_inference_asset(
+        name="ticket_replies",
+        upstream=tickets_needing_reply,
+        model=GENERATION_MODEL,
+        column="text",
+        system_prompt=common.REPLY_SYSTEM_PROMPT,
+        sampling_params=common.REPLY_SAMPLING,
+        partitions_def=DAYS,
+        group_name="support",
+    )
+    generation_assets = [tickets_needing_reply, ticket_replies]
+
+SUTRO_ASSETS = ["ticket_triage", "ticket_embeddings"] + (["ticket_replies"] if GENERATION_MODEL else [])
+
 triage_job = define_asset_job("daily_ticket_triage", selection=AssetSelection.groups("support"), partitions_def=DAYS)
 
 defs = Definitions(
-    assets=[support_tickets, ticket_triage, ticket_embeddings],
+    assets=[support_tickets, ticket_triage, ticket_embeddings, *generation_assets],
     jobs=[triage_job],
     resources={
         # api_url falls back to SUTRO_API_URL, then the hosted API.
@@ -93,10 +109,10 @@ def run_partition(
 
     Example:
         >>> run_partition("2026-01-02", api_url="http://127.0.0.1:8765")["ticket_triage"]["rows"]  # doctest: +SKIP
-        6
+        45
     """
     result = materialize(
-        [support_tickets, ticket_triage, ticket_embeddings],
+        [support_tickets, ticket_triage, ticket_embeddings, *generation_assets],
         partition_key=day,
         resources={
             "sutro": SutroResource(api_key=api_key, api_url=api_url),
@@ -104,7 +120,7 @@ def run_partition(
         },
     )
     summary: dict[str, Any] = {"success": result.success}
-    for name in ("ticket_triage", "ticket_embeddings"):
+    for name in SUTRO_ASSETS:
         [mat] = result.asset_materializations_for_node(name)
         meta = mat.metadata
         summary[name] = {

@@ -1,0 +1,124 @@
+"""Airflow example: a day's support tickets -> Sutro triage Function + embeddings (+ drafted replies) -> parquet.
+
+Drop this file into your DAGs folder (or point ``AIRFLOW__CORE__DAGS_FOLDER`` at ``example_pipelines/``)
+with a ``sutro_default`` connection (API key in *password*, API URL in *host*), e.g.::
+
+    export AIRFLOW_CONN_SUTRO_DEFAULT='{"conn_type": "sutro", "host": "http://127.0.0.1:8000", "password": "KEY"}'
+    airflow dags test support_ticket_triage 2026-01-05
+
+The deferrable batch operators chain on the upstream ``extract_tickets`` task (its XCom is the input
+file); each writes parquet under ``SUTRO_DEMO_OUTPUT`` and returns a small manifest, which flows through
+XCom to ``report``. ``draft_replies`` exists only when ``SUTRO_DEMO_GENERATION_MODEL`` names a generative
+model (see ``example_pipelines.common``).
+
+Example:
+    >>> from example_pipelines.airflow_dag import dag                  # doctest: +SKIP
+    >>> sorted(dag.task_ids)                                            # doctest: +SKIP
+    ['embed_tickets', 'extract_tickets', 'report', 'triage_tickets']
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from airflow.sdk import DAG, ObjectStoragePath, task
+
+from airflow_provider_sutro.operators.sutro import SutroBatchFunctionOperator, SutroBatchInferenceOperator
+from example_pipelines import common
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "support_ticket_triage"
+OUT = common.output_root().rstrip("/") + "/airflow/{{ ds }}"
+FAST_POLL = {"poll_interval": 1.0, "max_poll_interval": 10.0}  # small demo jobs finish in seconds
+
+
+def _as_storage_path(uri: str) -> ObjectStoragePath:
+    return ObjectStoragePath(uri if "://" in uri else f"file://{uri}")
+
+
+with DAG(
+    DAG_ID,
+    schedule="@daily",
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    end_date=dt.datetime(2026, 1, 7, tzinfo=dt.timezone.utc),
+    catchup=False,
+    tags=["sutro", "example"],
+    doc_md=__doc__,
+) as dag:
+
+    @task
+    def extract_tickets(ds: str | None = None) -> dict[str, Any]:
+        """Write the day's tickets (and the few that get a drafted reply) as parquet; return their URIs."""
+        assert ds is not None  # Airflow injects it
+        tickets = common.load_tickets(ds)
+        if tickets.is_empty():
+            raise ValueError(f"no tickets for {ds}; run a day from {common.FIRST_DAY} to {common.LAST_DAY}")
+        folder = _as_storage_path(common.output_root()) / "airflow" / ds
+        folder.mkdir(parents=True, exist_ok=True)
+        uris = {}
+        for name, frame in (("tickets", tickets), ("reply_sample", tickets.head(common.generation_rows()))):
+            path = folder / f"{name}.parquet"
+            with path.open("wb") as fh:
+                frame.write_parquet(fh)
+            uris[name] = str(path)
+        log.info("Extracted %d tickets for %s to %s", tickets.height, ds, uris["tickets"])
+        return {**uris, "rows": tickets.height}
+
+    extracted = extract_tickets()
+
+    triage = SutroBatchFunctionOperator(
+        task_id="triage_tickets",
+        function_name=common.TRIAGE_FUNCTION,
+        inputs=extracted["tickets"],
+        columns=["text"],
+        output_uri=f"{OUT}/triage.parquet",
+        max_cost_usd=1.0,  # dry run first: fail before anything is billed if the day would cost more
+        retries=2,  # retries reattach to the submitted job; they never pay twice
+        **FAST_POLL,
+    )
+
+    embed = SutroBatchInferenceOperator(
+        task_id="embed_tickets",
+        model=common.embedding_model(),
+        inputs=extracted["tickets"],
+        column="text",
+        output_uri=f"{OUT}/embeddings.parquet",
+        job_priority=1,  # cheaper batch priority: embeddings are not urgent
+        retries=2,
+        **FAST_POLL,
+    )
+
+    manifests = {"triage": triage.output, "embeddings": embed.output}
+    if common.generation_model():
+        replies = SutroBatchInferenceOperator(
+            task_id="draft_replies",
+            model=common.generation_model(),  # type: ignore[arg-type]
+            inputs=extracted["reply_sample"],
+            column="text",
+            system_prompt=common.REPLY_SYSTEM_PROMPT,
+            sampling_params=common.REPLY_SAMPLING,
+            output_uri=f"{OUT}/replies.parquet",
+            retries=2,
+            **FAST_POLL,
+        )
+        manifests["replies"] = replies.output
+
+    @task
+    def report(extract: dict[str, Any], manifests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Join the triage labels back onto the tickets and count them: the manifests arrive through XCom."""
+        import polars as pl
+
+        with _as_storage_path(extract["tickets"]).open("rb") as fh:
+            tickets = pl.read_parquet(fh)
+        with _as_storage_path(manifests["triage"]["uri"]).open("rb") as fh:
+            labels = pl.read_parquet(fh)
+        if labels.height != tickets.height:  # one result row per input row, in input order
+            raise ValueError(f"triage returned {labels.height} rows for {tickets.height} tickets")
+        counts = dict(common.labels(labels).value_counts().iter_rows())
+        log.info("Ticket labels: %s", counts)
+        return {"label_counts": counts, "jobs": {k: m["job_id"] for k, m in manifests.items()}}
+
+    report(extracted, manifests)
