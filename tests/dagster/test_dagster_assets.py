@@ -95,6 +95,7 @@ def test_inference_asset_stores_joined_parquet_with_metadata(sutro, io_manager, 
     assert meta["sutro/model"].value == "all-minilm-l6-v2"
     assert meta["dagster/row_count"].value == 3
     assert meta["sutro/input_tokens"].value > 0
+    assert meta["sutro/cost_usd"].value == pytest.approx(job.job_cost) and job.job_cost > 0
     assert meta["sutro/duration_seconds"].value >= 0
     assert "review_id" in meta["preview"].value and "384 values" in meta["preview"].value
 
@@ -176,25 +177,33 @@ def test_daily_partition_materializes_one_day(sutro, io_manager, sutro_client):
 
 
 def test_step_retry_reattaches_instead_of_resubmitting(sutro_server, sutro_key, io_manager, sutro_client):
-    # Each try waits at most 1 s for a ~2 s job: the first tries time out and fail the step, Dagster's
-    # RetryPolicy re-runs it, and every retry must reattach to the same job.
+    # Each try waits at most 1 s for a job of >= 2.4 s (8 rows at 0.3 s): the first tries time out and
+    # fail the step, Dagster's RetryPolicy re-runs it, and every retry must reattach to the same job.
     impatient = SutroResource(api_key=sutro_key, api_url=sutro_server.url, timeout_seconds=1.0,
                               poll_interval_seconds=0.2, max_poll_interval_seconds=0.3)
+
+    @asset(name="eight_reviews")
+    def eight_reviews() -> pl.DataFrame:
+        return pl.DataFrame({"text": [f"review {i}" for i in range(8)]})
+
     embeddings = build_sutro_inference_asset(
-        name="slow_embeddings", upstream=reviews, model="slow-embed", column="text",
-        retry_policy=RetryPolicy(max_retries=8, delay=0.2),
+        name="slow_embeddings", upstream=eight_reviews, model="slow-embed", column="text",
+        # generous: the first use of slow-embed on a fresh server also loads the model
+        retry_policy=RetryPolicy(max_retries=40, delay=0.5),
     )
-    result = materialize([reviews, embeddings], resources={"sutro": impatient, "io_manager": io_manager})
+    result = materialize([eight_reviews, embeddings], resources={"sutro": impatient, "io_manager": io_manager})
     assert result.success
 
     retries = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
     assert retries, "the step never timed out, so no retry was exercised"
     jobs = sutro_client.list_jobs()
     assert len(jobs) == 1, f"a retry submitted again: {[j.job_id for j in jobs]}"
+    # Every try recorded the same job id before waiting; only the first one submitted.
+    assert _recorded_job_ids(result) == [jobs[0].job_id] * (len(retries) + 1)
     meta = _materialization(result, "slow_embeddings").metadata
     assert meta["sutro/job_id"].value == jobs[0].job_id
     assert meta["sutro/reattached"].value is True
-    assert pl.read_parquet(meta["path"].value).height == 3
+    assert pl.read_parquet(meta["path"].value).height == 8
 
 
 def test_failed_job_fails_the_step_with_the_server_reason(sutro, io_manager, sutro_client):
@@ -302,3 +311,21 @@ def test_run_termination_cancels_the_job_unless_opted_out(
     assert not result.asset_materializations_for_node("slow_review_embeddings")
     # The job id was recorded in Dagster's event log before the step started waiting.
     assert _recorded_job_ids(result) == [job.job_id]
+
+
+def test_resource_gives_async_client_and_closes_clients(sutro, io_manager, sutro_client):
+    seen = {}
+
+    @asset(name="async_quota_check")
+    async def async_quota_check(sutro: SutroResource) -> pl.DataFrame:
+        client = sutro.get_async_client()
+        quotas = await client.get_quotas()
+        seen["async"] = client
+        seen["sync"] = sutro.get_client()
+        return pl.DataFrame({"job_priority": [q.job_priority for q in quotas]})
+
+    result = materialize([async_quota_check], resources={"sutro": sutro, "io_manager": io_manager})
+    assert result.success
+    assert sorted(result.output_for_node("async_quota_check")["job_priority"]) == [0, 1]
+    # Teardown closed both connection pools.
+    assert seen["sync"]._http.is_closed and seen["async"]._http.is_closed
