@@ -329,3 +329,51 @@ def test_resource_gives_async_client_and_closes_clients(sutro, io_manager, sutro
     assert sorted(result.output_for_node("async_quota_check")["job_priority"]) == [0, 1]
     # Teardown closed both connection pools.
     assert seen["sync"]._http.is_closed and seen["async"]._http.is_closed
+
+
+def test_pandas_and_parquet_path_upstreams(sutro, io_manager, sutro_client, tmp_path):
+    source = tmp_path / "reviews.parquet"
+    pl.DataFrame({"review_id": [7, 8], "text": REVIEWS[:2]}).write_parquet(source)
+
+    @asset(name="review_file", io_manager_key="pickle_io")
+    def review_file() -> str:
+        return str(source)  # an upstream that hands over a parquet path
+
+    @asset(name="pandas_reviews", io_manager_key="pickle_io")
+    def pandas_reviews():
+        return pl.DataFrame({"text": REVIEWS}).to_pandas()
+
+    from_file = build_sutro_inference_asset(name="file_embeddings", upstream=review_file,
+                                            model="all-minilm-l6-v2", column="text")
+    from_pandas = build_sutro_inference_asset(name="pandas_embeddings", upstream=pandas_reviews,
+                                              model="all-minilm-l6-v2", column="text")
+    from dagster import FilesystemIOManager
+
+    result = materialize(
+        [review_file, pandas_reviews, from_file, from_pandas],
+        resources={"sutro": sutro, "io_manager": io_manager,
+                   "pickle_io": FilesystemIOManager(base_dir=str(tmp_path / "pickles"))},
+    )
+    assert result.success
+    stored = pl.read_parquet(_materialization(result, "file_embeddings").metadata["path"].value)
+    assert stored["review_id"].to_list() == [7, 8] and stored["inference_result"].list.len().to_list() == [384] * 2
+    stored = pl.read_parquet(_materialization(result, "pandas_embeddings").metadata["path"].value)
+    assert stored["text"].to_list() == REVIEWS
+    assert len(sutro_client.list_jobs()) == 2
+
+
+def test_generative_output_schema_fields_become_columns(sutro, io_manager, sutro_client):
+    schema = {"type": "object", "properties": {"sentiment": {"type": "string", "enum": ["pos", "neg"]}},
+              "required": ["sentiment"]}
+    sentiments = build_sutro_inference_asset(
+        name="review_sentiment", upstream=reviews, model="tiny-llama", column="text",
+        system_prompt="Classify the review's sentiment.", output_schema=schema,
+        sampling_params={"temperature": 0.0, "max_tokens": 16},
+    )
+    result = materialize([reviews, sentiments], resources={"sutro": sutro, "io_manager": io_manager})
+    assert result.success
+    stored = pl.read_parquet(_materialization(result, "review_sentiment").metadata["path"].value)
+    assert stored["review_id"].to_list() == [1, 2, 3]
+    assert set(stored["sentiment"]) <= {"pos", "neg"}
+    check = _check_result(result)
+    assert check.passed and check.metadata["expected_fields"].value == ["sentiment"]
