@@ -53,7 +53,8 @@ def session_server_config(tmp_path: Path) -> dict[str, Any]:
 
     Models: `all-minilm-l6-v2` (embedding) and `slow-embed` (the same model, one row a chunk and at
     least 0.3 s a chunk: jobs that stay RUNNING long enough to cancel or kill mid-run).
-    `tiny-llama` (transformers): a tiny random-weight Llama built at test time; for tests only.
+    `tiny-llama` (transformers): a tiny random-weight Llama built at test time; for tests only;
+    `tiny-llama-reasoning`: the same with a <think>-opening template and `reasoning: true`.
     Add further models here.
     """
     functions_dir = tmp_path / "functions"
@@ -77,6 +78,11 @@ def session_server_config(tmp_path: Path) -> dict[str, Any]:
                 "options": {"path": str(cached_tiny_llama()), "max_tokens": 16, "batch_size": 4},
                 "chunk_size": 4,
                 "price": {"input_per_1m": 0.1, "output_per_1m": 0.2},
+            },
+            "tiny-llama-reasoning": {  # same weights; its template opens <think> like DeepSeek-R1
+                "engine": "transformers",
+                "options": {"path": str(cached_tiny_llama(reasoning=True)), "max_tokens": 16, "reasoning": True},
+                "chunk_size": 4,
             },
         },
         "quotas": [

@@ -61,7 +61,7 @@ def test_chat_completions_route(sutro_server, sutro_key):
     headers = {"Authorization": f"Bearer {sutro_key}"}
     with httpx.Client(base_url=sutro_server.url, headers=headers, timeout=60) as http:
         models = http.get("/v1/models").json()
-        assert [m["id"] for m in models["data"]] == ["tiny-llama"]
+        assert [m["id"] for m in models["data"]] == ["tiny-llama", "tiny-llama-reasoning"]
         body = {"model": "tiny-llama", "messages": [{"role": "system", "content": "Answer."},
                                                     {"role": "user", "content": "great product"}],
                 "max_tokens": 40, "temperature": 0.8, "seed": 3, "logprobs": True,
@@ -95,11 +95,12 @@ def forwarding_server(sutro_server, tmp_path_factory):
     from sutro_core.local.testing import LocalServer
 
     upstream_key = sutro_server.create_key("forwarder")
-    config = {"models": {"remote-tiny": {
-        "engine": "openai", "chunk_size": 4,
-        "options": {"base_url": sutro_server.url + "/v1", "model": "tiny-llama",
-                    "api_key_env": "UPSTREAM_SUTRO_KEY", "max_concurrency": 3, "max_tokens": 16},
-    }}}
+    options = {"base_url": sutro_server.url + "/v1", "api_key_env": "UPSTREAM_SUTRO_KEY",
+               "max_concurrency": 3, "max_tokens": 16}
+    config = {"models": {
+        "remote-tiny": {"engine": "openai", "chunk_size": 4, "options": {**options, "model": "tiny-llama"}},
+        "remote-reasoning": {"engine": "openai", "options": {**options, "model": "tiny-llama-reasoning"}},
+    }}
     server = LocalServer(tmp_path_factory.mktemp("forwarder") / "data", config,
                          env={"UPSTREAM_SUTRO_KEY": upstream_key})
     server.start()
@@ -123,3 +124,23 @@ def test_openai_engine_forwards_to_another_sutro_local(sutro_client, forwarding_
                                sampling_params={"max_tokens": 40})
         for out in schema_df["inference_result"].to_list():
             jsonschema.validate(json.loads(out), SCHEMA)
+
+
+def test_reasoning_model_direct_route_and_forwarded(sutro_server, sutro_key, sutro_client, forwarding_server):
+    from sutro_core import SutroClient
+
+    params = {"sampling_params": {"max_tokens": 8, "temperature": 1.0, "seed": 9}, "random_seed_per_input": True}
+    _, direct = run_job(sutro_client, ROWS, model="tiny-llama-reasoning", **params)
+    outputs = [json.loads(o) for o in direct["inference_result"].to_list()]
+    assert all(set(o) == {"content", "reasoning_content"} for o in outputs)
+    assert any(o["reasoning_content"] for o in outputs)  # the template opened <think>: text is thinking
+    with SutroClient(api_key=forwarding_server.api_key, api_url=forwarding_server.url) as remote:
+        _, forwarded = run_job(remote, ROWS, model="remote-reasoning", **params)
+    # per-row seeds travel as the request seed: the forwarded rows are the same samples
+    assert [json.loads(o) for o in forwarded["inference_result"].to_list()] == outputs
+    reply = httpx.post(f"{sutro_server.url}/v1/chat/completions", timeout=60,
+                       headers={"Authorization": f"Bearer {sutro_key}"},
+                       json={"model": "tiny-llama-reasoning", "max_tokens": 8, "temperature": 1.0, "seed": 4,
+                             "messages": [{"role": "user", "content": "why?"}]}).json()
+    message = reply["choices"][0]["message"]
+    assert "reasoning_content" in message and isinstance(message["content"], str)

@@ -70,8 +70,10 @@ def chat_completions(
         settings = parse_sampling_params(sampling, default_max_tokens=default_max,
                                          unsupported=("presence_penalty", "frequency_penalty"))
         want_logprobs = bool(body.get("logprobs"))
+        # The request's seed seeds this one row as is (same seed, same answer).
+        seeds = [settings.seed] if settings.seed is not None else None
         [gen] = engine.generate([messages], settings, json_schema=_schema(body.get("response_format")),
-                                want_logprobs=want_logprobs, truncate=False)
+                                want_logprobs=want_logprobs, truncate=False, seeds=seeds)
     except EngineInputError as exc:
         raise _bad(str(exc).replace("sampling_params.", "")) from None
     message: dict[str, Any] = {"role": "assistant", "content": gen.content}

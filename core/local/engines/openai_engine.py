@@ -17,6 +17,7 @@ Options (config ``models.<name>.options``):
     max_concurrency  requests in flight per chunk (default 8)
     timeout          seconds per request (default 120)
     max_retries      retries per row for 429/5xx/connection errors (default 5)
+    retry_backoff    first retry delay in seconds, doubled each time (default 0.5; Retry-After wins)
     max_tokens       default sampling_params.max_tokens (default: the model's default_output_tokens)
     logprobs         ask for token log-probabilities (default true; some servers reject it)
     extra_body       dict merged into every request (server-specific knobs)
@@ -75,7 +76,7 @@ class OpenAIEngine:
     def __init__(self, base_url: str, model: str, *, name: str | None = None, api_key: str | None = None,
                  max_concurrency: int = 8, timeout: float = 120.0, max_retries: int = 5,
                  max_tokens: int = 256, logprobs: bool = True, extra_body: dict[str, Any] | None = None,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 retry_backoff: float = 0.5, transport: httpx.BaseTransport | None = None) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise EngineInputError(f"options.base_url {base_url!r} must be an http(s) URL, e.g. http://vllm:8000")
         if max_concurrency < 1:
@@ -86,6 +87,7 @@ class OpenAIEngine:
         self.name = name or model
         self.max_concurrency = int(max_concurrency)
         self.max_retries = int(max_retries)
+        self.retry_backoff = float(retry_backoff)
         self.max_tokens = int(max_tokens)
         self.logprobs = bool(logprobs)
         self.extra_body = dict(extra_body or {})
@@ -150,12 +152,12 @@ class OpenAIEngine:
         return body
 
     def _call(self, body: dict[str, Any], row: int) -> _Reply:
-        delay = 0.5
+        delay = self.retry_backoff
         for attempt in range(self.max_retries + 1):
             wait = None
             try:
                 resp = self._http.post(self.url, json=body)
-            except (httpx.TransportError,) as exc:  # connect/read errors: the call is safe to repeat
+            except httpx.TransportError as exc:  # connect/read errors: the call is safe to repeat
                 problem, wait = f"{type(exc).__name__}: {exc}", None
             else:
                 if resp.status_code == 200:
@@ -234,7 +236,7 @@ def create(model: ModelConfig) -> OpenAIEngine:
     """
     opts = dict(model.options)
     known = {"base_url", "model", "api_key", "api_key_env", "max_concurrency", "timeout", "max_retries",
-             "max_tokens", "logprobs", "extra_body"}
+             "retry_backoff", "max_tokens", "logprobs", "extra_body"}
     unknown = set(opts) - known
     if unknown:
         raise EngineInputError(
@@ -255,7 +257,7 @@ def create(model: ModelConfig) -> OpenAIEngine:
     return OpenAIEngine(
         str(opts["base_url"]), str(opts.get("model") or model.name), name=model.name, api_key=api_key,
         max_concurrency=int(opts.get("max_concurrency", 8)), timeout=float(opts.get("timeout", 120)),
-        max_retries=int(opts.get("max_retries", 5)),
+        max_retries=int(opts.get("max_retries", 5)), retry_backoff=float(opts.get("retry_backoff", 0.5)),
         max_tokens=int(opts.get("max_tokens", model.default_output_tokens)),
         logprobs=bool(opts.get("logprobs", True)), extra_body=extra,
     )

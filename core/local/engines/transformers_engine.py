@@ -157,10 +157,13 @@ class TransformersEngine:
         settings = parse_sampling_params(params.sampling_params, default_max_tokens=default_max,
                                          unsupported=("presence_penalty", "frequency_penalty"))
         conversations = [_conversation(params.system_prompt, row) for row in rows]
+        base = settings.seed if settings.seed is not None else int(params.job_seed)
+        seeds = None
+        if params.random_seed_per_input:
+            seeds = [row_seed(base, params.row_offset + i) for i in range(len(rows))]
         gens = self.generate(
             conversations, settings, json_schema=params.json_schema, truncate=params.truncate_rows,
-            want_logprobs=params.want_logprobs, row_offset=params.row_offset,
-            job_seed=params.job_seed, per_row_seeds=params.random_seed_per_input,
+            want_logprobs=params.want_logprobs, row_offset=params.row_offset, seeds=seeds, batch_seed=base,
         )
         return ChunkResult(
             outputs=[g.output for g in gens],
@@ -173,12 +176,14 @@ class TransformersEngine:
 
     def generate(self, conversations: Sequence[Sequence[Message]], settings: SamplingSettings, *,
                  json_schema: dict[str, Any] | None = None, truncate: bool = False,
-                 want_logprobs: bool = False, row_offset: int = 0, job_seed: int = 0,
-                 per_row_seeds: bool = False) -> list[Generation]:
+                 want_logprobs: bool = False, row_offset: int = 0, seeds: Sequence[int] | None = None,
+                 batch_seed: int | None = None) -> list[Generation]:
         """Generate a reply to each conversation (lists of {"role", "content"} messages).
 
-        ``row_offset`` is the index of the first conversation in its job (used in error messages
-        and per-row seeds).
+        ``row_offset`` is the index of the first conversation in its job (for error messages and
+        batch seeds). ``seeds``: one seed per conversation, used as is; each row is then generated
+        on its own, so its output does not depend on its neighbours. Otherwise rows go in batches,
+        each seeded with ``row_seed(batch_seed, index of its first row)`` (unseeded when None).
 
         Example:
             >>> eng.generate([[{"role": "user", "content": "hi"}]], SamplingSettings(max_tokens=4))  # doctest: +SKIP
@@ -192,14 +197,16 @@ class TransformersEngine:
             raise EngineInputError("json_schema must be a JSON object (a dict) describing the output")
         prompts = [self._fit(conv, settings.max_tokens, truncate, row_offset + i)
                    for i, conv in enumerate(conversations)]
-        seed = settings.seed if settings.seed is not None else int(job_seed)
         groups: list[tuple[list[int], int | None]] = []  # (row indices, seed)
-        if per_row_seeds and settings.do_sample:
-            groups = [([i], row_seed(seed, row_offset + i)) for i in range(len(prompts))]
+        if seeds is not None and settings.do_sample:
+            if len(seeds) != len(prompts):
+                raise EngineInputError(f"{len(seeds)} seeds for {len(prompts)} rows; give one seed per row")
+            groups = [([i], int(seeds[i])) for i in range(len(prompts))]
         else:
             for start in range(0, len(prompts), self.batch_size):
                 idx = list(range(start, min(start + self.batch_size, len(prompts))))
-                groups.append((idx, row_seed(seed, row_offset + start) if settings.do_sample else None))
+                seed = row_seed(batch_seed, row_offset + start) if batch_seed is not None else None
+                groups.append((idx, seed if settings.do_sample else None))
         results: list[Generation | None] = [None] * len(prompts)
         with self._lock:
             for idx, group_seed in groups:
