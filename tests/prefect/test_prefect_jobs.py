@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from uuid import UUID
@@ -10,7 +11,12 @@ import polars as pl
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+)
 
 from prefect_sutro import (
     cancel_job,
@@ -156,3 +162,20 @@ async def test_bad_input_names_the_field(sutro_credentials, sutro_client, tmp_pa
         await sutro_batch_job(REVIEWS, str(tmp_path / "x.parquet"), sutro_credentials, model="all-minilm-l6-v2",
                               artifact_key="Not Valid")
     assert sutro_client.list_jobs() == []
+
+
+def test_sync_flow_runs_the_batch_job_as_a_subflow(sutro_credentials, sutro_client, tmp_path: Path):
+    @flow
+    def sync_parent():
+        # sutro_batch_job is an async flow; a sync flow runs it to completion with asyncio.run
+        return asyncio.run(sutro_batch_job(REVIEWS, str(tmp_path / "s.parquet"), sutro_credentials,
+                                           model="all-minilm-l6-v2", **FAST))
+
+    state = sync_parent(return_state=True)
+    manifest = state.result()
+    assert load_results(manifest).height == 3
+    assert len(sutro_client.list_jobs()) == 1
+    with get_client(sync_client=True) as client:
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
+    assert [c.name for c in children] and children[0].state.is_completed()  # a real, tracked subflow run
