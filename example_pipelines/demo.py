@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -241,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default=",".join(PIPELINES), help="comma-separated: airflow,dagster,prefect")
     parser.add_argument("--workdir", default=".demo", type=Path, help="where server data, homes, logs and parquet go")
     parser.add_argument("--timeout", default=600.0, type=float, help="seconds allowed per pipeline")
+    parser.add_argument("--parallel", default=3, type=int, choices=(1, 2, 3),
+                        help="pipelines run at once (1: one after the other)")
     args = parser.parse_args(argv)
     selected = [p.strip() for p in args.only.split(",") if p.strip()]
     unknown = sorted(set(selected) - set(PIPELINES))
@@ -295,15 +298,22 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[PipelineRun] = []
     try:
         with SutroClient(api_key=env["SUTRO_API_KEY"], api_url=env["SUTRO_API_URL"]) as client:
-            for pipeline in selected:
-                _say(f"==> {pipeline}: running the example pipeline for {args.day} (log: "
-                     f"{_relative(str(workdir / 'logs' / pipeline))}.log)")
-                run = run_pipeline(pipeline, args.day, env, workdir, args.timeout)
-                if run.error is None:
-                    check_steps(run, client)
-                runs.append(run)
-                if run.error:
-                    _say(f"    FAILED: {run.error}\n    last lines of {run.log_path}:\n{_tail(run.log_path)}")
+            # The pipelines run side by side: each mostly waits (imports, its orchestrator's own startup, job
+            # polling), so in parallel the demo takes as long as the slowest one.
+            with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+                futures = {}
+                for pipeline in selected:
+                    _say(f"==> {pipeline}: running the example pipeline for {args.day} "
+                         f"(log: {_relative(str(workdir / 'logs' / pipeline))}.log)")
+                    futures[pipeline] = pool.submit(run_pipeline, pipeline, args.day, env, workdir, args.timeout)
+                for future in as_completed(futures.values()):
+                    run = future.result()
+                    if run.error is None:
+                        check_steps(run, client)
+                    _say(f"    {run.pipeline}: {'ok' if run.ok else 'FAILED'} after {run.seconds:.0f} s")
+                    if run.error:
+                        _say(f"    {run.error}\n    last lines of {run.log_path}:\n{_tail(run.log_path)}")
+            runs = [futures[p].result() for p in selected]
     finally:
         if server is not None:
             server.stop()
