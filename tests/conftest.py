@@ -75,13 +75,14 @@ def session_server_config(tmp_path: Path) -> dict[str, Any]:
             # Generative engines (S2): built once per machine, loaded lazily on first use.
             "tiny-llama": {
                 "engine": "transformers",
-                "options": {"path": str(cached_tiny_llama()), "max_tokens": 16, "batch_size": 4},
+                "options": {"path": str(cached_tiny_llama()), "max_tokens": 16, "batch_size": 4, "threads": 1},
                 "chunk_size": 4,
                 "price": {"input_per_1m": 0.1, "output_per_1m": 0.2},
             },
             "tiny-llama-reasoning": {  # same weights; its template opens <think> like DeepSeek-R1
                 "engine": "transformers",
-                "options": {"path": str(cached_tiny_llama(reasoning=True)), "max_tokens": 16, "reasoning": True},
+                "options": {"path": str(cached_tiny_llama(reasoning=True)), "max_tokens": 16, "reasoning": True,
+                            "threads": 1},
                 "chunk_size": 4,
             },
         },

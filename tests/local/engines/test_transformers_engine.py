@@ -25,7 +25,8 @@ ROWS = ["hello world", "The quick brown fox jumps over the lazy dog", "refund pl
 @pytest.fixture(scope="module")
 def engine(tiny_llama_dir) -> TransformersEngine:
     return create(ModelConfig("tiny-llama", "transformers",
-                              options={"path": str(tiny_llama_dir), "max_tokens": 8, "batch_size": 3}))
+                              options={"path": str(tiny_llama_dir), "max_tokens": 8, "batch_size": 3,
+                                       "threads": 1}))
 
 
 def sampled(**kw) -> ChunkParams:
