@@ -99,11 +99,19 @@ def _job_name(context: AssetExecutionContext) -> str:
     return name if len(name) <= MAX_JOB_NAME else name[: MAX_JOB_NAME - 1] + "…"
 
 
+def _job_description(context: AssetExecutionContext) -> str:
+    # Lets someone looking at the job on Sutro find the Dagster run; cosmetic, not part of the fingerprint.
+    text = f"Dagster asset {context.asset_key.to_user_string()}"
+    if context.has_partition_key:
+        text += f" partition {context.partition_key}"
+    return f"{text} run {context.run.run_id}"[:400]
+
+
 def _build(
     *,
     name: str,
     upstream: Any,
-    make_request: Callable[[pl.DataFrame, str], BatchJobRequest],
+    make_request: Callable[[pl.DataFrame, str, str], BatchJobRequest],
     fetch_results: Callable[[SutroResource, str, pl.DataFrame], pl.DataFrame],
     expected_columns: Callable[[pl.DataFrame], Sequence[str]],
     kind_description: str,
@@ -143,7 +151,7 @@ def _build(
         sutro: SutroResource = getattr(context.resources, resource_key)
         try:
             frame = rows_to_frame(rows)
-            request = make_request(frame, _job_name(context))
+            request = make_request(frame, _job_name(context), _job_description(context))
         except InputValidationError as exc:
             raise Failure(description=f"Bad input for Sutro asset {name}: {exc}", allow_retries=False) from exc
         outcome = yield from run_sutro_job(
@@ -215,12 +223,13 @@ def build_sutro_inference_asset(
     if not model:
         raise ValueError("model: pass the Sutro model id, e.g. model='qwen-3-4b'")
 
-    def make_request(frame: pl.DataFrame, job_name: str) -> BatchJobRequest:
+    def make_request(frame: pl.DataFrame, job_name: str, job_description: str) -> BatchJobRequest:
         return BatchJobRequest.for_inference(
             frame, model=model, column=column, system_prompt=system_prompt,
             output_schema=dict(output_schema) if output_schema else None,
             sampling_params=dict(sampling_params) if sampling_params else None, job_priority=job_priority,
             random_seed_per_input=random_seed_per_input, truncate_rows=truncate_rows, name=job_name,
+            description=job_description,
         )
 
     def fetch_results(sutro: SutroResource, job_id: str, frame: pl.DataFrame) -> pl.DataFrame:
@@ -285,7 +294,7 @@ def build_sutro_function_asset(
     if not function:
         raise ValueError("function: pass the published Sutro Function's name, e.g. function='ticket-triage'")
 
-    def make_request(frame: pl.DataFrame, job_name: str) -> BatchJobRequest:
+    def make_request(frame: pl.DataFrame, job_name: str, job_description: str) -> BatchJobRequest:
         if input_columns is not None:
             missing = [c for c in input_columns if c not in frame.columns]
             if missing:
@@ -293,7 +302,9 @@ def build_sutro_function_asset(
                     "input_columns", f"columns {missing} are not in the upstream rows; available: {frame.columns}"
                 )
         sent = frame.select(list(input_columns)) if input_columns is not None else frame
-        return BatchJobRequest.for_function(function, sent, job_priority=job_priority, name=job_name)
+        return BatchJobRequest.for_function(
+            function, sent, job_priority=job_priority, name=job_name, description=job_description
+        )
 
     def fetch_results(sutro: SutroResource, job_id: str, frame: pl.DataFrame) -> pl.DataFrame:
         return _as_polars(sutro.get_client().get_job_results(job_id, with_original_df=frame))

@@ -16,8 +16,7 @@ import logging
 from collections.abc import Generator
 from dataclasses import dataclass
 
-from dagster import AssetExecutionContext, AssetObservation, Failure, MetadataValue
-from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster import AssetExecutionContext, AssetObservation, DagsterExecutionInterruptedError, Failure, MetadataValue
 
 from sutro_core import (
     BatchJobRequest,

@@ -90,6 +90,7 @@ def test_inference_asset_stores_joined_parquet_with_metadata(sutro, io_manager, 
     assert len(jobs) == 1  # exactly one job, and it is the one the UI links to
     job = jobs[0]
     assert job.status is JobStatus.SUCCEEDED
+    assert job.description.startswith(f"Dagster asset review_embeddings run {result.run_id}")
     assert meta["sutro/job_id"].value == job.job_id
     assert meta["sutro/job_url"].value == sutro_client.job_url(job.job_id)
     assert meta["sutro/model"].value == "all-minilm-l6-v2"
@@ -189,15 +190,17 @@ def test_step_retry_reattaches_instead_of_resubmitting(sutro_server, sutro_key, 
     embeddings = build_sutro_inference_asset(
         name="slow_embeddings", upstream=eight_reviews, model="slow-embed", column="text",
         # generous: the first use of slow-embed on a fresh server also loads the model
-        retry_policy=RetryPolicy(max_retries=40, delay=0.5),
+        retry_policy=RetryPolicy(max_retries=40, delay=0.5), max_cost_usd=5.0,
     )
     result = materialize([eight_reviews, embeddings], resources={"sutro": impatient, "io_manager": io_manager})
     assert result.success
 
     retries = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
     assert retries, "the step never timed out, so no retry was exercised"
-    jobs = sutro_client.list_jobs()
+    jobs = _own_billed_jobs(sutro_client)
     assert len(jobs) == 1, f"a retry submitted again: {[j.job_id for j in jobs]}"
+    # The cost gate ran once: retries found the job and neither re-estimated nor resubmitted.
+    assert len(sutro_client.list_jobs()) == 2
     # Every try recorded the same job id before waiting; only the first one submitted.
     assert _recorded_job_ids(result) == [jobs[0].job_id] * (len(retries) + 1)
     meta = _materialization(result, "slow_embeddings").metadata
