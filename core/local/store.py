@@ -254,7 +254,11 @@ class Store:
     def put_function(self, owner: str, name: str, type_: str, definition: dict[str, Any]) -> int:
         """Publish (or republish) a Function; returns its new revision."""
         with self._tx() as c:
-            row = c.execute("SELECT revision FROM functions WHERE owner=? AND name=?", (owner, name)).fetchone()
+            row = c.execute(
+                "SELECT revision, definition FROM functions WHERE owner=? AND name=?", (owner, name)
+            ).fetchone()
+            if row and json.loads(row[1]) == definition:
+                return int(row[0])  # unchanged (e.g. the config folder re-read on start): same revision
             rev = (row[0] + 1) if row else 1
             c.execute(
                 "INSERT OR REPLACE INTO functions VALUES (?,?,?,?,?,?)",

@@ -58,7 +58,7 @@ def test_unknown_route_and_job_are_json_404(api):
 
 def test_quota_exceeded_is_429_with_retry_after(tmp_path):
     config = {
-        "models": {"slow-embed": {"engine": "embedding", "chunk_size": 1, "min_seconds_per_chunk": 0.3}},
+        "models": {"slow-embed": {"engine": "echo", "chunk_size": 1, "min_seconds_per_chunk": 0.3}},
         "quotas": [{"job_priority": 0, "row_quota": 5, "token_quota": None},
                    {"job_priority": 1, "row_quota": 100, "token_quota": 20}],
     }

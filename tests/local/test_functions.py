@@ -91,15 +91,20 @@ def test_cli_publish_registers_per_key_and_republish_bumps_revision(tmp_path):
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         assert "published Function 'lang' (classification) revision 1" in out
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        assert "revision 1" in out  # unchanged definition: same revision
+        yaml_file.write_text(yaml_file.read_text().replace("good morning", "good morning hey"))
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         assert "revision 2" in out
         log = srv.log_tail()
         assert f"sutro-local serving at {srv.url}" in log and f"API key: {srv.api_key}" in log
         api = api_client(srv.url, srv.api_key)
-        assert api.post("/functions/lang/run", json={"input": {"text": "see you later"}}).json()["response"] == "farewell"
+        [listed] = api.get("/functions").json()["functions"]
+        assert listed["name"] == "lang" and "good morning hey" in str(listed["labels"])
         new_key = subprocess.run([sys.executable, "-m", "sutro_core.local", "keys", "create", "b", "--data-dir",
                                   str(srv.data_dir)], capture_output=True, text=True, check=True).stdout.strip()
         other = api_client(srv.url, new_key)
         assert other.get("/auth/check").json()["key_name"] == "b"
         assert other.post("/functions/lang/run", json={"input": {"text": "bye"}}).status_code == 404
+        assert other.get("/functions").json()["functions"] == []
         api.close()
         other.close()
