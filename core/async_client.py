@@ -85,7 +85,7 @@ class AsyncSutroClient(ClientBase):
                 await response.aread()
                 return response
             with open(call.stream_to, "wb") as fh:
-                async for chunk in response.aiter_bytes(1 << 20):
+                async for chunk in response.aiter_bytes():  # no re-chunking copy (see client.py)
                     fh.write(chunk)
             return response
 

@@ -93,7 +93,9 @@ class SutroClient(ClientBase):
                 response.read()
                 return response
             with open(call.stream_to, "wb") as fh:
-                for chunk in response.iter_bytes(1 << 20):
+                # No chunk_size: httpx would re-buffer every 64 KiB read into 1 MiB chunks (an extra
+                # copy; measured 1.37x vs 1.06x of curl on a 38 MB file, benchmarks/results_download.py).
+                for chunk in response.iter_bytes():
                     fh.write(chunk)
             return response
 
