@@ -100,6 +100,11 @@ def create_app(settings: Settings, state: ServerState | None = None) -> FastAPI:
     install_error_handlers(app)
     for module in ROUTER_MODULES:
         app.include_router(importlib.import_module(module).router)
+    # The official SDK (sutro 0.1.67, validation.normalize_api_url) sends every call under
+    # "<SUTRO_API_URL origin>/v1/..."; serve the Sutro API there too so it can use sutro-local.
+    for module in ROUTER_MODULES:
+        if not module.endswith("openai_compat"):  # already /v1-prefixed
+            app.include_router(importlib.import_module(module).router, prefix="/v1", include_in_schema=False)
     return app
 
 
