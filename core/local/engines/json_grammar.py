@@ -141,17 +141,24 @@ class GrammarLogitsProcessor:
             tok = self._think[0]  # type: ignore[index]
             word = int(self._bitmask[i, tok // 32]) | (1 << (tok % 32))
             self._bitmask[i, tok // 32] = word - (1 << 32) if word >= (1 << 31) else word
-        # Only constrained rows are masked; apply on CPU (xgrammar's CPU kernel) unless on CUDA.
-        index = torch.tensor(rows, dtype=torch.long, device=scores.device)
-        sub = scores.index_select(0, index)
-        width = min(sub.shape[-1], self.vocab_size)
-        target = sub[:, :width] if sub.device.type == "cuda" else sub[:, :width].float().cpu()
-        target = target.contiguous()
-        self._xgr.apply_token_bitmask_inplace(target, self._bitmask[rows].to(target.device))
-        sub = sub.clone()
-        sub[:, :width] = target.to(sub.device, sub.dtype)
-        if sub.shape[-1] > width:  # padded vocab slots beyond the tokenizer: never valid
-            sub[:, width:] = float("-inf")
-        scores = scores.clone()
-        scores[index] = sub
+        # Only constrained rows are masked. xgrammar's CUDA path needs triton; without it (or on
+        # other devices) the mask is applied on a CPU copy.
+        width = min(scores.shape[-1], self.vocab_size)
+        if scores.device.type == "cuda" and _has_triton() and scores.dtype == torch.float32:
+            self._xgr.apply_token_bitmask_inplace(scores, self._bitmask.to(scores.device),
+                                                  vocab_size=width, indices=rows)
+        else:
+            cpu = scores.detach().float().cpu()
+            self._xgr.apply_token_bitmask_inplace(cpu, self._bitmask, vocab_size=width, indices=rows)
+            scores = cpu.to(scores.device, scores.dtype)
+        if scores.shape[-1] > width:  # padded vocab slots beyond the tokenizer: never valid
+            scores[rows, width:] = float("-inf")
         return scores
+
+
+def _has_triton() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
