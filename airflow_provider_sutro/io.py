@@ -37,6 +37,21 @@ def _is_object_storage_uri(value: str) -> bool:
     return bool(match) and match.group(1).lower() not in ("http", "https")
 
 
+def _storage_path(uri: str) -> Any:
+    """An ``ObjectStoragePath`` when Airflow knows the scheme (credentials from Airflow connections),
+    else a plain fsspec path (e.g. ``memory://``) so any fsspec filesystem still works."""
+    from airflow.sdk import ObjectStoragePath
+
+    path = ObjectStoragePath(uri)
+    try:
+        path.fs  # noqa: B018 - resolving the filesystem is the check
+    except ValueError:
+        from upath import UPath
+
+        return UPath(uri)
+    return path
+
+
 def _read_object_storage(path: Any, field: str) -> pl.DataFrame:
     name = str(path).split("?", 1)[0].lower()
     if not name.endswith(_READABLE):
@@ -66,7 +81,7 @@ def resolve_inputs(value: Any, field: str = "inputs") -> Any:
     if isinstance(value, str) and _is_object_storage_uri(value):
         if value.lower().startswith("file://"):
             return value[len("file://") :]
-        return _read_object_storage(ObjectStoragePath(value), field)
+        return _read_object_storage(_storage_path(value), field)
     if value is None:
         raise InputValidationError(field, "no inputs given; pass a list, a file path/URI, a URL or a DataFrame")
     return value

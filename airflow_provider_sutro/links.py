@@ -1,6 +1,6 @@
 """``SutroJobLink``: the "Sutro Job" button on a task, pointing at the job's page.
 
-The operators push the job's URL to XCom (key ``sutro_job_url``) right after submitting, before they
+The operators record the job's id and URL in XCom (``record_job``) right after submitting, before they
 defer or wait, so the link works while the job is still running and after the task failed.
 
 Example::
@@ -23,6 +23,9 @@ XCOM_JOB_URL = "sutro_job_url"
 class SutroJobLink(BaseOperatorLink):
     """Operator extra link to the Sutro job submitted (or reattached to) by the task.
 
+    ``record_job`` pushes the link's XCom as soon as the job id is known, so the button works while the
+    task is deferred; at the end of the task Airflow re-reads it through ``get_link``.
+
     Example::
 
         SutroJobLink().name      # 'Sutro Job'
@@ -31,13 +34,25 @@ class SutroJobLink(BaseOperatorLink):
     name = "Sutro Job"
 
     def get_link(self, operator: Any, *, ti_key: Any) -> str:
-        """The job URL the task recorded in XCom, or ``""`` when no job was submitted.
+        """The URL of the job this task instance ran, or ``""`` when it submitted none.
 
         Example::
 
             SutroJobLink().get_link(task, ti_key=ti)   # 'http://127.0.0.1:8000/jobs/job-123'
         """
-        from airflow.sdk.execution_time.xcom import XCom
+        # The operator instance that ran the task holds the URL; no XCom round trip needed.
+        return str(getattr(operator, "sutro_job_url", None) or "")
 
-        url = XCom.get_value(ti_key=ti_key, key=XCOM_JOB_URL)
-        return str(url) if url else ""
+
+def record_job(operator: Any, context: Any, job_id: str, job_url: str) -> None:
+    """Record the job durably before any waiting: its id and URL to XCom, and the link's own XCom.
+
+    Example::
+
+        record_job(self, context, submission.job_id, client.job_url(submission.job_id))
+    """
+    operator.sutro_job_url = job_url
+    ti = context["ti"]
+    ti.xcom_push(key=XCOM_JOB_ID, value=job_id)
+    ti.xcom_push(key=XCOM_JOB_URL, value=job_url)
+    ti.xcom_push(key=SutroJobLink().xcom_key, value=job_url)

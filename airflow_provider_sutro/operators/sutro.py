@@ -52,7 +52,7 @@ from sutro_core import (
 from airflow_provider_sutro.events import validate_event
 from airflow_provider_sutro.hooks.sutro import SutroHook
 from airflow_provider_sutro.io import output_uri_to_str, resolve_inputs
-from airflow_provider_sutro.links import XCOM_JOB_ID, XCOM_JOB_URL, SutroJobLink
+from airflow_provider_sutro.links import SutroJobLink, record_job
 from airflow_provider_sutro.triggers.sutro import SutroJobTrigger
 
 if TYPE_CHECKING:
@@ -67,6 +67,19 @@ class SutroJobError(SutroError):
 
     A retry of the task reattaches to it through the idempotency key instead of submitting again.
     """
+
+
+class SutroTaskTimeoutError(JobTimeoutError):
+    """The job did not finish within the task's ``timeout``; the task cancelled it (or says it could not)."""
+
+    def __init__(self, job_id: str, status: str, waited: float, cancelled: bool) -> None:
+        super().__init__(job_id, status, waited)
+        self.cancelled = cancelled
+        outcome = "it was cancelled" if cancelled else "cancelling it failed, so it may still be running"
+        self.args = (
+            f"job {job_id} was still {status} when the task's timeout of {waited:.0f}s ran out; {outcome}. "
+            "Raise timeout= if the job needs longer",
+        )
 
 
 class _SutroBatchOperator(BaseOperator):
@@ -153,12 +166,7 @@ class _SutroBatchOperator(BaseOperator):
     def _record_job(self, context: Context, job_id: str) -> None:
         """Push the job id (and its link) to XCom before any waiting, so it is never lost."""
         self.job_id = job_id
-        ti = context["ti"]
-        ti.xcom_push(key=XCOM_JOB_ID, value=job_id)
-        try:
-            ti.xcom_push(key=XCOM_JOB_URL, value=self.client.job_url(job_id))
-        except Exception as exc:  # the link is a convenience; never fail the task over it
-            self.log.warning("Could not record the link for job %s: %s", job_id, exc)
+        record_job(self, context, job_id, self.client.job_url(job_id))
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Submit (or reattach to) the job, then defer to the trigger or wait here; returns the manifest."""
@@ -197,15 +205,16 @@ class _SutroBatchOperator(BaseOperator):
     def _wait_in_worker(self, job_id: str) -> dict[str, Any]:
         try:
             self.client.await_job_completion(job_id, timeout=self.timeout, obtain_results=False)
-        except JobTimeoutError:
-            self._cancel_quietly(job_id, "it did not finish before the timeout")
-            raise
+        except JobTimeoutError as exc:
+            cancelled = self._cancel_quietly(job_id, "it did not finish before the timeout")
+            raise SutroTaskTimeoutError(job_id, exc.status, exc.waited, cancelled) from exc
         return self._write_results(job_id)
 
     def execute_complete(self, context: Context, event: Any = None, job_id: str | None = None) -> dict[str, Any]:
         """Resume after the trigger fired: only ``success`` writes results; everything else fails the task."""
         event = validate_event(event, expected_job_id=job_id)
         job_id = self.job_id = event["job_id"]
+        self.sutro_job_url = self.client.job_url(job_id)  # this is a fresh operator instance
         status = event["status"]
         if status == "success":
             return self._write_results(job_id)
@@ -214,8 +223,8 @@ class _SutroBatchOperator(BaseOperator):
         if status == "cancelled":
             raise JobCancelledError(job_id)
         if status == "timeout":
-            self._cancel_quietly(job_id, "it did not finish before the timeout")
-            raise JobTimeoutError(job_id, event.get("job_status") or "RUNNING", self.timeout)
+            cancelled = self._cancel_quietly(job_id, "it did not finish before the timeout")
+            raise SutroTaskTimeoutError(job_id, event.get("job_status") or "RUNNING", self.timeout, cancelled)
         raise SutroJobError(
             f"gave up waiting for job {job_id}: {event.get('message')}. The job may still be running; "
             "a retry of this task reattaches to it"
@@ -230,12 +239,15 @@ class _SutroBatchOperator(BaseOperator):
         )
         return manifest
 
-    def _cancel_quietly(self, job_id: str, why: str) -> None:
+    def _cancel_quietly(self, job_id: str, why: str) -> bool:
+        """Best-effort cancel; True when the service accepted it."""
         try:
             status = self.client.cancel_job(job_id)
-            self.log.warning("Cancelled job %s because %s (now %s)", job_id, why, getattr(status, "value", status))
         except Exception as exc:
             self.log.warning("Could not cancel job %s (%s); it may still be running: %s", job_id, why, exc)
+            return False
+        self.log.warning("Cancelled job %s because %s (now %s)", job_id, why, getattr(status, "value", status))
+        return True
 
     def on_kill(self) -> None:
         """Cancel the job when the task is killed while waiting in the worker (``deferrable=False``).

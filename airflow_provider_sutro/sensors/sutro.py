@@ -29,7 +29,7 @@ from sutro_core import JobCancelledError, JobFailedError, JobStatus, JobTimeoutE
 from airflow_provider_sutro.events import validate_event
 from airflow_provider_sutro.hooks.sutro import SutroHook
 from airflow_provider_sutro.io import output_uri_to_str
-from airflow_provider_sutro.links import XCOM_JOB_ID, XCOM_JOB_URL, SutroJobLink
+from airflow_provider_sutro.links import SutroJobLink, record_job
 from airflow_provider_sutro.operators.sutro import SutroJobError
 from airflow_provider_sutro.triggers.sutro import SutroJobTrigger
 
@@ -86,12 +86,7 @@ class SutroJobSensor(BaseSensorOperator):
         return SutroHook(sutro_conn_id=self.sutro_conn_id).get_conn()
 
     def _record(self, context: Context) -> None:
-        ti = context["ti"]
-        ti.xcom_push(key=XCOM_JOB_ID, value=self.job_id)
-        try:
-            ti.xcom_push(key=XCOM_JOB_URL, value=self.client.job_url(self.job_id))
-        except Exception as exc:  # the link is a convenience only
-            self.log.warning("Could not record the link for job %s: %s", self.job_id, exc)
+        record_job(self, context, self.job_id, self.client.job_url(self.job_id))
 
     def _check(self) -> bool:
         job = self.client.get_job(self.job_id)
@@ -134,6 +129,7 @@ class SutroJobSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: Any = None, job_id: str | None = None) -> Any:
         """Resume after the trigger fired; only ``success`` passes."""
         event = validate_event(event, expected_job_id=job_id)
+        self.sutro_job_url = self.client.job_url(self.job_id)  # this is a fresh operator instance
         status = event["status"]
         if status == "success":
             return self._finish()

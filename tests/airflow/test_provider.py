@@ -1,0 +1,136 @@
+"""Provider registration, the hook, and how a resumed task judges the trigger's event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sutro_core import (
+    BatchJobRequest,
+    InputValidationError,
+    JobCancelledError,
+    JobFailedError,
+    JobStatus,
+    SutroClient,
+)
+
+from airflow_provider_sutro.events import SutroTriggerEventError, make_event
+from airflow_provider_sutro.hooks.sutro import SutroHook, api_url_from_connection
+from airflow_provider_sutro.operators.sutro import (
+    SutroBatchInferenceOperator,
+    SutroJobError,
+    SutroTaskTimeoutError,
+)
+
+
+def test_airflow_finds_the_provider_and_the_sutro_connection_type() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    pm = ProvidersManager()
+    assert "sutro-pipelines" in pm.providers
+    info = pm.providers["sutro-pipelines"]
+    assert info.data["name"] == "Sutro"
+
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    hook = ProvidersManagerTaskRuntime().hooks["sutro"]
+    assert hook is not None
+    assert hook.hook_class_name == "airflow_provider_sutro.hooks.sutro.SutroHook"
+    assert hook.connection_testable
+    assert pm.field_behaviours["sutro"]["relabeling"] == {"password": "API Key", "host": "API URL"}
+    assert "airflow_provider_sutro.links.SutroJobLink" in pm.extra_links_class_names
+    assert any(t.package_name == "sutro-pipelines" for t in pm.trigger)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        (None, None, None),
+        ("", None, None),
+        ("api.sutro.sh", None, "https://api.sutro.sh"),
+        ("http://127.0.0.1:8000/", None, "http://127.0.0.1:8000"),
+        ("http://127.0.0.1", 8123, "http://127.0.0.1:8123"),
+        ("localhost", 9000, "https://localhost:9000"),
+    ],
+)
+def test_api_url_from_connection(host: str | None, port: int | None, expected: str | None) -> None:
+    assert api_url_from_connection(host, port) == expected
+
+
+def test_hook_test_connection(sutro_conn: str, monkeypatch: pytest.MonkeyPatch, sutro_api_url: str) -> None:
+    ok, message = SutroHook(sutro_conn).test_connection()
+    assert ok, message
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SUTRO_DEFAULT", f'{{"conn_type": "sutro", "host": "{sutro_api_url}", "password": "nope"}}'
+    )
+    ok, message = SutroHook(sutro_conn).test_connection()
+    assert not ok
+    assert "401" in message or "403" in message
+
+
+async def test_hook_gives_a_working_async_client(sutro_conn: str, sutro_client: SutroClient) -> None:
+    job_id = sutro_client.submit_job(BatchJobRequest.for_inference(["hi"], model="all-minilm-l6-v2")).job_id
+    async with await SutroHook(sutro_conn).get_async_conn() as client:
+        job = await client.get_job(job_id)
+    assert job.job_id == job_id
+
+
+def _operator(tmp_path: Any, **kwargs: Any) -> SutroBatchInferenceOperator:
+    kwargs.setdefault("inputs", ["a"])
+    return SutroBatchInferenceOperator(
+        task_id="embed", model="all-minilm-l6-v2", output_uri=str(tmp_path / "o.parquet"), **kwargs
+    )
+
+
+def test_execute_complete_failed_raises_with_the_server_reason(sutro_conn: str, tmp_path: Any) -> None:
+    event = make_event("failed", "job-1", "job job-1 FAILED: row 1 too long", reason="row 1 too long")
+    with pytest.raises(JobFailedError, match="row 1 too long"):
+        _operator(tmp_path).execute_complete({}, event)
+
+
+def test_execute_complete_cancelled_is_never_success(sutro_conn: str, tmp_path: Any) -> None:
+    with pytest.raises(JobCancelledError):
+        _operator(tmp_path).execute_complete({}, make_event("cancelled", "job-1", "job job-1 was CANCELLED"))
+
+
+def test_execute_complete_timeout_cancels_the_job(sutro_conn: str, sutro_client: SutroClient, tmp_path: Any) -> None:
+    job_id = sutro_client.submit_job(
+        BatchJobRequest.for_inference([f"r{i}" for i in range(40)], model="slow-embed")
+    ).job_id
+    event = make_event("timeout", job_id, "still RUNNING", job_status="RUNNING")
+    with pytest.raises(SutroTaskTimeoutError, match="it was cancelled") as info:
+        _operator(tmp_path, timeout=5).execute_complete({}, event)
+    assert info.value.cancelled
+    assert sutro_client.get_job_status(job_id) in (JobStatus.CANCELLING, JobStatus.CANCELLED)
+
+
+def test_execute_complete_error_says_a_retry_reattaches(sutro_conn: str, tmp_path: Any) -> None:
+    with pytest.raises(SutroJobError, match="reattaches"):
+        _operator(tmp_path).execute_complete({}, make_event("error", "job-1", "HTTP 503", http_status=503))
+
+
+@pytest.mark.parametrize(
+    "event",
+    [None, "success", {"status": "done", "job_id": "job-1"}, {"status": "success"}],
+)
+def test_execute_complete_rejects_malformed_events(sutro_conn: str, tmp_path: Any, event: Any) -> None:
+    with pytest.raises(SutroTriggerEventError):
+        _operator(tmp_path).execute_complete({}, event)
+
+
+def test_execute_complete_rejects_an_event_for_another_job(sutro_conn: str, tmp_path: Any) -> None:
+    with pytest.raises(SutroTriggerEventError, match="job-2"):
+        _operator(tmp_path).execute_complete({}, make_event("success", "job-2", "ok"), job_id="job-1")
+
+
+def test_bad_input_names_the_field(tmp_path: Any) -> None:
+    with pytest.raises(InputValidationError, match="output_uri"):
+        from airflow_provider_sutro.io import output_uri_to_str
+
+        output_uri_to_str("  ")
+    with pytest.raises(ValueError, match="timeout"):
+        _operator(tmp_path, timeout=0)
+    with pytest.raises(InputValidationError, match="inputs"):
+        from airflow_provider_sutro.io import resolve_inputs
+
+        resolve_inputs(f"file://{tmp_path}/missing.parquet".replace("file://", "memory://"))
