@@ -35,7 +35,8 @@ def check_artifact_key(key: str | None) -> str | None:
     """
     if key is not None and not _KEY_RE.match(key):
         raise ValueError(
-            f"artifact_key {key!r} is invalid: use only lowercase letters, digits and dashes, e.g. 'ticket-triage'"
+            f"artifact_key {key!r} is invalid: use only lowercase letters, digits and dashes, "
+            "e.g. 'ticket-triage'"
         )
     return key
 
@@ -129,7 +130,8 @@ async def publish_submission_artifact(
     cancellation hook in another process can find and cancel the job.
 
     Example:
-        >>> await publish_submission_artifact(sub, client.job_url(sub.job_id), "all-minilm-l6-v2")  # doctest: +SKIP
+        >>> url = client.job_url(sub.job_id)
+        >>> await publish_submission_artifact(sub, url, "all-minilm-l6-v2")  # doctest: +SKIP
     """
     verb = "Reattached to" if submission.reattached else "Submitted"
     metadata = {JOB_ID_METADATA: submission.job_id}
@@ -179,7 +181,8 @@ async def publish_results_artifacts(
         link=link_for_uri(manifest.uri),
         link_text=manifest.uri,
         key=_sub_key(key, "parquet"),
-        description=f"Results of Sutro job `{manifest.job_id}` ({manifest.rows} rows, {manifest.bytes} bytes).",
+        description=f"Results of Sutro job `{manifest.job_id}` "
+        f"({manifest.rows} rows, {manifest.bytes} bytes).",
     )
     ids["summary"] = await acreate_markdown_artifact(
         markdown=summary_markdown(manifest, job, job_url),

@@ -42,10 +42,10 @@ OPT_OUT_PARAMETER = "cancel_on_cancellation"
 _lock = threading.Lock()
 # flow run id -> {job id -> credentials}; process-local, which is where Prefect runs the hooks of a
 # flow run it cancels in-process (the engine owns cancellation for flows run outside a runner).
-_active: dict[str, dict[str, "SutroCredentials"]] = {}
+_active: dict[str, dict[str, SutroCredentials]] = {}
 
 
-def register_job(flow_run_ids: list[str], job_id: str, credentials: "SutroCredentials") -> None:
+def register_job(flow_run_ids: list[str], job_id: str, credentials: SutroCredentials) -> None:
     """Remember that ``job_id`` is in flight for each of ``flow_run_ids`` (own run and root run).
 
     Example:
@@ -69,7 +69,7 @@ def unregister_job(job_id: str) -> None:
                 del _active[run_id]
 
 
-def active_jobs(flow_run_id: str) -> dict[str, "SutroCredentials"]:
+def active_jobs(flow_run_id: str) -> dict[str, SutroCredentials]:
     """The jobs still registered for ``flow_run_id`` (a copy).
 
     Example:
@@ -80,7 +80,7 @@ def active_jobs(flow_run_id: str) -> dict[str, "SutroCredentials"]:
         return dict(_active.get(str(flow_run_id), {}))
 
 
-def _cancel(job_id: str, credentials: "SutroCredentials", flow_run_id: str) -> bool:
+def _cancel(job_id: str, credentials: SutroCredentials, flow_run_id: str) -> bool:
     try:
         with credentials.get_client() as client:
             if client.get_job(job_id).is_terminal:
@@ -89,8 +89,12 @@ def _cancel(job_id: str, credentials: "SutroCredentials", flow_run_id: str) -> b
     except SutroError as exc:
         logger.error("Could not cancel Sutro job %s of flow run %s: %s", job_id, flow_run_id, exc)
         return False
-    logger.info("Cancelled Sutro job %s (now %s) because flow run %s was cancelled",
-                job_id, getattr(status, "value", status), flow_run_id)
+    logger.info(
+        "Cancelled Sutro job %s (now %s) because flow run %s was cancelled",
+        job_id,
+        getattr(status, "value", status),
+        flow_run_id,
+    )
     return True
 
 
@@ -102,9 +106,15 @@ def _recorded_jobs(flow_run_id: str) -> dict[str, str | None]:
     with get_client(sync_client=True) as client:
         run_ids, frontier = [UUID(flow_run_id)], [UUID(flow_run_id)]
         for _ in range(5):  # subflows of subflows, a few levels deep
-            children = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
-            ) if frontier else []
+            children = (
+                client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier)
+                    )
+                )
+                if frontier
+                else []
+            )
             frontier = [c.id for c in children if c.id not in run_ids]
             run_ids.extend(frontier)
         artifacts = client.read_artifacts(
@@ -117,7 +127,7 @@ def _recorded_jobs(flow_run_id: str) -> dict[str, str | None]:
     return found
 
 
-def _load_credentials(block_id: str) -> "SutroCredentials":
+def _load_credentials(block_id: str) -> SutroCredentials:
     from uuid import UUID
 
     from .credentials import SutroCredentials
@@ -146,7 +156,7 @@ def cancel_jobs_for_flow_run(flow_run_id: str) -> list[str]:
         unregister_job(job_id)
     try:
         recorded = _recorded_jobs(flow_run_id)
-    except Exception as exc:  # the Prefect API being unreachable must not hide the in-process cancels
+    except Exception as exc:  # noqa: BLE001 - an unreachable Prefect API must not hide the in-process cancels
         logger.error("Could not read the Sutro jobs recorded for flow run %s: %s", flow_run_id, exc)
         recorded = {}
     for job_id, block_id in recorded.items():
@@ -155,13 +165,19 @@ def cancel_jobs_for_flow_run(flow_run_id: str) -> list[str]:
         if not block_id:
             logger.warning(
                 "Flow run %s started Sutro job %s with unsaved credentials, so it cannot be cancelled from "
-                "here; cancel it in Sutro, and pass a saved SutroCredentials block (SutroCredentials.load(...)) "
-                "to let cancellation reach it", flow_run_id, job_id)
+                "here; cancel it in Sutro, and pass a saved SutroCredentials block "
+                "(SutroCredentials.load(...)) "
+                "to let cancellation reach it",
+                flow_run_id,
+                job_id,
+            )
             continue
         try:
             credentials = _load_credentials(block_id)
-        except Exception as exc:
-            logger.error("Could not load the credentials block %s for Sutro job %s: %s", block_id, job_id, exc)
+        except Exception as exc:  # noqa: BLE001 - one missing block must not stop the other cancels
+            logger.error(
+                "Could not load the credentials block %s for Sutro job %s: %s", block_id, job_id, exc
+            )
             continue
         if _cancel(job_id, credentials, flow_run_id):
             cancelled.append(job_id)
@@ -181,7 +197,8 @@ def cancel_sutro_jobs(flow: Any, flow_run: Any, state: Any) -> None:
     """
     params = getattr(flow_run, "parameters", None) or {}
     if params.get(OPT_OUT_PARAMETER) is False:
-        logger.info("Flow run %s cancelled; leaving its Sutro jobs running (%s=False)",
-                    flow_run.id, OPT_OUT_PARAMETER)
+        logger.info(
+            "Flow run %s cancelled; leaving its Sutro jobs running (%s=False)", flow_run.id, OPT_OUT_PARAMETER
+        )
         return
     cancel_jobs_for_flow_run(str(flow_run.id))

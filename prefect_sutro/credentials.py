@@ -44,7 +44,7 @@ class SutroCredentials(CredentialsBlock):
     api_key: SecretStr = Field(
         default=...,
         title="API key",
-        description="Sutro API key (Settings > API keys in the Sutro app, or the key printed by sutro-local).",
+        description="Sutro API key (API keys page of the Sutro app, or the key printed by sutro-local).",
     )
     api_url: str = Field(
         default=DEFAULT_API_URL,
@@ -56,7 +56,9 @@ class SutroCredentials(CredentialsBlock):
     @classmethod
     def _key_not_blank(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
-            raise ValueError("api_key is empty: pass your Sutro API key (e.g. SutroCredentials(api_key='...'))")
+            raise ValueError(
+                "api_key is empty: pass your Sutro API key (e.g. SutroCredentials(api_key='...'))"
+            )
         return value
 
     @field_validator("api_url")
@@ -70,7 +72,7 @@ class SutroCredentials(CredentialsBlock):
             )
         return value.rstrip("/")
 
-    def get_client(self, **client_kwargs: Any) -> "SutroClient":
+    def get_client(self, **client_kwargs: Any) -> SutroClient:
         """A synchronous core client for these credentials (use it as a context manager to close it).
 
         ``client_kwargs`` go to ``SutroClient`` (``timeout``, ``retry``, ``poll``).
@@ -83,7 +85,7 @@ class SutroCredentials(CredentialsBlock):
 
         return SutroClient(api_key=self.api_key.get_secret_value(), api_url=self.api_url, **client_kwargs)
 
-    def get_async_client(self, **client_kwargs: Any) -> "AsyncSutroClient":
+    def get_async_client(self, **client_kwargs: Any) -> AsyncSutroClient:
         """An asynchronous core client for these credentials (``async with`` closes it).
 
         ``client_kwargs`` go to ``AsyncSutroClient`` (``timeout``, ``retry``, ``poll``).
@@ -94,4 +96,6 @@ class SutroCredentials(CredentialsBlock):
         """
         from sutro_core import AsyncSutroClient
 
-        return AsyncSutroClient(api_key=self.api_key.get_secret_value(), api_url=self.api_url, **client_kwargs)
+        return AsyncSutroClient(
+            api_key=self.api_key.get_secret_value(), api_url=self.api_url, **client_kwargs
+        )

@@ -58,28 +58,48 @@ async def sutro_batch_job(
 
     Example:
         >>> manifest = await sutro_batch_job(tickets_df, "s3://bucket/triage.parquet", creds,
-        ...                                  function_name="ticket-triage", column=["text"])   # doctest: +SKIP
+        ...     function_name="ticket-triage", column=["text"])   # doctest: +SKIP
     """
     if (model is None) == (function_name is None):
         raise InputValidationError(
             "model/function_name",
-            "give exactly one: model='all-minilm-l6-v2' for batch inference, or function_name='ticket-triage'",
+            "give exactly one: model='all-minilm-l6-v2' for batch inference, "
+            "or function_name='ticket-triage' for a Sutro Function",
         )
-    common: dict[str, Any] = dict(
-        sutro_credentials=sutro_credentials, job_priority=job_priority, name=name, description=description,
-        max_cost_usd=max_cost_usd, artifact_key=artifact_key,
-    )
+    common: dict[str, Any] = {
+        "sutro_credentials": sutro_credentials,
+        "job_priority": job_priority,
+        "name": name,
+        "description": description,
+        "max_cost_usd": max_cost_usd,
+        "artifact_key": artifact_key,
+    }
     if model is not None:
         submission = await submit_batch_inference(
-            data, model, column=column, system_prompt=system_prompt, output_schema=output_schema,
-            sampling_params=sampling_params, truncate_rows=truncate_rows, **common,
+            data,
+            model,
+            column=column,
+            system_prompt=system_prompt,
+            output_schema=output_schema,
+            sampling_params=sampling_params,
+            truncate_rows=truncate_rows,
+            **common,
         )
     else:
         columns = [column] if isinstance(column, str) else column
         submission = await submit_batch_function(function_name, data, columns=columns, **common)
-    await wait_for_job(submission, sutro_credentials, timeout=timeout, poll_interval_seconds=poll_interval_seconds,
-                       max_poll_interval_seconds=max_poll_interval_seconds)
+    await wait_for_job(
+        submission,
+        sutro_credentials,
+        timeout=timeout,
+        poll_interval_seconds=poll_interval_seconds,
+        max_poll_interval_seconds=max_poll_interval_seconds,
+    )
     return await download_results_to_parquet(
-        submission, output_path, sutro_credentials, include_inputs=include_inputs,
-        preview_rows=preview_rows, artifact_key=artifact_key,
+        submission,
+        output_path,
+        sutro_credentials,
+        include_inputs=include_inputs,
+        preview_rows=preview_rows,
+        artifact_key=artifact_key,
     )

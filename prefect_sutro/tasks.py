@@ -104,13 +104,27 @@ async def _submit(
         job_url = client.job_url(submission.job_id)
     register_job(await _flow_run_ids(), submission.job_id, creds)
     if submission.reattached:
-        logger.info("Reattached to Sutro job %s (%s) with idempotency key %s: not submitting again",
-                    submission.job_id, submission.status.value, key)
+        logger.info(
+            "Reattached to Sutro job %s (%s) with idempotency key %s: not submitting again",
+            submission.job_id,
+            submission.status.value,
+            key,
+        )
     else:
-        logger.info("Submitted Sutro job %s on %s (%s rows): %s",
-                    submission.job_id, request.model, request.num_rows, job_url)
-    await publish_submission_artifact(submission, job_url, request.model, key=artifact_key,
-                                      credentials_block_id=getattr(creds, "_block_document_id", None))
+        logger.info(
+            "Submitted Sutro job %s on %s (%s rows): %s",
+            submission.job_id,
+            request.model,
+            request.num_rows,
+            job_url,
+        )
+    await publish_submission_artifact(
+        submission,
+        job_url,
+        request.model,
+        key=artifact_key,
+        credentials_block_id=getattr(creds, "_block_document_id", None),
+    )
     return submission
 
 
@@ -147,12 +161,26 @@ async def submit_batch_inference(
         >>> sub.job_id                                   # doctest: +SKIP
     """
     request = BatchJobRequest.for_inference(
-        data, model, column=column, system_prompt=system_prompt, output_schema=output_schema,
-        sampling_params=sampling_params, job_priority=job_priority, random_seed_per_input=random_seed_per_input,
-        truncate_rows=truncate_rows, name=name, description=description,
+        data,
+        model,
+        column=column,
+        system_prompt=system_prompt,
+        output_schema=output_schema,
+        sampling_params=sampling_params,
+        job_priority=job_priority,
+        random_seed_per_input=random_seed_per_input,
+        truncate_rows=truncate_rows,
+        name=name,
+        description=description,
     )
-    return await _submit(request, sutro_credentials, max_cost_usd=max_cost_usd, idempotency_key=idempotency_key,
-                         idempotency_scope=idempotency_scope, artifact_key=artifact_key)
+    return await _submit(
+        request,
+        sutro_credentials,
+        max_cost_usd=max_cost_usd,
+        idempotency_key=idempotency_key,
+        idempotency_scope=idempotency_scope,
+        artifact_key=artifact_key,
+    )
 
 
 @task(name="submit_batch_function", **_TASK_DEFAULTS)
@@ -180,8 +208,14 @@ async def submit_batch_function(
     request = BatchJobRequest.for_function(
         function_name, data, columns=columns, job_priority=job_priority, name=name, description=description
     )
-    return await _submit(request, sutro_credentials, max_cost_usd=max_cost_usd, idempotency_key=idempotency_key,
-                         idempotency_scope=idempotency_scope, artifact_key=artifact_key)
+    return await _submit(
+        request,
+        sutro_credentials,
+        max_cost_usd=max_cost_usd,
+        idempotency_key=idempotency_key,
+        idempotency_scope=idempotency_scope,
+        artifact_key=artifact_key,
+    )
 
 
 @task(name="wait_for_job", **_TASK_DEFAULTS)
@@ -221,8 +255,13 @@ async def wait_for_job(
             logger.error("Sutro job %s did not succeed: %s", job_id, exc)
             raise
     unregister_job(job_id)
-    logger.info("Sutro job %s SUCCEEDED (%s rows, %s input / %s output tokens)", job_id,
-                finished.num_rows, finished.input_tokens, finished.output_tokens)
+    logger.info(
+        "Sutro job %s SUCCEEDED (%s rows, %s input / %s output tokens)",
+        job_id,
+        finished.num_rows,
+        finished.input_tokens,
+        finished.output_tokens,
+    )
     return finished
 
 
@@ -243,8 +282,9 @@ async def download_results_to_parquet(
     a preview table, a link to the file and a markdown summary artifact unless ``create_artifacts=False``.
 
     Example:
-        >>> manifest = await download_results_to_parquet(sub, "s3://bucket/reviews.parquet", creds)  # doctest: +SKIP
-        >>> manifest["rows"]                                                                         # doctest: +SKIP
+        >>> manifest = await download_results_to_parquet(
+        ...     sub, "s3://bucket/reviews.parquet", creds)   # doctest: +SKIP
+        >>> manifest["rows"]                                 # doctest: +SKIP
     """
     logger = get_run_logger()
     job_id = _job_id(job)
@@ -256,11 +296,14 @@ async def download_results_to_parquet(
         manifest = await client.download_results(job_id, path, include_inputs=include_inputs)
         details = await client.get_job(job_id) if create_artifacts else None
         job_url = client.job_url(job_id)
-    logger.info("Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, job_id, manifest.uri, manifest.bytes)
+    logger.info(
+        "Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, job_id, manifest.uri, manifest.bytes
+    )
     if create_artifacts:
         preview = load_results(manifest).head(preview_rows) if preview_rows > 0 else None
-        await publish_results_artifacts(manifest, details, preview, job_url=job_url,
-                                        preview_rows_count=preview_rows, key=artifact_key)
+        await publish_results_artifacts(
+            manifest, details, preview, job_url=job_url, preview_rows_count=preview_rows, key=artifact_key
+        )
     return manifest.to_dict()
 
 
@@ -279,8 +322,12 @@ async def run_function(
     creds = _check_credentials(sutro_credentials)
     async with creds.get_async_client() as client:
         result = await client.run_function(function_name, input_data)
-    get_run_logger().info("Function %s answered %r (confidence %s)", function_name,
-                          result.label if result.is_classification else result.output, result.confidence)
+    get_run_logger().info(
+        "Function %s answered %r (confidence %s)",
+        function_name,
+        result.label if result.is_classification else result.output,
+        result.confidence,
+    )
     return result
 
 

@@ -17,6 +17,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterParentFlowRunId,
 )
+from sutro_core import CostLimitExceededError, JobCancelledError, JobFailedError, JobStatus
 
 from prefect_sutro import (
     cancel_job,
@@ -26,11 +27,14 @@ from prefect_sutro import (
     sutro_batch_job,
     wait_for_job,
 )
-from sutro_core import CostLimitExceededError, JobCancelledError, JobFailedError, JobStatus
 
 REVIEWS = ["Great blender, crushes ice easily.", "Stopped working after a week.", "Okay for the price."]
-TICKETS = ["I was charged twice for my subscription", "The app crashes when I log in", "How do I export my data?"]
-FAST = dict(poll_interval_seconds=0.2, max_poll_interval_seconds=0.5)
+TICKETS = [
+    "I was charged twice for my subscription",
+    "The app crashes when I log in",
+    "How do I export my data?",
+]
+FAST = {"poll_interval_seconds": 0.2, "max_poll_interval_seconds": 0.5}
 
 
 async def _artifacts(flow_run_id: UUID) -> list:
@@ -40,10 +44,19 @@ async def _artifacts(flow_run_id: UUID) -> list:
         )
 
 
-async def test_batch_inference_flow_writes_parquet_and_artifacts(sutro_credentials, sutro_client, tmp_path: Path):
+async def test_batch_inference_flow_writes_parquet_and_artifacts(
+    sutro_credentials, sutro_client, tmp_path: Path
+):
     out = tmp_path / "reviews.parquet"
-    state = await sutro_batch_job(REVIEWS, str(out), sutro_credentials, model="all-minilm-l6-v2",
-                                  artifact_key="reviews-embeddings", return_state=True, **FAST)
+    state = await sutro_batch_job(
+        REVIEWS,
+        str(out),
+        sutro_credentials,
+        model="all-minilm-l6-v2",
+        artifact_key="reviews-embeddings",
+        return_state=True,
+        **FAST,
+    )
     assert state.is_completed(), state.message
     manifest = await state.result()
 
@@ -69,14 +82,27 @@ async def test_batch_inference_flow_writes_parquet_and_artifacts(sutro_credentia
     assert out.name in artifacts["reviews-embeddings-parquet"].data
     summary = artifacts["reviews-embeddings-summary"]
     assert summary.type == "markdown"
-    for needle in (manifest["job_id"], "all-minilm-l6-v2", "| Rows | 3 |", "Input tokens", "Cost (USD)", "Duration"):
+    for needle in (
+        manifest["job_id"],
+        "all-minilm-l6-v2",
+        "| Rows | 3 |",
+        "Input tokens",
+        "Cost (USD)",
+        "Duration",
+    ):
         assert needle in summary.data, (needle, summary.data)
 
 
 async def test_function_batch_flow_unpacks_label_columns(sutro_credentials, sutro_client, tmp_path: Path):
     data = pl.DataFrame({"ticket_id": ["t1", "t2", "t3"], "text": TICKETS})
-    manifest = await sutro_batch_job(data, str(tmp_path / "triage.parquet"), sutro_credentials,
-                                     function_name="ticket-triage", column="text", **FAST)
+    manifest = await sutro_batch_job(
+        data,
+        str(tmp_path / "triage.parquet"),
+        sutro_credentials,
+        function_name="ticket-triage",
+        column="text",
+        **FAST,
+    )
     df = load_results(manifest)
     assert df.height == 3
     assert {"label", "rationale", "confidence_score"} <= set(df.columns)
@@ -108,10 +134,19 @@ def test_tasks_work_in_a_sync_flow(sutro_credentials, sutro_client):
     assert len(sutro_client.list_jobs()) == 1
 
 
-async def test_failed_job_fails_the_task_with_the_server_reason(sutro_credentials, sutro_client, tmp_path: Path):
+async def test_failed_job_fails_the_task_with_the_server_reason(
+    sutro_credentials, sutro_client, tmp_path: Path
+):
     rows = ["fine row", "word " * 2000]
-    state = await sutro_batch_job(rows, str(tmp_path / "x.parquet"), sutro_credentials, model="all-minilm-l6-v2",
-                                  truncate_rows=False, return_state=True, **FAST)
+    state = await sutro_batch_job(
+        rows,
+        str(tmp_path / "x.parquet"),
+        sutro_credentials,
+        model="all-minilm-l6-v2",
+        truncate_rows=False,
+        return_state=True,
+        **FAST,
+    )
     assert state.is_failed()
     with pytest.raises(JobFailedError) as info:
         await state.result()
@@ -123,8 +158,15 @@ async def test_failed_job_fails_the_task_with_the_server_reason(sutro_credential
 
 
 async def test_cost_gate_blocks_before_any_billed_job(sutro_credentials, sutro_client, tmp_path: Path):
-    state = await sutro_batch_job(REVIEWS, str(tmp_path / "x.parquet"), sutro_credentials, model="all-minilm-l6-v2",
-                                  max_cost_usd=0.0, return_state=True, **FAST)
+    state = await sutro_batch_job(
+        REVIEWS,
+        str(tmp_path / "x.parquet"),
+        sutro_credentials,
+        model="all-minilm-l6-v2",
+        max_cost_usd=0.0,
+        return_state=True,
+        **FAST,
+    )
     assert state.is_failed()
     with pytest.raises(CostLimitExceededError, match="exceeds max_cost_usd"):
         await state.result()
@@ -134,8 +176,14 @@ async def test_cost_gate_blocks_before_any_billed_job(sutro_credentials, sutro_c
 
 
 async def test_cost_gate_lets_a_cheap_job_through(sutro_credentials, sutro_client, tmp_path: Path):
-    manifest = await sutro_batch_job(REVIEWS, str(tmp_path / "x.parquet"), sutro_credentials,
-                                     model="all-minilm-l6-v2", max_cost_usd=100.0, **FAST)
+    manifest = await sutro_batch_job(
+        REVIEWS,
+        str(tmp_path / "x.parquet"),
+        sutro_credentials,
+        model="all-minilm-l6-v2",
+        max_cost_usd=100.0,
+        **FAST,
+    )
     assert manifest["rows"] == 3
     assert len(sutro_client.list_jobs()) == 2  # the dry run and the real job
 
@@ -159,8 +207,13 @@ async def test_bad_input_names_the_field(sutro_credentials, sutro_client, tmp_pa
     with pytest.raises(InputValidationError, match="model/function_name"):
         await sutro_batch_job(REVIEWS, str(tmp_path / "x.parquet"), sutro_credentials)
     with pytest.raises(ValueError, match="artifact_key"):
-        await sutro_batch_job(REVIEWS, str(tmp_path / "x.parquet"), sutro_credentials, model="all-minilm-l6-v2",
-                              artifact_key="Not Valid")
+        await sutro_batch_job(
+            REVIEWS,
+            str(tmp_path / "x.parquet"),
+            sutro_credentials,
+            model="all-minilm-l6-v2",
+            artifact_key="Not Valid",
+        )
     assert sutro_client.list_jobs() == []
 
 
@@ -168,14 +221,20 @@ def test_sync_flow_runs_the_batch_job_as_a_subflow(sutro_credentials, sutro_clie
     @flow
     def sync_parent():
         # sutro_batch_job is an async flow; a sync flow runs it to completion with asyncio.run
-        return asyncio.run(sutro_batch_job(REVIEWS, str(tmp_path / "s.parquet"), sutro_credentials,
-                                           model="all-minilm-l6-v2", **FAST))
+        return asyncio.run(
+            sutro_batch_job(
+                REVIEWS, str(tmp_path / "s.parquet"), sutro_credentials, model="all-minilm-l6-v2", **FAST
+            )
+        )
 
     state = sync_parent(return_state=True)
     manifest = state.result()
     assert load_results(manifest).height == 3
     assert len(sutro_client.list_jobs()) == 1
     with get_client(sync_client=True) as client:
-        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
     assert [c.name for c in children] and children[0].state.is_completed()  # a real, tracked subflow run

@@ -20,13 +20,13 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 from prefect.exceptions import TerminationSignal
 from prefect.settings import get_current_settings
-
-from prefect_sutro import SutroCredentials, submit_batch_inference, sutro_batch_job, wait_for_job
 from sutro_core import JobStatus, JobTimeoutError
 from sutro_core.idempotency import key_in_description
 
+from prefect_sutro import SutroCredentials, submit_batch_inference, sutro_batch_job, wait_for_job
+
 REVIEWS = ["Great blender, crushes ice easily.", "Stopped working after a week.", "Okay for the price."]
-FAST = dict(poll_interval_seconds=0.2, max_poll_interval_seconds=0.5)
+FAST = {"poll_interval_seconds": 0.2, "max_poll_interval_seconds": 0.5}
 
 
 async def test_retried_task_reattaches_to_the_submitted_job(sutro_credentials, sutro_client):
@@ -58,8 +58,14 @@ async def test_retried_flow_reattaches_subflow_job(sutro_credentials, sutro_clie
 
     @flow(retries=1, retry_delay_seconds=0)
     async def parent():
-        return await sutro_batch_job(REVIEWS, str(tmp_path / "r.parquet"), sutro_credentials, model="slow-embed",
-                                     timeout=next(timeouts), **FAST)
+        return await sutro_batch_job(
+            REVIEWS,
+            str(tmp_path / "r.parquet"),
+            sutro_credentials,
+            model="slow-embed",
+            timeout=next(timeouts),
+            **FAST,
+        )
 
     state = await parent(return_state=True)
     assert state.is_completed(), state.message
@@ -78,8 +84,15 @@ async def test_retried_flow_reattaches_subflow_job(sutro_credentials, sutro_clie
 
 
 async def test_timeout_leaves_job_running_and_fails_the_flow(sutro_credentials, sutro_client, tmp_path: Path):
-    state = await sutro_batch_job([f"row {i}" for i in range(30)], str(tmp_path / "t.parquet"), sutro_credentials,
-                                  model="slow-embed", timeout=0.5, return_state=True, **FAST)
+    state = await sutro_batch_job(
+        [f"row {i}" for i in range(30)],
+        str(tmp_path / "t.parquet"),
+        sutro_credentials,
+        model="slow-embed",
+        timeout=0.5,
+        return_state=True,
+        **FAST,
+    )
     assert state.is_failed()
     with pytest.raises(JobTimeoutError):
         await state.result()
@@ -102,15 +115,24 @@ def _cancel_when_running(sutro_client, seen: dict) -> None:
 
 
 @pytest.mark.parametrize("opt_out", [False, True])
-def test_cancelling_the_flow_run_cancels_the_remote_job(sutro_credentials, sutro_client, tmp_path: Path, opt_out):
+def test_cancelling_the_flow_run_cancels_the_remote_job(
+    sutro_credentials, sutro_client, tmp_path: Path, opt_out
+):
     seen: dict = {}
     killer = threading.Thread(target=_cancel_when_running, args=(sutro_client, seen), daemon=True)
     killer.start()
     try:
         with pytest.raises(TerminationSignal):
-            asyncio.run(sutro_batch_job([f"row {i}" for i in range(60)], str(tmp_path / "c.parquet"),
-                                        sutro_credentials, model="slow-embed", cancel_on_cancellation=not opt_out,
-                                        **FAST))
+            asyncio.run(
+                sutro_batch_job(
+                    [f"row {i}" for i in range(60)],
+                    str(tmp_path / "c.parquet"),
+                    sutro_credentials,
+                    model="slow-embed",
+                    cancel_on_cancellation=not opt_out,
+                    **FAST,
+                )
+            )
     finally:
         killer.join(5)
         control_listener.clear_intent()
@@ -151,8 +173,15 @@ async def test_cancellation_hook_in_a_runner_process_finds_jobs_through_artifact
         "cancel_sutro_jobs(None, run, None)\n"
     )
     env = dict(os.environ, PREFECT_API_URL=str(get_current_settings().api.url))
-    proc = subprocess.run([sys.executable, "-c", script, str(state.state_details.flow_run_id)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", script, str(state.state_details.flow_run_id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert sutro_client.get_job(sub.job_id).status in (JobStatus.CANCELLING, JobStatus.CANCELLED)
     assert len(sutro_client.list_jobs()) == 1
