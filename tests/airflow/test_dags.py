@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 from sutro_core import JobStatus, SutroClient, load_results
@@ -290,3 +291,44 @@ def test_run_function_operator(run_dag: Any, dag_id: str, sutro_conn: str) -> No
     answer = result.xcoms("one")["return_value"]
     assert answer["response"]
     assert answer["predictions"]
+
+
+class _LosesSubmitResponse(httpx.BaseTransport):
+    """Forwards every request to the real server, but drops the response of the first submit: the job
+    exists, the client never hears its id (a 524 / dropped connection a real server cannot be asked for)."""
+
+    def __init__(self) -> None:
+        self._real = httpx.HTTPTransport()
+        self.dropped = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._real.handle_request(request)
+        if request.method == "POST" and request.url.path.endswith("/batch-inference") and not self.dropped:
+            response.read()
+            self.dropped += 1
+            raise httpx.RemoteProtocolError("server disconnected without sending a response", request=request)
+        return response
+
+
+def test_lost_submit_response_is_recovered_without_a_second_job(
+    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow_provider_sutro.hooks.sutro import SutroHook
+
+    transport = _LosesSubmitResponse()
+
+    def get_conn(self: SutroHook, **options: Any) -> SutroClient:
+        conn = self.get_connection(self.sutro_conn_id)
+        return SutroClient(**self._client_kwargs(conn), transport=transport, **options)
+
+    monkeypatch.setattr(SutroHook, "get_conn", get_conn)
+    with _dag(dag_id) as dag:
+        SutroBatchInferenceOperator(
+            task_id="embed", model="all-minilm-l6-v2", inputs=TICKETS, output_uri=str(tmp_path / "o.parquet"), **FAST
+        )
+    result = run_dag(dag)
+    assert transport.dropped == 1
+    assert result.state == "success"
+    [job] = sutro_client.list_jobs()
+    assert result.xcoms("embed")["return_value"]["job_id"] == job.job_id

@@ -134,3 +134,32 @@ def test_bad_input_names_the_field(tmp_path: Any) -> None:
         from airflow_provider_sutro.io import resolve_inputs
 
         resolve_inputs(f"file://{tmp_path}/missing.parquet".replace("file://", "memory://"))
+
+
+def test_on_kill_cancels_in_non_deferrable_mode(sutro_conn: str, sutro_client: SutroClient, tmp_path: Any) -> None:
+    job_id = sutro_client.submit_job(
+        BatchJobRequest.for_inference([f"r{i}" for i in range(40)], model="slow-embed")
+    ).job_id
+    op = _operator(tmp_path, deferrable=False)
+    op.job_id = job_id  # what execute() records right after submitting
+    op.on_kill()
+    assert sutro_client.get_job_status(job_id) in (JobStatus.CANCELLING, JobStatus.CANCELLED)
+
+
+def test_sensor_poke_fails_on_a_failed_job(sutro_conn: str, sutro_client: SutroClient) -> None:
+    from sutro_core import JobFailedError
+
+    from airflow_provider_sutro.sensors.sutro import SutroJobSensor
+
+    job_id = sutro_client.submit_job(
+        BatchJobRequest.for_inference(["ok", "word " * 2000], model="all-minilm-l6-v2", truncate_rows=False)
+    ).job_id
+    sensor = SutroJobSensor(task_id="wait", job_id=job_id)
+    import time
+
+    deadline = time.monotonic() + 30
+    with pytest.raises(JobFailedError, match="context window|tokens|row"):
+        while time.monotonic() < deadline:
+            if sensor.poke({}):
+                pytest.fail("a FAILED job must never satisfy the sensor")
+            time.sleep(0.2)
