@@ -37,7 +37,8 @@ class LogprobRecorder:
         return scores
 
     def _take(self, tokens: Any) -> None:
-        self._steps.append(self._pending.gather(1, tokens.view(-1, 1)).squeeze(1))
+        tokens = tokens.to(self._pending.device).view(-1, 1)  # final sequences may be on the CPU
+        self._steps.append(self._pending.gather(1, tokens).squeeze(1))
         self._pending = None
 
     def per_token(self, sequences: Any, lengths: list[int]) -> list[list[float]]:
