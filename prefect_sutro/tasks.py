@@ -40,7 +40,7 @@ from .artifacts import check_artifact_key, publish_results_artifacts, publish_su
 from .cancellation import register_job, unregister_job
 from .credentials import SutroCredentials
 from .idempotency import prefect_idempotency_key, root_flow_run_id
-from .results import load_results
+from .results import head_results
 
 JobRef = Submission | Job | str
 
@@ -128,7 +128,7 @@ async def _submit(
     return submission
 
 
-@task(name="submit_batch_inference", **_TASK_DEFAULTS)
+@task(name="submit_batch_inference", task_run_name="submit-{model}", **_TASK_DEFAULTS)
 async def submit_batch_inference(
     data: Any,
     model: str,
@@ -183,7 +183,7 @@ async def submit_batch_inference(
     )
 
 
-@task(name="submit_batch_function", **_TASK_DEFAULTS)
+@task(name="submit_batch_function", task_run_name="submit-{function_name}", **_TASK_DEFAULTS)
 async def submit_batch_function(
     function_name: str,
     data: Any,
@@ -248,7 +248,13 @@ async def wait_for_job(
     poll = PollPolicy(initial_interval=poll_interval_seconds, max_interval=max_poll_interval_seconds)
     async with creds.get_async_client(poll=poll) as client:
         try:
-            finished = await client.await_job_completion(job_id, timeout=timeout, obtain_results=False)
+            finished = await client.await_job_completion(
+                job_id,
+                timeout=timeout,
+                obtain_results=False,
+                # Status changes go to the task run's log, so the Prefect UI shows the job's progress.
+                on_status=lambda status: logger.info("Sutro job %s is %s", job_id, status.value),
+            )
         except JobError as exc:
             if exc.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
                 unregister_job(job_id)
@@ -300,14 +306,14 @@ async def download_results_to_parquet(
         "Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, job_id, manifest.uri, manifest.bytes
     )
     if create_artifacts:
-        preview = load_results(manifest).head(preview_rows) if preview_rows > 0 else None
+        preview = head_results(manifest, preview_rows) if preview_rows > 0 else None
         await publish_results_artifacts(
             manifest, details, preview, job_url=job_url, preview_rows_count=preview_rows, key=artifact_key
         )
     return manifest.to_dict()
 
 
-@task(name="run_function", **_TASK_DEFAULTS)
+@task(name="run_function", task_run_name="run-{function_name}", **_TASK_DEFAULTS)
 async def run_function(
     function_name: str,
     input_data: dict[str, Any],

@@ -95,20 +95,30 @@ async def test_batch_inference_flow_writes_parquet_and_artifacts(
 
 async def test_function_batch_flow_unpacks_label_columns(sutro_credentials, sutro_client, tmp_path: Path):
     data = pl.DataFrame({"ticket_id": ["t1", "t2", "t3"], "text": TICKETS})
-    manifest = await sutro_batch_job(
+    state = await sutro_batch_job(
         data,
         str(tmp_path / "triage.parquet"),
         sutro_credentials,
         function_name="ticket-triage",
         column="text",
+        artifact_key="triage",
+        return_state=True,
         **FAST,
     )
+    manifest = await state.result()
     df = load_results(manifest)
     assert df.height == 3
     assert {"label", "rationale", "confidence_score"} <= set(df.columns)
-    assert all(isinstance(x, str) and x for x in df["label"].to_list())
+    assert df["label"].to_list()[:2] == ["billing", "bug"]  # near-copies of the Function's examples
     assert all(0.0 <= c <= 1.0 for c in df["confidence_score"].to_list())
     assert len(sutro_client.list_jobs()) == 1
+    # The raw file keeps the service's columns; load_results(unpack_json=False) shows them.
+    assert "outputs" in load_results(manifest, unpack_json=False).columns
+
+    artifacts = {a.key: a for a in await _artifacts(state.state_details.flow_run_id)}
+    preview = artifacts["triage-preview"].data
+    rows = preview if isinstance(preview, list) else json.loads(preview)
+    assert [r["label"] for r in rows] == df["label"].to_list()
 
 
 async def test_run_function_task_returns_classification(sutro_credentials):
