@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 from dagster import (
     DagsterEventType,
+    DagsterRunStatus,
     DagsterInstance,
     DailyPartitionsDefinition,
     RetryPolicy,
@@ -268,11 +269,13 @@ def test_bad_column_fails_with_a_clear_message_and_submits_nothing(sutro, io_man
     assert sutro_client.list_jobs() == []
 
 
-def _interrupt_when_running(sutro_client, stop: threading.Event) -> None:
-    """Terminate the in-process run the way Dagster does: SIGINT to the run worker, once the job runs."""
+def _terminate_when_running(sutro_client, instance: DagsterInstance, stop: threading.Event) -> None:
+    """Terminate the in-process run as Dagster does: mark it CANCELING, then SIGINT the run worker."""
     while not stop.is_set():
         jobs = sutro_client.list_jobs()
         if jobs and jobs[0].status is JobStatus.RUNNING:
+            [run] = instance.get_runs(limit=1)
+            instance.report_run_canceling(run)
             os.kill(os.getpid(), signal.SIGINT)
             return
         time.sleep(0.1)
@@ -293,15 +296,17 @@ def test_run_termination_cancels_the_job_unless_opted_out(
         name="slow_review_embeddings", upstream=many_reviews, model="slow-embed", column="text"
     )
     stop = threading.Event()
-    killer = threading.Thread(target=_interrupt_when_running, args=(sutro_client, stop), daemon=True)
+    instance = DagsterInstance.ephemeral()
+    killer = threading.Thread(target=_terminate_when_running, args=(sutro_client, instance, stop), daemon=True)
     killer.start()
     try:
         result = materialize([many_reviews, embeddings], resources={"sutro": resource, "io_manager": io_manager},
-                             raise_on_error=False)
+                             instance=instance, raise_on_error=False)
     finally:
         stop.set()
         killer.join(timeout=5)
     assert not result.success
+    assert result.dagster_run.status is DagsterRunStatus.CANCELED
     [job] = sutro_client.list_jobs()
     if cancel_on_termination:
         deadline = time.monotonic() + 10
