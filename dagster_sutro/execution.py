@@ -101,7 +101,8 @@ def _cost_gate(
             },
             allow_retries=False,
         ) from exc
-    context.log.info(f"Sutro dry-run estimate: ${estimate:.4f}" + (f" (limit ${max_cost_usd:.4f})" if max_cost_usd else ""))
+    limit = f" (limit ${max_cost_usd:.6g})" if max_cost_usd is not None else ""
+    context.log.info(f"Sutro dry-run estimate: ${estimate:.6g}{limit}")
     return estimate
 
 
