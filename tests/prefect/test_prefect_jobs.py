@@ -248,3 +248,11 @@ def test_sync_flow_runs_the_batch_job_as_a_subflow(sutro_credentials, sutro_clie
             )
         )
     assert [c.name for c in children] and children[0].state.is_completed()  # a real, tracked subflow run
+
+
+async def test_results_to_an_fsspec_uri(sutro_credentials, sutro_client):
+    uri = f"memory://sutro-tests/{sutro_client.api_key[:8]}/reviews.parquet"
+    manifest = await sutro_batch_job(REVIEWS, uri, sutro_credentials, model="all-minilm-l6-v2", **FAST)
+    assert manifest["uri"] == uri and manifest["rows"] == 3
+    df = load_results(manifest)
+    assert df.height == 3 and len(df["outputs"][0]) == 384
