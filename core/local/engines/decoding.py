@@ -90,3 +90,56 @@ class FinishTracker:
     def lengths(self, generated: int) -> list[int]:
         """Tokens each row really produced (rows that never finished used all ``generated``)."""
         return [generated if f is None else f for f in self.finished_at]
+
+
+class SeededSampler:
+    """Logits processor that samples each row with its own seeded generator.
+
+    transformers samples from torch's process-global RNG, so one seed per row would force one
+    ``generate()`` call per row. Instead generation runs greedy and this processor (last in the
+    list) applies temperature, top-k, top-p and min-p, draws each row's token with that row's
+    ``torch.Generator``, and leaves only the drawn token selectable. A row's draws depend only on
+    its seed and its logits, so batching does not change them.
+
+    Example:
+        >>> sampler = SeededSampler([11, 12], temperature=0.8, top_p=0.9, device="cpu")   # doctest: +SKIP
+    """
+
+    def __init__(self, seeds: list[int], *, temperature: float, top_p: float | None = None,
+                 top_k: int | None = None, min_p: float | None = None, device: Any = "cpu") -> None:
+        import torch
+
+        self._gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+        self.min_p = min_p
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        logits = scores.float() / self.temperature
+        neg_inf = float("-inf")
+        if self.top_k:
+            k = min(self.top_k, logits.shape[-1])
+            kth = torch.topk(logits, k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, neg_inf)
+        probs = torch.softmax(logits, dim=-1)
+        if self.min_p:
+            floor = probs.max(dim=-1, keepdim=True).values * self.min_p
+            probs = probs.masked_fill(probs < floor, 0.0)
+        if self.top_p is not None and self.top_p < 1.0:
+            sorted_p, order = torch.sort(probs, dim=-1, descending=True)
+            before = torch.cumsum(sorted_p, dim=-1) - sorted_p  # mass of the tokens ranked above
+            sorted_p = sorted_p.masked_fill(before > self.top_p, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        chosen = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
+        for i, gen in enumerate(self._gens):
+            row = probs[i]
+            if not torch.isfinite(row).all() or row.sum() <= 0:  # nothing left (cannot happen in practice)
+                chosen[i] = int(torch.argmax(scores[i]))
+            else:
+                chosen[i] = torch.multinomial(row, 1, generator=gen)[0]
+        out = torch.full_like(scores, neg_inf)
+        out.scatter_(1, chosen.view(-1, 1), 0.0)
+        return out

@@ -21,11 +21,11 @@ prompt, the chat template and the beginning of the document survive; the row is 
 + ``max_tokens`` fits the context window. Without ``truncate_rows`` such a row fails the job with
 an error naming the row.
 
-Seeds: sampling is seeded by ``sampling_params.seed`` (else the job's seed). With
-``random_seed_per_input`` each row is generated on its own with ``row_seed(seed, row index in the
-job)``, so outputs do not depend on chunking or batching and a resumed job reproduces them.
-Otherwise each batch is seeded by the index of its first row. Greedy decoding (temperature 0, the
-default) needs no seed.
+Seeds: sampling is seeded by ``sampling_params.seed`` (else the job's seed). Every row samples
+with its own ``torch.Generator``, so outputs do not depend on chunking or batching and a resumed
+job reproduces them. Without ``random_seed_per_input`` all rows share the seed (the same prompt
+gives the same sample); with it row *i* gets ``row_seed(seed, i)`` (its index in the job).
+Greedy decoding (temperature 0, the default) needs no seed.
 
 Example:
     >>> eng = TransformersEngine("/models/qwen2.5-0.5b-instruct")                 # doctest: +SKIP
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,7 @@ from typing import Any, Mapping, Sequence
 
 from ..config import ModelConfig
 from .base import ChunkParams, ChunkResult, EngineInputError
-from .decoding import FinishTracker, LogprobRecorder
+from .decoding import FinishTracker, LogprobRecorder, SeededSampler
 from .reasoning import THINK_CLOSE, THINK_OPEN, reasoning_output, split_reasoning
 from .sampling import SamplingSettings, parse_sampling_params, row_seed
 
@@ -84,8 +85,8 @@ class _Prompt:
 class TransformersEngine:
     """A local causal LM (Hugging Face format) behind the sutro-local Engine interface.
 
-    Thread-safe: a lock serialises generation (torch's RNG is process-global and seeds must
-    stay reproducible), so the worker and the /v1/chat/completions route can share one engine.
+    Thread-safe: a lock serialises generation (one model, one batch at a time), so the worker
+    and the /v1/chat/completions route can share one engine.
 
     Example:
         >>> eng = TransformersEngine("/path/to/tiny-llama", max_tokens=16)           # doctest: +SKIP
@@ -158,12 +159,13 @@ class TransformersEngine:
                                          unsupported=("presence_penalty", "frequency_penalty"))
         conversations = [_conversation(params.system_prompt, row) for row in rows]
         base = settings.seed if settings.seed is not None else int(params.job_seed)
-        seeds = None
         if params.random_seed_per_input:
             seeds = [row_seed(base, params.row_offset + i) for i in range(len(rows))]
+        else:  # one seed for every row: the same prompt gives the same sample
+            seeds = [base] * len(rows)
         gens = self.generate(
             conversations, settings, json_schema=params.json_schema, truncate=params.truncate_rows,
-            want_logprobs=params.want_logprobs, row_offset=params.row_offset, seeds=seeds, batch_seed=base,
+            want_logprobs=params.want_logprobs, row_offset=params.row_offset, seeds=seeds,
         )
         return ChunkResult(
             outputs=[g.output for g in gens],
@@ -176,14 +178,13 @@ class TransformersEngine:
 
     def generate(self, conversations: Sequence[Sequence[Message]], settings: SamplingSettings, *,
                  json_schema: dict[str, Any] | None = None, truncate: bool = False,
-                 want_logprobs: bool = False, row_offset: int = 0, seeds: Sequence[int] | None = None,
-                 batch_seed: int | None = None) -> list[Generation]:
+                 want_logprobs: bool = False, row_offset: int = 0,
+                 seeds: Sequence[int] | None = None) -> list[Generation]:
         """Generate a reply to each conversation (lists of {"role", "content"} messages).
 
-        ``row_offset`` is the index of the first conversation in its job (for error messages and
-        batch seeds). ``seeds``: one seed per conversation, used as is; each row is then generated
-        on its own, so its output does not depend on its neighbours. Otherwise rows go in batches,
-        each seeded with ``row_seed(batch_seed, index of its first row)`` (unseeded when None).
+        ``row_offset`` is the index of the first conversation in its job (for error messages).
+        ``seeds``: one sampling seed per conversation (random ones when None). Each row samples
+        with its own generator, so its output depends on its seed and prompt, not on its batch.
 
         Example:
             >>> eng.generate([[{"role": "user", "content": "hi"}]], SamplingSettings(max_tokens=4))  # doctest: +SKIP
@@ -197,27 +198,20 @@ class TransformersEngine:
             raise EngineInputError("json_schema must be a JSON object (a dict) describing the output")
         prompts = [self._fit(conv, settings.max_tokens, truncate, row_offset + i)
                    for i, conv in enumerate(conversations)]
-        groups: list[tuple[list[int], int | None]] = []  # (row indices, seed)
-        if seeds is not None and settings.do_sample:
-            if len(seeds) != len(prompts):
-                raise EngineInputError(f"{len(seeds)} seeds for {len(prompts)} rows; give one seed per row")
-            groups = [([i], int(seeds[i])) for i in range(len(prompts))]
-        else:
-            for start in range(0, len(prompts), self.batch_size):
-                idx = list(range(start, min(start + self.batch_size, len(prompts))))
-                seed = row_seed(batch_seed, row_offset + start) if batch_seed is not None else None
-                groups.append((idx, seed if settings.do_sample else None))
-        results: list[Generation | None] = [None] * len(prompts)
+        if seeds is None:
+            seeds = [secrets.randbelow(2**31) for _ in prompts]
+        if len(seeds) != len(prompts):
+            raise EngineInputError(f"{len(seeds)} seeds for {len(prompts)} rows; give one seed per row")
+        results: list[Generation] = []
         with self._lock:
-            for idx, group_seed in groups:
-                outs = self._generate_batch([prompts[i] for i in idx], settings, json_schema,
-                                            group_seed, want_logprobs)
-                for i, gen in zip(idx, outs):
-                    results[i] = gen
-        return [r for r in results if r is not None]
+            for start in range(0, len(prompts), self.batch_size):
+                end = min(start + self.batch_size, len(prompts))
+                results.extend(self._generate_batch(prompts[start:end], settings, json_schema,
+                                                    list(seeds[start:end]), want_logprobs))
+        return results
 
     def _generate_batch(self, prompts: list[_Prompt], settings: SamplingSettings,
-                        json_schema: dict[str, Any] | None, seed: int | None,
+                        json_schema: dict[str, Any] | None, seeds: list[int],
                         want_logprobs: bool) -> list[Generation]:
         torch = self._torch
         from transformers import GenerationConfig
@@ -240,22 +234,18 @@ class TransformersEngine:
             grammar = self._json_grammars().processor(
                 json_schema, len(prompts), think_tokens=think, thinking=[p.opened_think for p in prompts])
             processors.append(grammar)
+        if settings.do_sample:  # last: sees the grammar-masked logits, draws with per-row seeds
+            processors.append(SeededSampler(seeds, temperature=settings.temperature, top_p=settings.top_p,
+                                            top_k=settings.top_k, min_p=settings.min_p, device=self.device))
         tracker = FinishTracker(width, len(prompts), set(self.eos_ids), settings.stop, self._decode_raw)
+        # Always "greedy" for transformers: SeededSampler has left one token per row when sampling.
+        # Unset values would be filled from the model's generation_config; pin the neutral ones.
         config = GenerationConfig(
-            max_new_tokens=settings.max_tokens, do_sample=settings.do_sample,
+            max_new_tokens=settings.max_tokens, do_sample=False, temperature=1.0, top_p=1.0, top_k=50,
             eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
             bos_token_id=self.tokenizer.bos_token_id, return_dict_in_generate=True,
             repetition_penalty=settings.repetition_penalty or 1.0,
         )
-        if settings.do_sample:
-            config.temperature = settings.temperature
-            config.top_p = settings.top_p if settings.top_p is not None else 1.0
-            config.top_k = settings.top_k or 0
-            config.min_p = settings.min_p or 0.0
-        else:  # unset values would be filled from the model's generation_config; pin the neutral ones
-            config.temperature, config.top_p, config.top_k = 1.0, 1.0, 50
-        if seed is not None:
-            torch.manual_seed(seed)
         with torch.inference_mode():
             out = self.model.generate(
                 input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),

@@ -62,10 +62,19 @@ def test_per_row_seeds_reproduce_rows_across_chunkings(engine):
     # the same text at two positions gets two seeds, hence (almost surely) two samples
     same = engine.run(["same text"] * 3, sampled(random_seed_per_input=True, job_seed=7))
     assert len(set(same.outputs)) > 1
+    # without per-row seeds every row shares the job seed: the same prompt, the same sample
+    shared = engine.run(["same text"] * 3 + ["other"], sampled(job_seed=7))
+    assert len(set(shared.outputs[:3])) == 1
     # sampling_params.seed overrides the job seed
     a = engine.run(ROWS, sampled(sampling_params={"seed": 3}, random_seed_per_input=True, job_seed=1))
     b = engine.run(ROWS, sampled(sampling_params={"seed": 3}, random_seed_per_input=True, job_seed=2))
     assert a.outputs == b.outputs
+
+
+def test_sampling_does_not_depend_on_batch_size(tiny_llama_dir, engine):
+    one_by_one = TransformersEngine(tiny_llama_dir, batch_size=1, max_tokens=8)
+    params = sampled(random_seed_per_input=True, job_seed=21, sampling_params={"top_p": 0.9, "top_k": 40})
+    assert one_by_one.run(ROWS, params).outputs == engine.run(ROWS, params).outputs
 
 
 def test_json_schema_constrains_output(engine):
