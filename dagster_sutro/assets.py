@@ -9,6 +9,7 @@ Example:
     >>> from dagster import Definitions, EnvVar, asset
     >>> from dagster_polars import PolarsParquetIOManager
     >>> import polars as pl
+    >>> from dagster_sutro import SutroResource, build_sutro_function_asset
     >>> @asset
     ... def tickets() -> pl.DataFrame:
     ...     return pl.DataFrame({"text": ["I was charged twice", "App crashes on login"]})
