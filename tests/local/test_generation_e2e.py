@@ -144,3 +144,10 @@ def test_reasoning_model_direct_route_and_forwarded(sutro_server, sutro_key, sut
                              "messages": [{"role": "user", "content": "why?"}]}).json()
     message = reply["choices"][0]["message"]
     assert "reasoning_content" in message and isinstance(message["content"], str)
+
+
+def test_dry_run_on_tiny_llama_counts_prompt_tokens(sutro_client):
+    req = BatchJobRequest.for_inference(ROWS, model="tiny-llama", system_prompt="Be brief.")
+    estimate = sutro_client.check_cost(req, max_cost_usd=1.0)
+    # price: $0.1 / 1M input tokens, $0.2 / 1M output tokens, 256 assumed output tokens a row
+    assert estimate > len(ROWS) * 256 * 0.2 / 1e6

@@ -118,10 +118,10 @@ class OpenAIEngine:
         for i, row in enumerate(rows):
             if not isinstance(row, str):
                 raise EngineInputError(f"row {params.row_offset + i}: generative models take text rows")
-            seed = settings.seed
+            # Same seed semantics as the transformers engine: shared, or derived per row.
+            seed = settings.seed if settings.seed is not None else params.job_seed
             if params.random_seed_per_input:
-                seed = row_seed(settings.seed if settings.seed is not None else params.job_seed,
-                                params.row_offset + i)
+                seed = row_seed(seed, params.row_offset + i)
             bodies.append(self._body(row, params, settings, seed))
         replies = list(self._pool.map(lambda a: self._call(*a),
                                       [(b, params.row_offset + i) for i, b in enumerate(bodies)]))
