@@ -79,7 +79,10 @@ class FunctionDef:
         return hashlib.sha256(json.dumps(self.raw, sort_keys=True).encode()).hexdigest()[:16]
 
     def check_input(self, obj: Any, where: str = "input") -> dict[str, Any]:
-        """Validate one input object: a mapping holding every input field (as text)."""
+        """Validate one input object: a mapping holding every input field (as text). A bare string
+        is accepted when the Function has exactly one input (as the official SDK sends it)."""
+        if isinstance(obj, str) and len(self.inputs) == 1:
+            obj = {self.inputs[0]: obj}
         if not isinstance(obj, Mapping):
             raise FunctionInputError(
                 f"{where} must be an object with the fields {list(self.inputs)} of Function "

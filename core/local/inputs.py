@@ -107,9 +107,14 @@ def _from_url(url: str, function: FunctionDef | None, column_name: Any, id_colum
         if id_column_name not in df.columns:
             raise _bad(f"field 'id_column_name': column {id_column_name!r} is not in the file; columns: {df.columns}")
         ids = df[id_column_name].to_list()
-    if function is not None and column_name is None:
+    if function is not None:
+        # Function rows are objects: the file's columns by name, or the one named column as the
+        # Function's single input
+        records = df.to_dicts()
+        if isinstance(column_name, str) and column_name in df.columns and len(function.inputs) == 1:
+            records = [{function.inputs[0]: r[column_name]} for r in records]
         rows = []
-        for i, obj in enumerate(df.to_dicts()):
+        for i, obj in enumerate(records):
             try:
                 rows.append(json.dumps(function.check_input(obj, where=f"row {i} of {url}")))
             except FunctionInputError as exc:

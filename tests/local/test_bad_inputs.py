@@ -32,7 +32,7 @@ MODEL = "all-minilm-l6-v2"
         ({"model": MODEL, "inputs": ["x"], "truncate_rows": "yes"}, "'truncate_rows' must be true or false"),
         ({"model": MODEL, "inputs": ["x"], "colour": "blue"}, "unknown field(s) ['colour']"),
         ({"model": "ticket-triage", "inputs": [{"body": "x"}]}, "missing field 'text'"),
-        ({"model": "ticket-triage", "inputs": ["plain string"]}, "must be an object with the fields ['text']"),
+        ({"model": "ticket-triage", "inputs": [3]}, "must be an object with the fields ['text']"),
         ([1, 2], "must be a JSON object"),
     ],
 )

@@ -130,3 +130,15 @@ def test_url_input_errors_name_the_fix(api, file_server):
     assert r.status_code == 400 and "404" in r.json()["detail"]
     r = api.post("/batch-inference", json={"model": MODEL, "inputs": f"{base}/t.csv"})
     assert r.status_code == 400 and "column_name" in r.json()["detail"]
+
+
+def test_function_job_from_a_url_uses_the_file_columns(api, file_server):
+    folder, base = file_server
+    pl.DataFrame({"id": ["t1", "t2"], "text": ["Please refund my invoice", "The app crashes on login"]}).write_parquet(
+        folder / "tickets.parquet")
+    job_id = submit(api, model="ticket-triage", inputs=f"{base}/tickets.parquet", id_column_name="id")
+    assert wait_status(api, job_id)["status"] == "SUCCEEDED"
+    table = pq.read_table(io.BytesIO(api.get(f"/jobs/{job_id}/results").content))
+    assert table.column_names == ["outputs", "id", "confidence_score"]
+    assert [json.loads(o)["label"] for o in table["outputs"].to_pylist()] == ["billing", "bug"]
+    assert table["id"].to_pylist() == ["t1", "t2"]

@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends
@@ -33,9 +34,13 @@ def run_function(
         raise ApiError(400, "invalid_request", f"body must be {{\"input\": {{...}}}} with fields {list(defn.inputs)}")
     scoring = body.get("confidence_scoring", True)
     try:
-        return state.functions.runner(defn).run_one(body["input"], confidence_scoring=bool(scoring))
+        out = state.functions.runner(defn).run_one(body["input"], confidence_scoring=bool(scoring))
     except FunctionInputError as exc:
         raise ApiError(400, "invalid_function_input", str(exc)) from None
+    # the official SDK's FunctionRunResult also reads these two
+    out.setdefault("request_id", uuid.uuid4().hex[:16])
+    out.setdefault("function", {"name": defn.name, "type": defn.type, "model": defn.model, "source": "sutro-local"})
+    return out
 
 
 @router.post("/functions")

@@ -56,4 +56,22 @@ slow = so.infer([f"r{i}" for i in range(200)], model=os.environ.get("SDK_SLOW_MO
 resp = so.cancel_job(slow)
 check(isinstance(resp, dict), f"cancel_job -> {resp}")
 so.attach(job_id)  # streams progress of a finished job: prints and returns
+
+# attached: the SDK polls for the start every 5 s, streams stream-job-progress, then job-results.
+# (The SDK waits for RUNNING/STARTING only, so the job must still be running at its first polls.)
+attached = so.infer([f"a{i}" for i in range(40)], model=os.environ.get("SDK_SLOW_MODEL", "all-minilm-l6-v2"),
+                    stay_attached=True)
+check(isinstance(attached, str), f"infer (attached) streams progress, fetches results, returns the id: {attached}")
+check(so.get_job_results(attached)["inference_result"].to_list() == [f"a{i}" for i in range(40)]
+      or os.environ.get("SDK_SLOW_MODEL") is None, "attached job results in order")
+
+import tempfile  # noqa: E402
+
+import polars as pl  # noqa: E402
+
+path = so.download_job_results(job_id, output_path=tempfile.mkdtemp() + "/", include_inputs=True)
+check(path is not None and pl.read_parquet(path).columns[:2] == ["inputs", "outputs"], f"download_job_results -> {path}")
+if os.environ.get("SDK_FUNCTION"):
+    res = so.run_function(os.environ["SDK_FUNCTION"], "I was charged twice")
+    check(res.confidence is not None and res.get("response") == "billing", f"run_function -> {dict(res)}")
 sys.stderr.write("all checks passed\n")
