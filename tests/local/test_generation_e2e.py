@@ -151,3 +151,19 @@ def test_dry_run_on_tiny_llama_counts_prompt_tokens(sutro_client):
     estimate = sutro_client.check_cost(req, max_cost_usd=1.0)
     # price: $0.1 / 1M input tokens, $0.2 / 1M output tokens, 256 assumed output tokens a row
     assert estimate > len(ROWS) * 256 * 0.2 / 1e6
+
+
+def test_extraction_function_on_the_openai_engine(forwarding_server):
+    from sutro_core import SutroClient
+
+    schema = {"type": "object", "properties": {"refund": {"type": "boolean"}}, "required": ["refund"],
+              "additionalProperties": False}
+    fn = {"name": "wants-refund", "type": "extraction", "model": "remote-tiny", "inputs": ["text"],
+          "output_schema": schema, "rationale_max_chars": 8, "sampling_params": {"max_tokens": 48}}
+    resp = httpx.post(f"{forwarding_server.url}/functions", json=fn, timeout=30,
+                      headers={"Authorization": f"Key {forwarding_server.api_key}"})
+    assert resp.status_code == 200, resp.text
+    with SutroClient(api_key=forwarding_server.api_key, api_url=forwarding_server.url) as remote:
+        res = remote.run_function("wants-refund", {"text": "give me my money back"})
+    jsonschema.validate(res.output, schema)
+    assert 0.0 < res.confidence <= 1.0 and len(res.rationale) <= 8

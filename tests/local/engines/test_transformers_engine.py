@@ -141,3 +141,14 @@ def test_reasoning_model_returns_content_and_reasoning(tiny_llama_reasoning_dir)
     # The engine path gives the same shape.
     out = json.loads(eng.run(ROWS[:1], sampled()).outputs[0])
     assert set(out) == {"content", "reasoning_content"}
+
+
+def test_schema_output_cut_by_max_tokens_is_a_valid_prefix(engine):
+    import xgrammar as xgr
+
+    res = engine.run(ROWS[:2], ChunkParams(json_schema=SCHEMA, sampling_params={"max_tokens": 6}))
+    compiled = engine._json_grammars().compile(SCHEMA)
+    for out in res.outputs:
+        with pytest.raises(json.JSONDecodeError):
+            json.loads(out)  # 6 tokens cannot close this object...
+        assert out and xgr.GrammarMatcher(compiled).accept_string(out)  # ...but what is there is valid
