@@ -184,6 +184,10 @@ class AsyncSutroClient(ClientBase):
         """See ``SutroClient.check_auth``."""
         return await self._run(ops.send(self.retry, protocol.check_auth_call()))
 
+    async def estimate_cost(self, request: BatchJobRequest) -> float:
+        """See ``SutroClient.estimate_cost``."""
+        return await self._run(ops.estimate_cost(self.retry, self.poll, request))
+
     async def check_cost(self, request: BatchJobRequest, max_cost_usd: float) -> float:
         """See ``SutroClient.check_cost``."""
         return await self._run(self._check_cost_op(request, max_cost_usd))

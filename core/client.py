@@ -259,6 +259,15 @@ class SutroClient(ClientBase):
         """
         return self._run(ops.send(self.retry, protocol.check_auth_call()))
 
+    def estimate_cost(self, request: BatchJobRequest) -> float:
+        """Dry-run ``request`` and return its cost estimate in dollars (nothing billed is submitted).
+
+        Example:
+            >>> client.estimate_cost(BatchJobRequest.for_inference(rows, model="qwen-3-4b"))
+            0.42
+        """
+        return self._run(ops.estimate_cost(self.retry, self.poll, request))
+
     def check_cost(self, request: BatchJobRequest, max_cost_usd: float) -> float:
         """Dry-run ``request``; raise ``CostLimitExceededError`` if the estimate exceeds ``max_cost_usd``.
 

@@ -90,8 +90,10 @@ def _cost_gate(
         context.log.info(f"Skipping the cost estimate: job {existing.job_id} already exists ({existing.status.value})")
         return existing.cost_estimate
     try:
-        # No limit: estimate only (an infinite limit never blocks).
-        estimate = client.check_cost(request, max_cost_usd=max_cost_usd if max_cost_usd is not None else float("inf"))
+        if max_cost_usd is None:
+            estimate = client.estimate_cost(request)
+        else:
+            estimate = client.check_cost(request, max_cost_usd=max_cost_usd)
     except CostLimitExceededError as exc:
         raise Failure(
             description=f"Sutro cost gate: {exc}. No billed job was submitted.",
