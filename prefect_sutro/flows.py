@@ -42,7 +42,7 @@ async def sutro_batch_job(
     name: str | None = None,
     description: str | None = None,
     max_cost_usd: float | None = None,
-    timeout: float = 7200,
+    timeout: float | None = 7200,
     poll_interval_seconds: float = 1.0,
     max_poll_interval_seconds: float = 30.0,
     include_inputs: bool = False,

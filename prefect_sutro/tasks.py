@@ -28,11 +28,11 @@ from prefect.logging import get_run_logger
 from sutro_core import (
     BatchJobRequest,
     FunctionResult,
+    InputValidationError,
     Job,
     JobError,
     JobStatus,
     PollPolicy,
-    ResultsManifest,
     Submission,
 )
 
@@ -92,7 +92,14 @@ async def _submit(
     logger = get_run_logger()
     creds = _check_credentials(sutro_credentials)
     check_artifact_key(artifact_key)
+    if max_cost_usd is not None and (isinstance(max_cost_usd, bool) or max_cost_usd < 0):
+        raise InputValidationError(
+            "max_cost_usd",
+            f"must be a dollar amount >= 0 (e.g. 5.0), got {max_cost_usd!r}; None disables the gate",
+        )
     key = idempotency_key or await prefect_idempotency_key(request.fingerprint, idempotency_scope)
+    # Looked up before submitting, so nothing slow stands between the job's creation and its registration.
+    run_ids = await _flow_run_ids()
     async with creds.get_async_client() as client:
         if max_cost_usd is not None:
             # A retry that reattaches was already gated (and billed); only a new job needs the dry run.
@@ -102,7 +109,7 @@ async def _submit(
                 logger.info("Cost estimate $%.4f is within max_cost_usd=$%.4f", estimate, max_cost_usd)
         submission = await client.submit_job(request, idempotency_key=key)
         job_url = client.job_url(submission.job_id)
-    register_job(await _flow_run_ids(), submission.job_id, creds)
+    register_job(run_ids, submission.job_id, creds)
     if submission.reattached:
         logger.info(
             "Reattached to Sutro job %s (%s) with idempotency key %s: not submitting again",
@@ -222,7 +229,7 @@ async def submit_batch_function(
 async def wait_for_job(
     job: JobRef,
     sutro_credentials: SutroCredentials,
-    timeout: float = 7200,
+    timeout: float | None = 7200,
     poll_interval_seconds: float = 1.0,
     max_poll_interval_seconds: float = 30.0,
 ) -> Job:
@@ -231,7 +238,7 @@ async def wait_for_job(
     Polls start every ``poll_interval_seconds`` and back off to ``max_poll_interval_seconds``.
     Returns the SUCCEEDED ``Job``. A FAILED job raises ``JobFailedError`` carrying the server's reason; a
     CANCELLED job raises ``JobCancelledError`` (cancelled is never success); running past ``timeout``
-    raises ``JobTimeoutError`` and leaves the job running.
+    raises ``JobTimeoutError`` and leaves the job running (``timeout=None`` waits as long as it takes).
 
     Example:
         >>> done = await wait_for_job(sub, creds, timeout=3600)   # doctest: +SKIP
@@ -352,13 +359,3 @@ async def cancel_job(job: JobRef, sutro_credentials: SutroCredentials) -> JobSta
     unregister_job(job_id)
     get_run_logger().info("Cancelled Sutro job %s (now %s)", job_id, status.value)
     return status
-
-
-def load_manifest(manifest: ResultsManifest | dict[str, Any]) -> ResultsManifest:
-    """A ``ResultsManifest`` from the dict a task or flow returned.
-
-    Example:
-        >>> load_manifest({"uri": "out.parquet", "rows": 2, "bytes": 10, "job_id": "job-1"}).rows
-        2
-    """
-    return manifest if isinstance(manifest, ResultsManifest) else ResultsManifest.model_validate(manifest)

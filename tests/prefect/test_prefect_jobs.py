@@ -224,6 +224,18 @@ async def test_bad_input_names_the_field(sutro_credentials, sutro_client, tmp_pa
             model="all-minilm-l6-v2",
             artifact_key="Not Valid",
         )
+    with pytest.raises(InputValidationError, match="max_cost_usd: must be a dollar amount >= 0"):
+        await sutro_batch_job(
+            REVIEWS, str(tmp_path / "x.parquet"), sutro_credentials, model="all-minilm-l6-v2", max_cost_usd=-1
+        )
+    with pytest.raises(InputValidationError, match="column"):
+        await sutro_batch_job(
+            pl.DataFrame({"body": REVIEWS}),
+            str(tmp_path / "x.parquet"),
+            sutro_credentials,
+            model="all-minilm-l6-v2",
+            column="text",
+        )
     assert sutro_client.list_jobs() == []
 
 
