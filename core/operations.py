@@ -80,7 +80,7 @@ def send(policy: RetryPolicy, call: Call[T]) -> Op[T]:
             response: httpx.Response = yield call
         except httpx.TransportError as exc:
             if not call.safe or attempt > policy.max_retries:
-                raise SutroConnectionError(f"{call.method} {call.path} failed: {exc!r}") from exc
+                raise SutroConnectionError(f"{call.method} {_where(exc, call)} failed: {exc!r}") from exc
             log.warning("%s %s: %r; retry %d/%d", call.method, call.path, exc, attempt, policy.max_retries)
             yield Sleep(policy.delay(attempt))
             continue
@@ -94,6 +94,14 @@ def send(policy: RetryPolicy, call: Call[T]) -> Op[T]:
             yield Sleep(policy.delay(attempt, retry_after))
             continue
         raise error
+
+
+def _where(exc: httpx.TransportError, call: Call[Any]) -> str:
+    """The full URL that failed (a wrong SUTRO_API_URL shows at once), else the call's path."""
+    try:
+        return str(exc.request.url)
+    except RuntimeError:  # httpx raises when the error carries no request
+        return call.path
 
 
 def get_job(policy: RetryPolicy, job_id: str) -> Op[Job]:
