@@ -142,14 +142,17 @@ class TransformersEngine:
         self._think_open_id = self._single_token_id(THINK_OPEN)
         self._think_close_id = self._single_token_id(THINK_CLOSE)
         self._grammars: Any = None
-        self._lock = threading.Lock()
+        # One re-entrant lock for model and tokenizer: fast tokenizers raise "Already borrowed"
+        # when one instance is used from two threads at once.
+        self._lock = threading.RLock()
         log.info("loaded %s from %s on %s (context %d)", self.name, folder, self.device, self.context_window)
 
     # ---- Engine interface -------------------------------------------------------------------
 
     def count_tokens(self, rows: list[str]) -> list[int]:
         """Prompt tokens per row (chat template included, no system prompt), before truncation."""
-        return [len(self._encode([{"role": "user", "content": r}]).ids) for r in rows]
+        with self._lock:
+            return [len(self._encode([{"role": "user", "content": r}]).ids) for r in rows]
 
     def run(self, rows: list[str], params: ChunkParams) -> ChunkResult:
         """Generate one reply per row, in order. Raises EngineInputError for bad rows/settings."""
@@ -196,8 +199,9 @@ class TransformersEngine:
             )
         if json_schema is not None and not isinstance(json_schema, dict):
             raise EngineInputError("json_schema must be a JSON object (a dict) describing the output")
-        prompts = [self._fit(conv, settings.max_tokens, truncate, row_offset + i)
-                   for i, conv in enumerate(conversations)]
+        with self._lock:
+            prompts = [self._fit(conv, settings.max_tokens, truncate, row_offset + i)
+                       for i, conv in enumerate(conversations)]
         if seeds is None:
             seeds = [secrets.randbelow(2**31) for _ in prompts]
         if len(seeds) != len(prompts):

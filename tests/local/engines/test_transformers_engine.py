@@ -152,3 +152,16 @@ def test_schema_output_cut_by_max_tokens_is_a_valid_prefix(engine):
         with pytest.raises(json.JSONDecodeError):
             json.loads(out)  # 6 tokens cannot close this object...
         assert out and xgr.GrammarMatcher(compiled).accept_string(out)  # ...but what is there is valid
+
+
+def test_concurrent_callers_get_the_same_results_as_sequential_ones(engine):
+    from concurrent.futures import ThreadPoolExecutor
+
+    params = sampled(random_seed_per_input=True, job_seed=5)
+    expected = engine.run(ROWS, params).outputs
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(engine.run, ROWS, params) for _ in range(3)]
+        futures += [pool.submit(engine.count_tokens, ROWS * 10) for _ in range(3)]
+        results = [f.result() for f in futures]
+    assert all(r.outputs == expected for r in results[:3])
+    assert all(r == engine.count_tokens(ROWS * 10) for r in results[3:])
