@@ -27,6 +27,7 @@ import polars as pl
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = PACKAGE_DIR / "data"
 FUNCTIONS_DIR = PACKAGE_DIR / "functions"
+SERVER_CONFIG = PACKAGE_DIR / "sutro-local.yaml"  # sutro-local config: models + the Functions folder
 TICKETS_CSV = DATA_DIR / "support_tickets.csv"
 REVIEWS_CSV = DATA_DIR / "product_reviews.csv"
 

@@ -57,8 +57,9 @@ class PipelineRun:
 def server_config() -> tuple[dict[str, Any], str | None]:
     """The sutro-local config for the demo, and the generative model's name when one is configured.
 
-    Serves ``all-minilm-l6-v2`` (embeddings, and the classification Functions in
-    ``example_pipelines/functions``) and, when asked for, a generative model named ``demo-llm``:
+    Starts from ``example_pipelines/sutro-local.yaml``: ``all-minilm-l6-v2`` (embeddings, and the
+    classification Functions in ``example_pipelines/functions``); adds, when asked for, a generative model
+    named ``demo-llm``:
     ``SUTRO_DEMO_MODEL_DIR`` (a local Hugging Face model folder, transformers engine) or
     ``SUTRO_DEMO_OPENAI_URL`` + ``SUTRO_DEMO_OPENAI_MODEL`` (an OpenAI-compatible server: vLLM, Ollama, ...).
 
@@ -67,8 +68,11 @@ def server_config() -> tuple[dict[str, Any], str | None]:
         >>> sorted(cfg["models"]), gen
         (['all-minilm-l6-v2'], None)
     """
-    price = {"input_per_1m": 0.02, "output_per_1m": 0.0}
-    models: dict[str, Any] = {common.DEFAULT_EMBEDDING_MODEL: {"engine": "embedding", "price": price}}
+    import yaml
+
+    config: dict[str, Any] = yaml.safe_load(common.SERVER_CONFIG.read_text())
+    config["functions_dir"] = str((common.SERVER_CONFIG.parent / config["functions_dir"]).resolve())
+    models: dict[str, Any] = config["models"]
     gen_price = {"input_per_1m": 0.1, "output_per_1m": 0.4}
     model_dir = os.environ.get("SUTRO_DEMO_MODEL_DIR")
     openai_url = os.environ.get("SUTRO_DEMO_OPENAI_URL")
@@ -96,7 +100,6 @@ def server_config() -> tuple[dict[str, Any], str | None]:
         if os.environ.get("SUTRO_DEMO_OPENAI_API_KEY"):
             options["api_key_env"] = "SUTRO_DEMO_OPENAI_API_KEY"  # the key stays out of the config file
         models[LOCAL_GENERATION_MODEL] = {"engine": "openai", "price": gen_price, "options": options}
-    config = {"models": models, "functions_dir": str(common.FUNCTIONS_DIR)}
     return config, (LOCAL_GENERATION_MODEL if LOCAL_GENERATION_MODEL in models else None)
 
 
