@@ -263,24 +263,44 @@ def test_cost_gate_blocks_before_any_billed_job(
     assert len(jobs) == 1 and jobs[0].cost_estimate is not None and jobs[0].cost_estimate > 0
 
 
+@pytest.mark.parametrize("deferrable", [True, False])
 def test_sensor_waits_for_a_job_submitted_elsewhere(
-    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path, trigger_runs: list[str]
+    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path, trigger_runs: list[str],
+    deferrable: bool,
 ) -> None:
     from sutro_core import BatchJobRequest
 
+    # Deferred: ~9 s of slow-embed, so the job is surely still running when the sensor first looks.
+    rows = [f"ticket {i}" for i in range(30)] if deferrable else TICKETS
     job_id = sutro_client.submit_job(
-        BatchJobRequest.for_inference(TICKETS, model="slow-embed"), idempotency_key=None
+        BatchJobRequest.for_inference(rows, model="slow-embed"), idempotency_key=None
     ).job_id
     with _dag(dag_id) as dag:
         SutroJobSensor(
             task_id="wait", job_id="{{ dag_run.conf['job_id'] }}", output_uri=str(tmp_path / "s.parquet"),
-            poke_interval=0.2, timeout=60,
+            poke_interval=0.2, timeout=60, deferrable=deferrable,
         )
     result = run_dag(dag, job_id=job_id)
     assert result.state == "success"
-    assert trigger_runs == [job_id]
-    assert result.xcoms("wait")["return_value"]["rows"] == 3
+    assert trigger_runs == ([job_id] if deferrable else [])
+    assert result.xcoms("wait")["return_value"]["rows"] == len(rows)
     assert len(sutro_client.list_jobs()) == 1
+
+
+def test_mapped_tasks_get_one_job_each(
+    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path
+) -> None:
+    """map_index is part of the idempotency scope: mapped instances never reattach to each other's jobs."""
+    with _dag(dag_id) as dag:
+        SutroBatchInferenceOperator.partial(
+            task_id="embed", model="all-minilm-l6-v2", output_uri=str(tmp_path / "part-{{ ti.map_index }}.parquet"),
+            **FAST,
+        ).expand(inputs=[TICKETS[:2], TICKETS[:2]])  # identical inputs on purpose
+    result = run_dag(dag)
+    assert result.state == "success"
+    assert len(sutro_client.list_jobs()) == 2
+    assert pl.read_parquet(tmp_path / "part-0.parquet").height == 2
+    assert pl.read_parquet(tmp_path / "part-1.parquet").height == 2
 
 
 def test_run_function_operator(run_dag: Any, dag_id: str, sutro_conn: str) -> None:
