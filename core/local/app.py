@@ -83,7 +83,7 @@ def create_app(settings: Settings, state: ServerState | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if settings.run_worker:
+        if settings.run_worker and settings.config.worker_enabled:
             state.start_worker()
         try:
             yield

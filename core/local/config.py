@@ -23,7 +23,7 @@ YAML shape::
       - {job_priority: 0, row_quota: 100000, token_quota: null}
       - {job_priority: 1, row_quota: 10000000, token_quota: null}
     functions_dir: ./functions        # YAML Function definitions, visible to every key
-    worker: {chunk_size: 64, heartbeat_seconds: 1.0}
+    worker: {chunk_size: 64, heartbeat_seconds: 1.0, enabled: true}
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ class ServerConfig:
     chunk_size: int = 64
     heartbeat_seconds: float = 1.0
     raw: dict[str, Any] = field(default_factory=dict)
+    worker_enabled: bool = True
 
     def chunk_size_for(self, model: str) -> int:
         """Rows per chunk for a model (its own setting, else the worker default)."""
@@ -176,7 +177,9 @@ def _parse(raw: dict[str, Any], base_dir: Path) -> ServerConfig:
         fdir = fdir if fdir.is_absolute() else (base_dir / fdir)
     chunk_size = _positive_int(worker.get("chunk_size", 64), "worker.chunk_size")
     heartbeat = float(worker.get("heartbeat_seconds", 1.0))
-    return ServerConfig(models, quotas, fdir, chunk_size, heartbeat, raw)
+    # enabled: false serves the API without running jobs (they stay QUEUED): for inspection and tests
+    enabled = bool(worker.get("enabled", True))
+    return ServerConfig(models, quotas, fdir, chunk_size, heartbeat, raw, enabled)
 
 
 def _parse_model(name: str, spec: Any) -> ModelConfig:

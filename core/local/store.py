@@ -232,6 +232,10 @@ class Store:
             "SELECT * FROM chunks WHERE job_id=? ORDER BY chunk_index", (job_id,)
         ).fetchall()
 
+    def count_chunks(self, job_id: str) -> int:
+        """How many chunks of the job have finished (they finish in order, so this is the next index)."""
+        return int(self._conn().execute("SELECT COUNT(*) FROM chunks WHERE job_id=?", (job_id,)).fetchone()[0])
+
     def record_chunk(
         self, job_id: str, index: int, row_start: int, row_end: int, input_tokens: int, output_tokens: int,
         job_cost: float,

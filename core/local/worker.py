@@ -149,7 +149,7 @@ class Worker(threading.Thread):
     def _run_chunk(self, job: JobRow, engine: Any) -> None:
         started = time.monotonic()
         size = int(job.params.get("chunk_size") or self.state.config.chunk_size)
-        index = len(self.state.store.finished_chunks(job.job_id))
+        index = self.state.store.count_chunks(job.job_id)
         start, end = index * size, min(index * size + size, job.num_rows)
         if start >= job.num_rows:
             self._complete(job)
