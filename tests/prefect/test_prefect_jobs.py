@@ -268,3 +268,21 @@ async def test_results_to_an_fsspec_uri(sutro_credentials, sutro_client):
     assert manifest["uri"] == uri and manifest["rows"] == 3
     df = load_results(manifest)
     assert df.height == 3 and len(df["outputs"][0]) == 384
+
+
+async def test_generative_model_path(sutro_credentials, sutro_client, tmp_path: Path):
+    """tiny-llama has random weights: its text is gibberish, so only the shape and accounting are checked."""
+    manifest = await sutro_batch_job(
+        ["Write a haiku about rain.", "Summarise: the meeting moved to Tuesday."],
+        str(tmp_path / "gen.parquet"),
+        sutro_credentials,
+        model="tiny-llama",
+        system_prompt="You are terse.",
+        sampling_params={"max_tokens": 8, "seed": 7},
+        **FAST,
+    )
+    df = load_results(manifest)
+    assert df.height == 2 and df["outputs"].dtype == pl.String
+    assert manifest["input_tokens"] > 0 and manifest["output_tokens"] > 0
+    (job,) = sutro_client.list_jobs()
+    assert job.model == "tiny-llama" and job.status is JobStatus.SUCCEEDED
