@@ -55,7 +55,7 @@ def chat_completions(
     engine = _engine(state, model)
     if body.get("stream"):
         raise _bad("stream=true is not supported by sutro-local; send stream=false", "stream")
-    if int(body.get("n") or 1) != 1:
+    if body.get("n") not in (None, 1):
         raise _bad("n must be 1 on sutro-local", "n")
     messages = _messages(body.get("messages"))
     sampling = {k: body[k] for k in _SAMPLING_FIELDS if body.get(k) is not None}
@@ -104,7 +104,10 @@ def _engine(state: ServerState, model: Any) -> Any:
     if cfg.engine not in SERVED_ENGINES:
         raise _bad(f"model {model!r} runs on the {cfg.engine!r} engine; /v1/chat/completions serves "
                    f"{'/'.join(SERVED_ENGINES)} models (see GET /v1/models)", "model")
-    return state.engines.get(model)
+    try:
+        return state.engines.get(model)
+    except EngineInputError as exc:  # a bad model folder or option: the server's config is wrong
+        raise ApiError(500, "model_load_failed", f"model {model!r} could not be loaded: {exc}") from None
 
 
 def _messages(raw: Any) -> list[dict[str, str]]:
