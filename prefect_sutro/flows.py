@@ -48,13 +48,15 @@ async def sutro_batch_job(
     include_inputs: bool = False,
     preview_rows: int = 10,
     artifact_key: str | None = None,
+    idempotency_scope: str | None = None,
     cancel_on_cancellation: bool = True,
 ) -> dict[str, Any]:
     """Run one Sutro batch job end to end: submit (retry-safe) -> wait -> parquet -> manifest dict.
 
     Give exactly one of ``model`` (batch inference) or ``function_name`` (a Sutro Function; ``column`` then
     lists the Function's input columns). ``output_path`` is a local path or an fsspec URI. Retrying the
-    flow run (or a parent flow that calls it) reattaches to the job already submitted.
+    flow run (or a parent flow that calls it) reattaches to the job already submitted; identical calls
+    in one flow run share one job unless ``idempotency_scope`` tells them apart.
 
     Example:
         >>> manifest = await sutro_batch_job(tickets_df, "s3://bucket/triage.parquet", creds,
@@ -73,6 +75,7 @@ async def sutro_batch_job(
         "description": description,
         "max_cost_usd": max_cost_usd,
         "artifact_key": artifact_key,
+        "idempotency_scope": idempotency_scope,
     }
     if model is not None:
         submission = await submit_batch_inference(

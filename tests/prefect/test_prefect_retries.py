@@ -185,3 +185,30 @@ async def test_cancellation_hook_in_a_runner_process_finds_jobs_through_artifact
     assert proc.returncode == 0, proc.stderr
     assert sutro_client.get_job(sub.job_id).status in (JobStatus.CANCELLING, JobStatus.CANCELLED)
     assert len(sutro_client.list_jobs()) == 1
+
+
+async def test_identical_calls_share_a_job_unless_scoped_apart(
+    sutro_credentials, sutro_client, tmp_path: Path
+):
+    @flow
+    async def twice():
+        a = await sutro_batch_job(
+            REVIEWS, str(tmp_path / "a.parquet"), sutro_credentials, model="all-minilm-l6-v2", **FAST
+        )
+        b = await sutro_batch_job(
+            REVIEWS, str(tmp_path / "b.parquet"), sutro_credentials, model="all-minilm-l6-v2", **FAST
+        )
+        c = await sutro_batch_job(
+            REVIEWS,
+            str(tmp_path / "c.parquet"),
+            sutro_credentials,
+            model="all-minilm-l6-v2",
+            idempotency_scope="second-pass",
+            **FAST,
+        )
+        return a, b, c
+
+    a, b, c = await twice()
+    assert a["job_id"] == b["job_id"] != c["job_id"]
+    assert len(sutro_client.list_jobs()) == 2
+    assert Path(b["uri"]).exists() and Path(c["uri"]).exists()
