@@ -14,14 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sutro_core import SutroError
+from airflow_provider_sutro.errors import SutroTriggerEventError
 
 #: Every status the trigger can emit.
 EVENT_STATUSES = frozenset({"success", "failed", "cancelled", "timeout", "error"})
-
-
-class SutroTriggerEventError(SutroError):
-    """The resumed task received an event it cannot trust (missing, malformed, or for another job)."""
 
 
 def make_event(status: str, job_id: str, message: str, **details: Any) -> dict[str, Any]:
@@ -46,7 +42,9 @@ def validate_event(event: Any, expected_job_id: str | None = None) -> dict[str, 
     if event is None:
         raise SutroTriggerEventError("the trigger returned no event; the job's outcome is unknown")
     if not isinstance(event, dict):
-        raise SutroTriggerEventError(f"the trigger event must be a dict, got {type(event).__name__}: {event!r}")
+        raise SutroTriggerEventError(
+            f"the trigger event must be a dict, got {type(event).__name__}: {event!r}"
+        )
     status = event.get("status")
     if status not in EVENT_STATUSES:
         raise SutroTriggerEventError(f"unknown trigger event status {status!r} in {event!r}")

@@ -1,4 +1,4 @@
-"""Provider metadata that Airflow's providers manager reads through the ``apache_airflow_provider`` entry point.
+"""Provider metadata that Airflow's providers manager reads via the ``apache_airflow_provider`` entry point.
 
 This module must stay import-light: Airflow loads it while it is still initialising its own configuration,
 so importing ``airflow`` (or anything that does) from here would be circular.
@@ -17,7 +17,7 @@ _INTEGRATION = "Sutro"
 
 
 def get_provider_info() -> dict[str, Any]:
-    """Return the provider description: hooks, operators, sensors, triggers, links and the ``sutro`` connection.
+    """Return the provider description: hooks, operators, sensors, triggers, links, the ``sutro`` connection.
 
     Example::
 
@@ -37,7 +37,9 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["ai"],
             }
         ],
-        "hooks": [{"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_sutro.hooks.sutro"]}],
+        "hooks": [
+            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_sutro.hooks.sutro"]}
+        ],
         "operators": [
             {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_sutro.operators.sutro"]}
         ],

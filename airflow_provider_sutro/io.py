@@ -55,9 +55,13 @@ def _storage_path(uri: str) -> Any:
 def _read_object_storage(path: Any, field: str) -> pl.DataFrame:
     name = str(path).split("?", 1)[0].lower()
     if not name.endswith(_READABLE):
-        raise InputValidationError(field, f"object-storage inputs must be .parquet or .csv files, got {str(path)!r}")
+        raise InputValidationError(
+            field, f"object-storage inputs must be .parquet or .csv files, got {str(path)!r}"
+        )
     if not path.exists():
-        raise InputValidationError(field, f"{str(path)!r} does not exist; check the upstream task's output URI")
+        raise InputValidationError(
+            field, f"{str(path)!r} does not exist; check the upstream task's output URI"
+        )
     with path.open("rb") as fh:
         return pl.read_parquet(fh) if name.endswith(".parquet") else pl.read_csv(fh)
 
@@ -83,7 +87,9 @@ def resolve_inputs(value: Any, field: str = "inputs") -> Any:
             return value[len("file://") :]
         return _read_object_storage(_storage_path(value), field)
     if value is None:
-        raise InputValidationError(field, "no inputs given; pass a list, a file path/URI, a URL or a DataFrame")
+        raise InputValidationError(
+            field, "no inputs given; pass a list, a file path/URI, a URL or a DataFrame"
+        )
     return value
 
 
@@ -98,15 +104,16 @@ def output_uri_to_str(value: Any, field: str = "output_uri") -> str:
 
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InputValidationError(
-            field, "no output location given; pass output_uri='s3://bucket/path/results.parquet' or a local path"
+            field,
+            "no output location given; pass output_uri='s3://bucket/path/results.parquet' or a local path",
         )
     if isinstance(value, ObjectStoragePath):
         if getattr(value, "conn_id", None):
             # fsspec does not understand Airflow's "scheme://conn_id@bucket" form; credentials then come
             # from the environment of the worker, not from the Airflow connection.
             log.warning(
-                "output_uri %s names Airflow connection %r; the results are written with the worker's default "
-                "credentials for %s://",
+                "output_uri %s names Airflow connection %r; the results are written with the worker's "
+                "default credentials for %s://",
                 value,
                 value.conn_id,
                 value.protocol,

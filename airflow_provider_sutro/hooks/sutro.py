@@ -39,7 +39,7 @@ def api_url_from_connection(host: str | None, port: int | None, schema: str | No
         return None
     host = host.strip().rstrip("/")
     if "://" not in host:
-        # The UI's "schema" field is hidden; honour it only when someone set it to http(s) through the CLI/env.
+        # The UI hides "schema"; honour it only when someone set it to http(s) through the CLI or env.
         scheme = schema if schema in ("http", "https") else "https"
         host = f"{scheme}://{host}"
     if port and not _has_port(host):
@@ -55,7 +55,8 @@ def _has_port(url: str) -> bool:
 class SutroHook(BaseHook):
     """Gives the sync and async ``sutro_core`` clients for a ``sutro`` connection.
 
-    :param sutro_conn_id: the Airflow connection id (type ``sutro``): API key in *password*, API URL in *host*.
+    :param sutro_conn_id: the Airflow connection id (type ``sutro``): API key in *password*, API URL
+        in *host*.
 
     Example::
 

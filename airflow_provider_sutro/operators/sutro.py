@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 from sutro_core import (
+    InputValidationError,
     PollPolicy,
     BatchJobRequest,
     JobCancelledError,
@@ -45,10 +46,10 @@ from sutro_core import (
     JobStatus,
     JobTimeoutError,
     SutroClient,
-    SutroError,
     idempotency_key,
 )
 
+from airflow_provider_sutro.errors import SutroJobError, SutroTaskTimeoutError
 from airflow_provider_sutro.events import validate_event
 from airflow_provider_sutro.hooks.sutro import SutroHook
 from airflow_provider_sutro.io import output_uri_to_str, resolve_inputs
@@ -60,26 +61,6 @@ if TYPE_CHECKING:
 
 #: Default wait for a batch job: a day (priority-1 jobs can take hours).
 DEFAULT_TIMEOUT_S = 24 * 60 * 60
-
-
-class SutroJobError(SutroError):
-    """The trigger gave up waiting (transient-error budget spent, or a 4xx); the job may still be running.
-
-    A retry of the task reattaches to it through the idempotency key instead of submitting again.
-    """
-
-
-class SutroTaskTimeoutError(JobTimeoutError):
-    """The job did not finish within the task's ``timeout``; the task cancelled it (or says it could not)."""
-
-    def __init__(self, job_id: str, status: str, waited: float, cancelled: bool) -> None:
-        super().__init__(job_id, status, waited)
-        self.cancelled = cancelled
-        outcome = "it was cancelled" if cancelled else "cancelling it failed, so it may still be running"
-        self.args = (
-            f"job {job_id} was still {status} when the task's timeout of {waited:.0f}s ran out; {outcome}. "
-            "Raise timeout= if the job needs longer",
-        )
 
 
 class _SutroBatchOperator(BaseOperator):
@@ -152,13 +133,17 @@ class _SutroBatchOperator(BaseOperator):
     def _idempotency_key(self, context: Context, request: BatchJobRequest) -> str:
         ti = context["ti"]
         # Never try_number: every try of this task instance must find the same job.
-        return idempotency_key("airflow", ti.dag_id, ti.task_id, ti.run_id, ti.map_index, fingerprint=request.fingerprint)
+        return idempotency_key(
+            "airflow", ti.dag_id, ti.task_id, ti.run_id, ti.map_index, fingerprint=request.fingerprint
+        )
 
     def _check_cost(self, request: BatchJobRequest, key: str) -> None:
         existing = self.client.find_job(key)
         if existing is not None and existing.status.is_reattachable:
             # The gate was passed when that job was submitted; a new dry run would only add a job.
-            self.log.info("Skipping the cost check: reattaching to job %s (%s)", existing.job_id, existing.status.value)
+            self.log.info(
+                "Skipping the cost check: reattaching to job %s (%s)", existing.job_id, existing.status.value
+            )
             return
         estimate = self.client.check_cost(request, max_cost_usd=self.max_cost_usd)
         self.log.info("Estimated cost $%.4f is within max_cost_usd=$%.4f", estimate, self.max_cost_usd)
@@ -170,7 +155,13 @@ class _SutroBatchOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Submit (or reattach to) the job, then defer to the trigger or wait here; returns the manifest."""
-        request = self.build_request(resolve_inputs(self.inputs))
+        try:
+            request = self.build_request(resolve_inputs(self.inputs))
+        except InputValidationError as exc:
+            if exc.field != "data":
+                raise
+            # The core calls it "data"; in this operator the parameter is "inputs".
+            raise InputValidationError("inputs", str(exc).split(": ", 1)[-1]) from exc
         output_uri_to_str(self.output_uri)  # fail on a missing destination before paying for a job
         key = self._idempotency_key(context, request)
         if self.max_cost_usd is not None:
@@ -178,17 +169,20 @@ class _SutroBatchOperator(BaseOperator):
         submission = self.client.submit_job(request, idempotency_key=key)
         self._record_job(context, submission.job_id)
         if submission.reattached:
-            self.log.info("Reattached to job %s (%s) from an earlier try", submission.job_id, submission.status.value)
+            self.log.info(
+                "Reattached to job %s (%s) from an earlier try", submission.job_id, submission.status.value
+            )
         else:
             self.log.info("Submitted job %s (%s rows)", submission.job_id, request.num_rows)
 
         if submission.status is JobStatus.SUCCEEDED:
             return self._write_results(submission.job_id)
         if self.deferrable:
+            wait_s = self._wait_seconds()
             self.defer(
                 trigger=SutroJobTrigger(
                     job_id=submission.job_id,
-                    end_time=time.time() + self.timeout,
+                    end_time=time.time() + wait_s,
                     sutro_conn_id=self.sutro_conn_id,
                     poll_interval=self.poll_interval,
                     max_poll_interval=self.max_poll_interval,
@@ -198,9 +192,17 @@ class _SutroBatchOperator(BaseOperator):
                 method_name="execute_complete",
                 kwargs={"job_id": submission.job_id},
                 # A backstop only: the trigger's own deadline fires first, with a clean timeout event.
-                timeout=self.execution_timeout or timedelta(seconds=self.timeout + self.max_poll_interval + 60),
+                timeout=timedelta(seconds=wait_s + self.max_poll_interval + 60),
             )
         return self._wait_in_worker(submission.job_id)
+
+    def _wait_seconds(self) -> float:
+        """How long to wait for the job: ``timeout``, or ``execution_timeout`` when that is shorter, so the
+        trigger's own timeout event (which cancels the job) fires before Airflow's deferral timeout (which
+        would leave the job running)."""
+        if self.execution_timeout is None:
+            return self.timeout
+        return min(self.timeout, self.execution_timeout.total_seconds())
 
     def _wait_in_worker(self, job_id: str) -> dict[str, Any]:
         try:
@@ -210,7 +212,9 @@ class _SutroBatchOperator(BaseOperator):
             raise SutroTaskTimeoutError(job_id, exc.status, exc.waited, cancelled) from exc
         return self._write_results(job_id)
 
-    def execute_complete(self, context: Context, event: Any = None, job_id: str | None = None) -> dict[str, Any]:
+    def execute_complete(
+        self, context: Context, event: Any = None, job_id: str | None = None
+    ) -> dict[str, Any]:
         """Resume after the trigger fired: only ``success`` writes results; everything else fails the task."""
         event = validate_event(event, expected_job_id=job_id)
         job_id = self.job_id = event["job_id"]
@@ -224,7 +228,8 @@ class _SutroBatchOperator(BaseOperator):
             raise JobCancelledError(job_id)
         if status == "timeout":
             cancelled = self._cancel_quietly(job_id, "it did not finish before the timeout")
-            raise SutroTaskTimeoutError(job_id, event.get("job_status") or "RUNNING", self.timeout, cancelled)
+            status_then = event.get("job_status") or "RUNNING"
+            raise SutroTaskTimeoutError(job_id, status_then, self._wait_seconds(), cancelled)
         raise SutroJobError(
             f"gave up waiting for job {job_id}: {event.get('message')}. The job may still be running; "
             "a retry of this task reattaches to it"
@@ -246,7 +251,9 @@ class _SutroBatchOperator(BaseOperator):
         except Exception as exc:
             self.log.warning("Could not cancel job %s (%s); it may still be running: %s", job_id, why, exc)
             return False
-        self.log.warning("Cancelled job %s because %s (now %s)", job_id, why, getattr(status, "value", status))
+        self.log.warning(
+            "Cancelled job %s because %s (now %s)", job_id, why, getattr(status, "value", status)
+        )
         return True
 
     def on_kill(self) -> None:
@@ -434,7 +441,8 @@ class SutroRunFunctionOperator(BaseOperator):
         """Run the Function and return its result as a dict (label/response, confidence, rationale, usage)."""
         if not isinstance(self.input, dict) or not self.input:
             raise ValueError(
-                f"input must be a non-empty dict of the Function's fields, e.g. {{'text': '...'}}; got {self.input!r}"
+                "input must be a non-empty dict of the Function's fields, e.g. {'text': '...'}; "
+                f"got {self.input!r}"
             )
         client = SutroHook(sutro_conn_id=self.sutro_conn_id).get_conn()
         kwargs: dict[str, Any] = {}
@@ -442,5 +450,6 @@ class SutroRunFunctionOperator(BaseOperator):
             kwargs["confidence_scoring"] = self.confidence_scoring
         result = client.run_function(self.function_name, self.input, **kwargs)
         payload = result.model_dump(mode="json")
-        self.log.info("Function %s answered %r", self.function_name, payload.get("response") or payload.get("output"))
+        answer = payload.get("response") or payload.get("output")
+        self.log.info("Function %s answered %r", self.function_name, answer)
         return payload

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator
 from sutro_core import JobCancelledError, JobFailedError, JobStatus, JobTimeoutError, SutroClient
 
+from airflow_provider_sutro.errors import SutroJobError
 from airflow_provider_sutro.events import validate_event
 from airflow_provider_sutro.hooks.sutro import SutroHook
 from airflow_provider_sutro.io import output_uri_to_str
 from airflow_provider_sutro.links import SutroJobLink, record_job
-from airflow_provider_sutro.operators.sutro import SutroJobError
 from airflow_provider_sutro.triggers.sutro import SutroJobTrigger
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class SutroJobSensor(BaseSensorOperator):
         return self._check()
 
     def execute(self, context: Context) -> Any:
-        """Record the job, then defer (or poke in the worker); returns the manifest when ``output_uri`` is set."""
+        """Record the job, then defer (or poke in the worker); returns the manifest when asked to write one."""
         if not self.job_id or not isinstance(self.job_id, str):
             raise ValueError(f"job_id must be a Sutro job id string, got {self.job_id!r}")
         self._record(context)

@@ -158,4 +158,6 @@ class SutroJobTrigger(BaseTrigger):
                 status = await asyncio.wait_for(client.cancel_job(self.job_id), timeout=CANCEL_TIMEOUT_S)
             self.log.info("on_kill: cancelled Sutro job %s (now %s)", self.job_id, status)
         except Exception as exc:  # on_kill must not raise; say clearly that the job may still run
-            self.log.warning("on_kill: could not cancel Sutro job %s, it may still be running: %s", self.job_id, exc)
+            self.log.warning(
+                "on_kill: could not cancel Sutro job %s, it may still be running: %s", self.job_id, exc
+            )

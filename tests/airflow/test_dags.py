@@ -220,13 +220,19 @@ def test_cancelled_job_is_never_success(
     assert not (tmp_path / "out.parquet").exists()
 
 
+@pytest.mark.parametrize(
+    "limits",
+    [{"timeout": 1}, {"timeout": 3600, "execution_timeout": dt.timedelta(seconds=4)}],
+    ids=["timeout", "execution_timeout"],
+)
 def test_timeout_cancels_the_job_and_fails(
-    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path
+    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path, limits: dict[str, Any]
 ) -> None:
+    """Either limit ends the wait through the trigger's timeout event, which cancels the job."""
     with _dag(dag_id) as dag:
         SutroBatchInferenceOperator(
-            task_id="embed", model="slow-embed", inputs=[f"row {i}" for i in range(40)], timeout=1,
-            output_uri=str(tmp_path / "out.parquet"), **FAST,
+            task_id="embed", model="slow-embed", inputs=[f"row {i}" for i in range(60)],
+            output_uri=str(tmp_path / "out.parquet"), **limits, **FAST,
         )
     result = run_dag(dag)
     assert result.state == "failed"
