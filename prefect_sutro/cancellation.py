@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -30,15 +31,15 @@ from prefect.client.schemas.filters import (
 from sutro_core import SutroError
 
 from .artifacts import CREDENTIALS_BLOCK_METADATA, JOB_ID_METADATA
-
-if TYPE_CHECKING:
-    from .credentials import SutroCredentials
+from .credentials import SutroCredentials
 
 logger = logging.getLogger(__name__)
 
 # Flow-run parameter that opts a flow out of cancelling its jobs (see flows.sutro_batch_job).
 OPT_OUT_PARAMETER = "cancel_on_cancellation"
 
+_PAGE = 200
+_MAX_SUBFLOW_DEPTH = 5
 _lock = threading.Lock()
 # flow run id -> {job id -> credentials}; process-local, which is where Prefect runs the hooks of a
 # flow run it cancels in-process (the engine owns cancellation for flows run outside a runner).
@@ -100,38 +101,34 @@ def _cancel(job_id: str, credentials: SutroCredentials, flow_run_id: str) -> boo
 
 def _recorded_jobs(flow_run_id: str) -> dict[str, str | None]:
     """Job id -> credentials block id, from the job-link artifacts of this flow run and its subflow runs."""
-    from uuid import UUID
-
     found: dict[str, str | None] = {}
     with get_client(sync_client=True) as client:
         run_ids, frontier = [UUID(flow_run_id)], [UUID(flow_run_id)]
-        for _ in range(5):  # subflows of subflows, a few levels deep
-            children = (
-                client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(
-                        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier)
-                    )
-                )
-                if frontier
-                else []
+        for _ in range(_MAX_SUBFLOW_DEPTH):
+            if not frontier:
+                break
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
             )
             frontier = [c.id for c in children if c.id not in run_ids]
             run_ids.extend(frontier)
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids))
-        )
-    for artifact in artifacts:
-        meta = artifact.metadata_ or {}
-        if JOB_ID_METADATA in meta:
-            found[meta[JOB_ID_METADATA]] = meta.get(CREDENTIALS_BLOCK_METADATA)
-    return found
+        offset = 0
+        while True:  # page through: a big flow run can hold more artifacts than one response
+            page = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids)),
+                limit=_PAGE,
+                offset=offset,
+            )
+            for artifact in page:
+                meta = artifact.metadata_ or {}
+                if JOB_ID_METADATA in meta:
+                    found[meta[JOB_ID_METADATA]] = meta.get(CREDENTIALS_BLOCK_METADATA)
+            if len(page) < _PAGE:
+                return found
+            offset += _PAGE
 
 
 def _load_credentials(block_id: str) -> SutroCredentials:
-    from uuid import UUID
-
-    from .credentials import SutroCredentials
-
     with get_client(sync_client=True) as client:
         document = client.read_block_document(UUID(block_id))
     return SutroCredentials._from_block_document(document)
