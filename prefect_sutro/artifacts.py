@@ -130,7 +130,7 @@ async def publish_submission_artifact(
     cancellation hook in another process can find and cancel the job.
 
     Example:
-        >>> url = client.job_url(sub.job_id)
+        >>> url = client.job_url(sub.job_id)  # doctest: +SKIP
         >>> await publish_submission_artifact(sub, url, "all-minilm-l6-v2")  # doctest: +SKIP
     """
     verb = "Reattached to" if submission.reattached else "Submitted"

@@ -189,6 +189,7 @@ def cancel_sutro_jobs(flow: Any, flow_run: Any, state: Any) -> None:
     the parameter ``cancel_on_cancellation=False``.
 
     Example:
+        >>> from prefect import flow
         >>> @flow(on_cancellation=[cancel_sutro_jobs])
         ... def my_flow(): ...
     """
