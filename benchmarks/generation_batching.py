@@ -28,19 +28,23 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def main() -> None:
     """Print a markdown table: batch size, seconds, rows/s, speed-up, same outputs."""
     from support.tiny_llama import cached_tiny_llama
-
     from sutro_core.local.engines.base import ChunkParams
     from sutro_core.local.engines.transformers_engine import TransformersEngine
 
     rows_n = int(sys.argv[1]) if len(sys.argv) > 1 else 64
     max_tokens = int(sys.argv[2]) if len(sys.argv) > 2 else 16
     rows = [f"Review number {i}: the delivery was fast and the product works." for i in range(rows_n)]
-    params = ChunkParams(sampling_params={"temperature": 0.8, "top_p": 0.95, "max_tokens": max_tokens},
-                         random_seed_per_input=True, job_seed=1234)
+    params = ChunkParams(
+        sampling_params={"temperature": 0.8, "top_p": 0.95, "max_tokens": max_tokens},
+        random_seed_per_input=True,
+        job_seed=1234,
+    )
     path = cached_tiny_llama()
     baseline, base_s = None, None
-    print(f"{rows_n} rows, max_tokens {max_tokens}, per-row seeds, tiny random Llama on CPU "
-          f"({os.cpu_count()} cores)\n")
+    print(
+        f"{rows_n} rows, max_tokens {max_tokens}, per-row seeds, tiny random Llama on CPU "
+        f"({os.cpu_count()} cores)\n"
+    )
     print("| batch_size | seconds | rows/s | speed-up | outputs identical to batch_size 1 |")
     print("| ---: | ---: | ---: | ---: | :---: |")
     for batch in (1, 8, 32):

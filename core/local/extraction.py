@@ -31,7 +31,8 @@ A batch job's rows are the extracted objects as JSON (``null`` when the model ra
 
 Example:
     >>> # create(defn, engines).run_one({"text": "ACME Ltd, total due 12.50"})
-    >>> # {"output": {"vendor": "ACME Ltd", "total": 12.5}, "rationale": "...", "confidence": 0.93, "usage": {...}}
+    >>> # {"output": {"vendor": "ACME Ltd", "total": 12.5}, "rationale": "...", "confidence": 0.93,
+    >>> #  "usage": {...}}
 """
 
 from __future__ import annotations
@@ -76,7 +77,9 @@ def validate(defn: FunctionDef, engines: EngineRegistry) -> None:
         raise FunctionDefinitionError(f"{where} field 'rationale_max_chars' must be a positive integer")
     sp = defn.raw.get("sampling_params", {})
     if not isinstance(sp, dict):
-        raise FunctionDefinitionError(f"{where} field 'sampling_params' must be a mapping, e.g. {{max_tokens: 256}}")
+        raise FunctionDefinitionError(
+            f"{where} field 'sampling_params' must be a mapping, e.g. {{max_tokens: 256}}"
+        )
 
 
 class ExtractionRunner:
@@ -86,17 +89,24 @@ class ExtractionRunner:
         self.defn = defn
         self._engine = engines.get(str(defn.model))
         self.output_schema: dict[str, Any] = defn.raw["output_schema"]
-        self.with_rationale = bool(defn.raw.get("rationale", True)) and not getattr(self._engine, "reasoning", False)
+        self.with_rationale = bool(defn.raw.get("rationale", True)) and not getattr(
+            self._engine, "reasoning", False
+        )
         limit = int(defn.raw.get("rationale_max_chars", 200))
         self.schema = self.output_schema
         if self.with_rationale:
             self.schema = {
                 "type": "object",
-                "properties": {"output": self.output_schema, "rationale": {"type": "string", "maxLength": limit}},
+                "properties": {
+                    "output": self.output_schema,
+                    "rationale": {"type": "string", "maxLength": limit},
+                },
                 "required": ["output", "rationale"],
                 "additionalProperties": False,
             }
-        instructions = str(defn.raw.get("instructions") or defn.description or "Extract the requested fields.")
+        instructions = str(
+            defn.raw.get("instructions") or defn.description or "Extract the requested fields."
+        )
         self.system_prompt = (
             f"{instructions}\nAnswer with one JSON object matching this schema: "
             f"{json.dumps(self.schema, separators=(',', ':'))}"
@@ -106,8 +116,13 @@ class ExtractionRunner:
 
     def _params(self, base: ChunkParams | None = None) -> ChunkParams:
         base = base or ChunkParams()
-        return replace(base, system_prompt=self.system_prompt, json_schema=self.schema,
-                       sampling_params=dict(self.sampling_params), want_logprobs=True)
+        return replace(
+            base,
+            system_prompt=self.system_prompt,
+            json_schema=self.schema,
+            sampling_params=dict(self.sampling_params),
+            want_logprobs=True,
+        )
 
     def _unpack(self, text: str, logprob: float | None, tokens: int) -> tuple[Any, str, float]:
         """(extracted object or None, rationale, confidence) from one generated answer."""
@@ -115,8 +130,14 @@ class ExtractionRunner:
         try:
             answer = json.loads(text)
         except json.JSONDecodeError:
-            return None, (f"the model did not complete a JSON answer within max_tokens="
-                          f"{self.sampling_params['max_tokens']}; raise sampling_params.max_tokens"), 0.0
+            return (
+                None,
+                (
+                    f"the model did not complete a JSON answer within max_tokens="
+                    f"{self.sampling_params['max_tokens']}; raise sampling_params.max_tokens"
+                ),
+                0.0,
+            )
         rationale = ""
         if isinstance(answer, dict) and set(answer) == {"content", "reasoning_content"}:
             rationale = str(answer["reasoning_content"] or "")  # reasoning model: its thinking explains
@@ -147,8 +168,11 @@ class ExtractionRunner:
             "output": output,
             "rationale": rationale,
             "confidence": confidence if confidence_scoring else None,
-            "usage": {"input_tokens": res.input_tokens[0], "output_tokens": res.output_tokens[0],
-                      "system_prompt": self.system_prompt_tokens},
+            "usage": {
+                "input_tokens": res.input_tokens[0],
+                "output_tokens": res.output_tokens[0],
+                "system_prompt": self.system_prompt_tokens,
+            },
         }
 
     def run(self, rows: list[str], params: ChunkParams) -> FunctionChunkResult:
@@ -168,8 +192,12 @@ class ExtractionRunner:
                 log.warning("Function %s row %d: %s", self.defn.name, params.row_offset + i, rationale)
             outputs.append(json.dumps(output, ensure_ascii=False))
             conf.append(confidence)
-        return FunctionChunkResult(outputs=outputs, input_tokens=res.input_tokens,
-                                   output_tokens=res.output_tokens, carried={"confidence_score": conf})
+        return FunctionChunkResult(
+            outputs=outputs,
+            input_tokens=res.input_tokens,
+            output_tokens=res.output_tokens,
+            carried={"confidence_score": conf},
+        )
 
 
 def create(defn: FunctionDef, engines: EngineRegistry) -> ExtractionRunner:

@@ -8,22 +8,34 @@ import pytest
 
 OUTPUT_SCHEMA = {
     "type": "object",
-    "properties": {"sentiment": {"type": "string", "enum": ["positive", "negative"]},
-                   "refund": {"type": "boolean"}},
+    "properties": {
+        "sentiment": {"type": "string", "enum": ["positive", "negative"]},
+        "refund": {"type": "boolean"},
+    },
     "required": ["sentiment", "refund"],
     "additionalProperties": False,
 }
 
 
 def definition(name: str, **extra) -> dict:
-    return {"name": name, "type": "extraction", "model": "tiny-llama", "inputs": ["text"],
-            "prompt_template": "Review: {text}", "instructions": "Extract the sentiment and refund wish.",
-            "output_schema": OUTPUT_SCHEMA, "rationale_max_chars": 12,
-            "sampling_params": {"max_tokens": 72}, **extra}
+    return {
+        "name": name,
+        "type": "extraction",
+        "model": "tiny-llama",
+        "inputs": ["text"],
+        "prompt_template": "Review: {text}",
+        "instructions": "Extract the sentiment and refund wish.",
+        "output_schema": OUTPUT_SCHEMA,
+        "rationale_max_chars": 12,
+        "sampling_params": {"max_tokens": 72},
+        **extra,
+    }
 
 
 def publish(server, key, body) -> httpx.Response:
-    return httpx.post(f"{server.url}/functions", json=body, headers={"Authorization": f"Key {key}"}, timeout=30)
+    return httpx.post(
+        f"{server.url}/functions", json=body, headers={"Authorization": f"Key {key}"}, timeout=30
+    )
 
 
 def test_extraction_function_runs_one_input(sutro_server, sutro_key, sutro_client):
@@ -36,7 +48,10 @@ def test_extraction_function_runs_one_input(sutro_server, sutro_key, sutro_clien
 
 
 def test_extraction_function_batch_job(sutro_server, sutro_key, sutro_client):
-    assert publish(sutro_server, sutro_key, definition("review-fields-batch", rationale=False)).status_code == 200
+    assert (
+        publish(sutro_server, sutro_key, definition("review-fields-batch", rationale=False)).status_code
+        == 200
+    )
     rows = [{"text": t} for t in ("love it", "broken on arrival", "meh", "refund now", "five stars")]
     job_id = sutro_client.batch_run_function("review-fields-batch", rows)
     sutro_client.await_job_completion(job_id, timeout=120, obtain_results=False)
@@ -47,12 +62,15 @@ def test_extraction_function_batch_job(sutro_server, sutro_key, sutro_client):
     assert all(0.0 < c <= 1.0 for c in df["confidence_score"].to_list())
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"model": "all-minilm-l6-v2"}, "generative model"),
-    ({"model": "nope"}, "unknown model"),
-    ({"output_schema": None}, "output_schema"),
-    ({"rationale_max_chars": 0}, "rationale_max_chars"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"model": "all-minilm-l6-v2"}, "generative model"),
+        ({"model": "nope"}, "unknown model"),
+        ({"output_schema": None}, "output_schema"),
+        ({"rationale_max_chars": 0}, "rationale_max_chars"),
+    ],
+)
 def test_bad_extraction_definitions_name_the_field(sutro_server, sutro_key, change, message):
     resp = publish(sutro_server, sutro_key, definition("bad-fn", **change))
     assert resp.status_code == 400 and message in resp.json()["detail"]

@@ -9,14 +9,16 @@ import time
 import pyarrow.parquet as pq
 import pytest
 from support.tiny_llama import cached_tiny_llama
-
 from sutro_core.local.testing import LocalServer
 
 from .helpers import api_client, submit, wait_status
 
 ROWS = [f"review {i}: the parcel arrived" for i in range(12)]
-JOB = {"inputs": ROWS, "random_seed_per_input": True,
-       "sampling_params": {"temperature": 1.0, "top_p": 0.95, "max_tokens": 8, "seed": 77}}
+JOB = {
+    "inputs": ROWS,
+    "random_seed_per_input": True,
+    "sampling_params": {"temperature": 1.0, "top_p": 0.95, "max_tokens": 8, "seed": 77},
+}
 
 
 def outputs(api, job_id) -> list[str]:
@@ -32,9 +34,16 @@ def test_killed_generative_job_resumes_with_the_same_samples(tmp_path, sutro_ser
         reference = outputs(api, reference_id)
     assert len(set(reference)) == len(ROWS)  # per-row seeds: every row its own sample
 
-    config = {"models": {"slow-tiny": {
-        "engine": "transformers", "chunk_size": 2, "min_seconds_per_chunk": 0.3,
-        "options": {"path": str(cached_tiny_llama()), "threads": 1, "max_tokens": 8}}}}
+    config = {
+        "models": {
+            "slow-tiny": {
+                "engine": "transformers",
+                "chunk_size": 2,
+                "min_seconds_per_chunk": 0.3,
+                "options": {"path": str(cached_tiny_llama()), "threads": 1, "max_tokens": 8},
+            }
+        }
+    }
     with LocalServer(tmp_path / "data", config) as srv:
         api = api_client(srv.url, srv.api_key)
         job_id = submit(api, model="slow-tiny", **JOB)

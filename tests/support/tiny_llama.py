@@ -27,7 +27,9 @@ SPECIAL_TOKENS = ["<unk>", "<s>", "<|system|>", "<|user|>", "<|assistant|>", "</
 # Reasoning tags are ordinary added tokens (as in Qwen3): kept when decoding, one token each.
 THINK_TOKENS = ["<think>", "</think>"]
 # The reasoning variant's template opens the think block in the generation prompt (like DeepSeek-R1).
-REASONING_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("<|assistant|>\n{% endif %}", "<|assistant|>\n<think>\n{% endif %}")
+REASONING_CHAT_TEMPLATE = CHAT_TEMPLATE.replace(
+    "<|assistant|>\n{% endif %}", "<|assistant|>\n<think>\n{% endif %}"
+)
 
 _CORPUS = """
 Sutro runs batch inference over many rows of text at once and writes the results as parquet files.
@@ -61,8 +63,14 @@ def _train_tokenizer(vocab_size: int):
     return tok
 
 
-def build_tiny_llama(path: str | Path, *, vocab_size: int = 1024, seed: int = 0,
-                     max_position_embeddings: int = 1024, reasoning: bool = False) -> Path:
+def build_tiny_llama(
+    path: str | Path,
+    *,
+    vocab_size: int = 1024,
+    seed: int = 0,
+    max_position_embeddings: int = 1024,
+    reasoning: bool = False,
+) -> Path:
     """Write a tiny random-weight Llama + BPE tokenizer with a chat template to ``path``.
 
     Takes a few seconds on CPU and about 1 MB of disk. For tests only: the weights are random.
@@ -80,18 +88,29 @@ def build_tiny_llama(path: str | Path, *, vocab_size: int = 1024, seed: int = 0,
     path.mkdir(parents=True, exist_ok=True)
     raw = _train_tokenizer(vocab_size)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-        pad_token="<pad>", padding_side="left",
+        tokenizer_object=raw,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        padding_side="left",
     )
     tokenizer.add_tokens(THINK_TOKENS)
     tokenizer.chat_template = REASONING_CHAT_TEMPLATE if reasoning else CHAT_TEMPLATE
     tokenizer.save_pretrained(path)
 
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=max_position_embeddings,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=max_position_embeddings,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
@@ -118,8 +137,12 @@ def cached_tiny_llama(cache_dir: str | Path | None = None, *, reasoning: bool = 
 
     import transformers
 
-    root = Path(cache_dir or os.environ.get("SUTRO_TEST_CACHE") or Path(tempfile.gettempdir()) / "sutro-test-cache")
-    stamp = hashlib.sha256(f"{CHAT_TEMPLATE}{_CORPUS}{transformers.__version__}v2-ctx1024".encode()).hexdigest()[:10]
+    root = Path(
+        cache_dir or os.environ.get("SUTRO_TEST_CACHE") or Path(tempfile.gettempdir()) / "sutro-test-cache"
+    )
+    stamp = hashlib.sha256(
+        f"{CHAT_TEMPLATE}{_CORPUS}{transformers.__version__}v2-ctx1024".encode()
+    ).hexdigest()[:10]
     final = root / f"tiny-llama{'-reasoning' if reasoning else ''}-{stamp}"
     if (final / "model.safetensors").is_file():
         return final

@@ -32,21 +32,37 @@ from .deps import get_state, require_key
 router = APIRouter(tags=["openai"])
 
 SERVED_ENGINES = ("transformers",)
-_SAMPLING_FIELDS = ("temperature", "top_p", "top_k", "min_p", "seed", "stop", "repetition_penalty",
-                    "presence_penalty", "frequency_penalty")
+_SAMPLING_FIELDS = (
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "seed",
+    "stop",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+)
 
 
 @router.get("/v1/models")
-def list_models(key: KeyRecord = Depends(require_key), state: ServerState = Depends(get_state)) -> dict[str, Any]:
+def list_models(
+    key: KeyRecord = Depends(require_key), state: ServerState = Depends(get_state)
+) -> dict[str, Any]:
     """The chat models this server can serve here (its transformers models)."""
-    data = [{"id": name, "object": "model", "created": 0, "owned_by": "sutro-local"}
-            for name, cfg in sorted(state.config.models.items()) if cfg.engine in SERVED_ENGINES]
+    data = [
+        {"id": name, "object": "model", "created": 0, "owned_by": "sutro-local"}
+        for name, cfg in sorted(state.config.models.items())
+        if cfg.engine in SERVED_ENGINES
+    ]
     return {"object": "list", "data": data}
 
 
 @router.post("/v1/chat/completions")
 def chat_completions(
-    body: Any = Body(default=None), key: KeyRecord = Depends(require_key), state: ServerState = Depends(get_state),
+    body: Any = Body(default=None),
+    key: KeyRecord = Depends(require_key),
+    state: ServerState = Depends(get_state),
 ) -> dict[str, Any]:  # fmt: skip
     """One chat completion (OpenAI wire shape) from a configured transformers model."""
     if not isinstance(body, dict):
@@ -67,13 +83,20 @@ def chat_completions(
             sampling.pop(k)
     try:
         default_max = max(1, min(engine.max_tokens, engine.context_window // 2))
-        settings = parse_sampling_params(sampling, default_max_tokens=default_max,
-                                         unsupported=("presence_penalty", "frequency_penalty"))
+        settings = parse_sampling_params(
+            sampling, default_max_tokens=default_max, unsupported=("presence_penalty", "frequency_penalty")
+        )
         want_logprobs = bool(body.get("logprobs"))
         # The request's seed seeds this one row as is (same seed, same answer).
         seeds = [settings.seed] if settings.seed is not None else None
-        [gen] = engine.generate([messages], settings, json_schema=_schema(body.get("response_format")),
-                                want_logprobs=want_logprobs, truncate=False, seeds=seeds)
+        [gen] = engine.generate(
+            [messages],
+            settings,
+            json_schema=_schema(body.get("response_format")),
+            want_logprobs=want_logprobs,
+            truncate=False,
+            seeds=seeds,
+        )
     except EngineInputError as exc:
         raise _bad(str(exc).replace("sampling_params.", "")) from None
     message: dict[str, Any] = {"role": "assistant", "content": gen.content}
@@ -81,16 +104,25 @@ def chat_completions(
         message["reasoning_content"] = gen.reasoning_content
     logprobs = None
     if want_logprobs and gen.token_logprobs is not None:
-        logprobs = {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
-                                for t, lp in gen.token_logprobs]}
+        logprobs = {
+            "content": [
+                {"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
+                for t, lp in gen.token_logprobs
+            ]
+        }
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": logprobs, "finish_reason": gen.finish_reason}],
-        "usage": {"prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
-                  "total_tokens": gen.prompt_tokens + gen.completion_tokens},
+        "choices": [
+            {"index": 0, "message": message, "logprobs": logprobs, "finish_reason": gen.finish_reason}
+        ],
+        "usage": {
+            "prompt_tokens": gen.prompt_tokens,
+            "completion_tokens": gen.completion_tokens,
+            "total_tokens": gen.prompt_tokens + gen.completion_tokens,
+        },
     }
 
 
@@ -102,8 +134,11 @@ def _engine(state: ServerState, model: Any) -> Any:
     except UnknownModelError as exc:
         raise ApiError(404, "model_not_found", str(exc)) from None
     if cfg.engine not in SERVED_ENGINES:
-        raise _bad(f"model {model!r} runs on the {cfg.engine!r} engine; /v1/chat/completions serves "
-                   f"{'/'.join(SERVED_ENGINES)} models (see GET /v1/models)", "model")
+        raise _bad(
+            f"model {model!r} runs on the {cfg.engine!r} engine; /v1/chat/completions serves "
+            f"{'/'.join(SERVED_ENGINES)} models (see GET /v1/models)",
+            "model",
+        )
     try:
         return state.engines.get(model)
     except EngineInputError as exc:  # a bad model folder or option: the server's config is wrong
@@ -136,12 +171,20 @@ def _schema(fmt: Any) -> dict[str, Any] | None:
         return None
     if kind == "json_object":
         return {"type": "object"}
-    if kind == "json_schema" and isinstance(fmt.get("json_schema"), dict) and \
-            isinstance(fmt["json_schema"].get("schema"), dict):
+    if (
+        kind == "json_schema"
+        and isinstance(fmt.get("json_schema"), dict)
+        and isinstance(fmt["json_schema"].get("schema"), dict)
+    ):
         return fmt["json_schema"]["schema"]
-    raise _bad("response_format must be {type: text}, {type: json_object} or "
-               "{type: json_schema, json_schema: {name, schema}}", "response_format")
+    raise _bad(
+        "response_format must be {type: text}, {type: json_object} or "
+        "{type: json_schema, json_schema: {name, schema}}",
+        "response_format",
+    )
 
 
 def _bad(detail: str, field: str | None = None) -> ApiError:
-    return ApiError(400, "invalid_request", detail if field is None or field in detail else f"{field}: {detail}")
+    return ApiError(
+        400, "invalid_request", detail if field is None or field in detail else f"{field}: {detail}"
+    )

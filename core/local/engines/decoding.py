@@ -13,7 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class LogprobRecorder:
@@ -59,8 +60,14 @@ class FinishTracker:
     ``decode`` turns token ids into text (only needed with stop strings).
     """
 
-    def __init__(self, prompt_len: int, batch_size: int, eos_ids: set[int],
-                 stop: tuple[str, ...] = (), decode: Callable[[list[int]], str] | None = None) -> None:
+    def __init__(
+        self,
+        prompt_len: int,
+        batch_size: int,
+        eos_ids: set[int],
+        stop: tuple[str, ...] = (),
+        decode: Callable[[list[int]], str] | None = None,
+    ) -> None:
         self.prompt_len = prompt_len
         self.eos_ids = eos_ids
         self.stop = stop
@@ -81,7 +88,7 @@ class FinishTracker:
                 if last in self.eos_ids:
                     self.finished_at[i], self.reason[i] = gen_len, "stop"
                 elif self.stop and self._decode is not None:
-                    tail = self._decode(input_ids[i, -min(gen_len, self._tail):].tolist())
+                    tail = self._decode(input_ids[i, -min(gen_len, self._tail) :].tolist())
                     if any(s in tail for s in self.stop):
                         self.finished_at[i], self.reason[i] = gen_len, "stop"
             done.append(self.finished_at[i] is not None)
@@ -105,8 +112,16 @@ class SeededSampler:
         >>> sampler = SeededSampler([11, 12], temperature=0.8, top_p=0.9, device="cpu")   # doctest: +SKIP
     """
 
-    def __init__(self, seeds: list[int], *, temperature: float, top_p: float | None = None,
-                 top_k: int | None = None, min_p: float | None = None, device: Any = "cpu") -> None:
+    def __init__(
+        self,
+        seeds: list[int],
+        *,
+        temperature: float,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        min_p: float | None = None,
+        device: Any = "cpu",
+    ) -> None:
         import torch
 
         self._gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]

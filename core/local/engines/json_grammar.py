@@ -39,16 +39,24 @@ class JsonGrammars:
     """Compiles JSON schemas for one tokenizer and caches the compiled grammars (thread-safe).
 
     Example:
-        >>> JsonGrammars(tok, vocab_size=1024, stop_token_ids=[2]).compile({"type": "object"})  # doctest: +SKIP
+        >>> grammars = JsonGrammars(tok, vocab_size=1024, stop_token_ids=[2])  # doctest: +SKIP
+        >>> grammars.compile({"type": "object"})  # doctest: +SKIP
     """
 
-    def __init__(self, tokenizer: Any, *, vocab_size: int, stop_token_ids: list[int] | None = None,
-                 cache_size: int = 64) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        *,
+        vocab_size: int,
+        stop_token_ids: list[int] | None = None,
+        cache_size: int = 64,
+    ) -> None:
         xgr = import_xgrammar()
         self._xgr = xgr
         self.vocab_size = vocab_size
-        info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size,
-                                                  stop_token_ids=stop_token_ids)
+        info = xgr.TokenizerInfo.from_huggingface(
+            tokenizer, vocab_size=vocab_size, stop_token_ids=stop_token_ids
+        )
         self._compiler = xgr.GrammarCompiler(info)
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._cache_size = cache_size
@@ -64,7 +72,8 @@ class JsonGrammars:
         try:
             # Compact JSON (no free whitespace): a weak model cannot spend its budget on blanks.
             compiled = self._compiler.compile_json_schema(
-                key, any_whitespace=False, separators=(",", ":"), strict_mode=True)
+                key, any_whitespace=False, separators=(",", ":"), strict_mode=True
+            )
         except Exception as exc:  # xgrammar raises RuntimeError/ValueError subclasses
             raise EngineInputError(f"json_schema cannot be compiled for constrained decoding: {exc}") from exc
         with self._lock:
@@ -73,12 +82,23 @@ class JsonGrammars:
                 self._cache.popitem(last=False)
         return compiled
 
-    def processor(self, schema: dict[str, Any], batch_size: int, *,
-                  think_tokens: tuple[int, int] | None = None,
-                  thinking: list[bool] | None = None) -> "GrammarLogitsProcessor":
+    def processor(
+        self,
+        schema: dict[str, Any],
+        batch_size: int,
+        *,
+        think_tokens: tuple[int, int] | None = None,
+        thinking: list[bool] | None = None,
+    ) -> GrammarLogitsProcessor:
         """A fresh logits processor for one ``generate()`` call of ``batch_size`` rows."""
-        return GrammarLogitsProcessor(self._xgr, self.compile(schema), batch_size, self.vocab_size,
-                                      think_tokens=think_tokens, thinking=thinking)
+        return GrammarLogitsProcessor(
+            self._xgr,
+            self.compile(schema),
+            batch_size,
+            self.vocab_size,
+            think_tokens=think_tokens,
+            thinking=thinking,
+        )
 
 
 class GrammarLogitsProcessor:
@@ -86,13 +106,21 @@ class GrammarLogitsProcessor:
 
     Reasoning models: with ``think_tokens`` = (id of ``<think>``, id of ``</think>``), a row is left
     free while it thinks (its prompt opened ``<think>`` per ``thinking``, or its first token is
-    ``<think>``) and is constrained from the token after ``</think>``. Rows whose grammar has terminated, or that
-    received a token the grammar refuses (e.g. the pad of a finished row), are left unmasked:
-    generate() pads finished rows anyway.
+    ``<think>``) and is constrained from the token after ``</think>``. Rows whose grammar has
+    terminated, or that received a token the grammar refuses (e.g. the pad of a finished row), are
+    left unmasked: generate() pads finished rows anyway.
     """
 
-    def __init__(self, xgr: Any, compiled: Any, batch_size: int, vocab_size: int, *,
-                 think_tokens: tuple[int, int] | None = None, thinking: list[bool] | None = None) -> None:
+    def __init__(
+        self,
+        xgr: Any,
+        compiled: Any,
+        batch_size: int,
+        vocab_size: int,
+        *,
+        think_tokens: tuple[int, int] | None = None,
+        thinking: list[bool] | None = None,
+    ) -> None:
         self._xgr = xgr
         self._matchers = [xgr.GrammarMatcher(compiled) for _ in range(batch_size)]
         self._bitmask = xgr.allocate_token_bitmask(batch_size, vocab_size)
@@ -145,8 +173,9 @@ class GrammarLogitsProcessor:
         # other devices) the mask is applied on a CPU copy.
         width = min(scores.shape[-1], self.vocab_size)
         if scores.device.type == "cuda" and _has_triton() and scores.dtype == torch.float32:
-            self._xgr.apply_token_bitmask_inplace(scores, self._bitmask.to(scores.device),
-                                                  vocab_size=width, indices=rows)
+            self._xgr.apply_token_bitmask_inplace(
+                scores, self._bitmask.to(scores.device), vocab_size=width, indices=rows
+            )
         else:
             cpu = scores.detach().float().cpu()
             self._xgr.apply_token_bitmask_inplace(cpu, self._bitmask, vocab_size=width, indices=rows)

@@ -73,12 +73,26 @@ class OpenAIEngine:
         >>> eng = OpenAIEngine("http://127.0.0.1:8000", "qwen2.5-7b", max_concurrency=4)  # doctest: +SKIP
     """
 
-    def __init__(self, base_url: str, model: str, *, name: str | None = None, api_key: str | None = None,
-                 max_concurrency: int = 8, timeout: float = 120.0, max_retries: int = 5,
-                 max_tokens: int = 256, logprobs: bool = True, extra_body: dict[str, Any] | None = None,
-                 retry_backoff: float = 0.5, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        name: str | None = None,
+        api_key: str | None = None,
+        max_concurrency: int = 8,
+        timeout: float = 120.0,
+        max_retries: int = 5,
+        max_tokens: int = 256,
+        logprobs: bool = True,
+        extra_body: dict[str, Any] | None = None,
+        retry_backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         if not base_url.startswith(("http://", "https://")):
-            raise EngineInputError(f"options.base_url {base_url!r} must be an http(s) URL, e.g. http://vllm:8000")
+            raise EngineInputError(
+                f"options.base_url {base_url!r} must be an http(s) URL, e.g. http://vllm:8000"
+            )
         if max_concurrency < 1:
             raise EngineInputError("options.max_concurrency must be a positive integer")
         root = base_url.rstrip("/")
@@ -93,12 +107,16 @@ class OpenAIEngine:
         self.extra_body = dict(extra_body or {})
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
-            headers=headers, timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
-            limits=httpx.Limits(max_connections=self.max_concurrency,
-                                max_keepalive_connections=self.max_concurrency),
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            limits=httpx.Limits(
+                max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+            ),
             transport=transport,
         )
-        self._pool = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix=f"openai-{self.name}")
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.max_concurrency, thread_name_prefix=f"openai-{self.name}"
+        )
 
     def close(self) -> None:
         """Release connections and threads."""
@@ -123,8 +141,11 @@ class OpenAIEngine:
             if params.random_seed_per_input:
                 seed = row_seed(seed, params.row_offset + i)
             bodies.append(self._body(row, params, settings, seed))
-        replies = list(self._pool.map(lambda a: self._call(*a),
-                                      [(b, params.row_offset + i) for i, b in enumerate(bodies)]))
+        replies = list(
+            self._pool.map(
+                lambda a: self._call(*a), [(b, params.row_offset + i) for i, b in enumerate(bodies)]
+            )
+        )
         logprobs = [r.logprob for r in replies]
         return ChunkResult(
             outputs=[r.output for r in replies],
@@ -136,16 +157,29 @@ class OpenAIEngine:
     def _body(self, row: str, params: ChunkParams, s: SamplingSettings, seed: int | None) -> dict[str, Any]:
         messages = [{"role": "system", "content": params.system_prompt}] if params.system_prompt else []
         messages.append({"role": "user", "content": row})
-        body: dict[str, Any] = {"model": self.model, "messages": messages, "max_tokens": s.max_tokens,
-                                "temperature": s.temperature}
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": s.max_tokens,
+            "temperature": s.temperature,
+        }
         # Only what the job set: OpenAI itself rejects vLLM's extras (top_k, min_p, ...).
-        optional = {"top_p": s.top_p, "top_k": s.top_k, "min_p": s.min_p, "seed": seed,
-                    "repetition_penalty": s.repetition_penalty, "presence_penalty": s.presence_penalty,
-                    "frequency_penalty": s.frequency_penalty, "stop": list(s.stop) or None}
+        optional = {
+            "top_p": s.top_p,
+            "top_k": s.top_k,
+            "min_p": s.min_p,
+            "seed": seed,
+            "repetition_penalty": s.repetition_penalty,
+            "presence_penalty": s.presence_penalty,
+            "frequency_penalty": s.frequency_penalty,
+            "stop": list(s.stop) or None,
+        }
         body.update({k: v for k, v in optional.items() if v is not None})
         if params.json_schema is not None:
-            body["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": "output", "schema": params.json_schema, "strict": True}}
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": params.json_schema, "strict": True},
+            }
         if self.logprobs and params.want_logprobs:
             body["logprobs"] = True
         body.update(self.extra_body)
@@ -171,7 +205,8 @@ class OpenAIEngine:
                 wait = _retry_after(resp)
             if attempt == self.max_retries:
                 raise RemoteModelError(
-                    f"row {row}: the model server at {self.url} failed {attempt + 1} times; last: {problem}")
+                    f"row {row}: the model server at {self.url} failed {attempt + 1} times; last: {problem}"
+                )
             sleep = wait if wait is not None else delay * (1 + random.random())
             log.warning("row %d: %s; retrying in %.1fs", row, problem, sleep)
             time.sleep(min(sleep, 60.0))
@@ -185,7 +220,9 @@ def _parse_reply(resp: httpx.Response, row: int, json_content: bool) -> _Reply:
         choice = data["choices"][0]
         message = choice["message"]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise RemoteModelError(f"row {row}: the model server answered without choices[0].message ({exc})") from None
+        raise RemoteModelError(
+            f"row {row}: the model server answered without choices[0].message ({exc})"
+        ) from None
     content = message.get("content") or ""
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     output = content
@@ -202,8 +239,12 @@ def _parse_reply(resp: httpx.Response, row: int, json_content: bool) -> _Reply:
     tokens = ((choice.get("logprobs") or {}).get("content")) or None
     if tokens:
         logprob = float(sum(t.get("logprob", 0.0) for t in tokens))
-    return _Reply(output=output, prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                  completion_tokens=int(usage.get("completion_tokens") or 0), logprob=logprob)
+    return _Reply(
+        output=output,
+        prompt_tokens=int(usage.get("prompt_tokens") or 0),
+        completion_tokens=int(usage.get("completion_tokens") or 0),
+        logprob=logprob,
+    )
 
 
 def _error_text(resp: httpx.Response) -> str:
@@ -232,32 +273,53 @@ def create(model: ModelConfig) -> OpenAIEngine:
     """Registry factory: build the engine from ``models.<name>.options`` (see module docstring).
 
     Example:
-        >>> create(ModelConfig("m", "openai", options={"base_url": "http://127.0.0.1:8000"}))  # doctest: +SKIP
+        >>> cfg = ModelConfig("m", "openai", options={"base_url": "http://127.0.0.1:8000"})
+        >>> create(cfg)  # doctest: +SKIP
     """
     opts = dict(model.options)
-    known = {"base_url", "model", "api_key", "api_key_env", "max_concurrency", "timeout", "max_retries",
-             "retry_backoff", "max_tokens", "logprobs", "extra_body"}
+    known = {
+        "base_url",
+        "model",
+        "api_key",
+        "api_key_env",
+        "max_concurrency",
+        "timeout",
+        "max_retries",
+        "retry_backoff",
+        "max_tokens",
+        "logprobs",
+        "extra_body",
+    }
     unknown = set(opts) - known
     if unknown:
         raise EngineInputError(
-            f"models.{model.name}.options has unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
+            f"models.{model.name}.options has unknown keys {sorted(unknown)}; allowed: {sorted(known)}"
+        )
     if not opts.get("base_url"):
         raise EngineInputError(
-            f"models.{model.name}.options.base_url is missing; set it to the server root, e.g. http://vllm:8000")
+            f"models.{model.name}.options.base_url is missing; set it to the server root, e.g. http://vllm:8000"
+        )
     api_key = opts.get("api_key")
     if opts.get("api_key_env"):
         api_key = os.environ.get(str(opts["api_key_env"]))
         if not api_key:
             raise EngineInputError(
                 f"models.{model.name}.options.api_key_env names {opts['api_key_env']!r}, "
-                "which is not set in the server's environment")
+                "which is not set in the server's environment"
+            )
     extra = opts.get("extra_body") or {}
     if not isinstance(extra, dict):
         raise EngineInputError(f"models.{model.name}.options.extra_body must be a mapping")
     return OpenAIEngine(
-        str(opts["base_url"]), str(opts.get("model") or model.name), name=model.name, api_key=api_key,
-        max_concurrency=int(opts.get("max_concurrency", 8)), timeout=float(opts.get("timeout", 120)),
-        max_retries=int(opts.get("max_retries", 5)), retry_backoff=float(opts.get("retry_backoff", 0.5)),
+        str(opts["base_url"]),
+        str(opts.get("model") or model.name),
+        name=model.name,
+        api_key=api_key,
+        max_concurrency=int(opts.get("max_concurrency", 8)),
+        timeout=float(opts.get("timeout", 120)),
+        max_retries=int(opts.get("max_retries", 5)),
+        retry_backoff=float(opts.get("retry_backoff", 0.5)),
         max_tokens=int(opts.get("max_tokens", model.default_output_tokens)),
-        logprobs=bool(opts.get("logprobs", True)), extra_body=extra,
+        logprobs=bool(opts.get("logprobs", True)),
+        extra_body=extra,
     )

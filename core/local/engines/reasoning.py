@@ -33,7 +33,7 @@ def split_reasoning(text: str, *, opened: bool = False) -> tuple[str, str]:
     """
     stripped = text.lstrip()
     if stripped.startswith(THINK_OPEN):
-        stripped, opened = stripped[len(THINK_OPEN):], True
+        stripped, opened = stripped[len(THINK_OPEN) :], True
     if THINK_CLOSE in stripped:
         reasoning, content = stripped.split(THINK_CLOSE, 1)
         return reasoning.strip(), content.strip()

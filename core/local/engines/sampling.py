@@ -15,15 +15,24 @@ Example:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .base import EngineInputError
 
 # Keys every generative engine understands; engines may reject some (see ``unsupported``).
 KNOWN_KEYS = (
-    "temperature", "top_p", "top_k", "min_p", "max_tokens", "seed", "repetition_penalty", "stop",
-    "presence_penalty", "frequency_penalty",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "max_tokens",
+    "seed",
+    "repetition_penalty",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
 )
 # Accepted spelling variants -> canonical key.
 ALIASES = {"max_new_tokens": "max_tokens", "stop_sequences": "stop"}
@@ -66,10 +75,10 @@ def parse_sampling_params(
     Example:
         >>> parse_sampling_params({"stop": "\\n"}).stop
         ('\\n',)
-        >>> parse_sampling_params({"temprature": 1})
+        >>> parse_sampling_params({"temprature": 1})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        sutro_core.local.engines.base.EngineInputError: sampling_params.temprature is not supported; use one of: temperature, top_p, top_k, min_p, max_tokens, seed, repetition_penalty, stop, presence_penalty, frequency_penalty
+        sutro_core.local.engines.base.EngineInputError: sampling_params.temprature is not supported; ...
     """
     raw: dict[str, Any] = {}
     for key, value in dict(params or {}).items():

@@ -39,9 +39,10 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..config import ModelConfig
 from .base import ChunkParams, ChunkResult, EngineInputError
@@ -95,10 +96,19 @@ class TransformersEngine:
         True
     """
 
-    def __init__(self, path: str | Path, *, name: str | None = None, device: str = "cpu",
-                 dtype: str = "auto", batch_size: int = 8, max_tokens: int = 256,
-                 context_window: int | None = None, reasoning: bool = False,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        device: str = "cpu",
+        dtype: str = "auto",
+        batch_size: int = 8,
+        max_tokens: int = 256,
+        context_window: int | None = None,
+        reasoning: bool = False,
+        threads: int | None = None,
+    ) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import torch  # lazy: keeps server startup fast
@@ -158,8 +168,11 @@ class TransformersEngine:
         """Generate one reply per row, in order. Raises EngineInputError for bad rows/settings."""
         # An unset max_tokens never takes more than half the context window.
         default_max = max(1, min(self.max_tokens, self.context_window // 2))
-        settings = parse_sampling_params(params.sampling_params, default_max_tokens=default_max,
-                                         unsupported=("presence_penalty", "frequency_penalty"))
+        settings = parse_sampling_params(
+            params.sampling_params,
+            default_max_tokens=default_max,
+            unsupported=("presence_penalty", "frequency_penalty"),
+        )
         conversations = [_conversation(params.system_prompt, row) for row in rows]
         base = settings.seed if settings.seed is not None else int(params.job_seed)
         if params.random_seed_per_input:
@@ -167,8 +180,13 @@ class TransformersEngine:
         else:  # one seed for every row: the same prompt gives the same sample
             seeds = [base] * len(rows)
         gens = self.generate(
-            conversations, settings, json_schema=params.json_schema, truncate=params.truncate_rows,
-            want_logprobs=params.want_logprobs, row_offset=params.row_offset, seeds=seeds,
+            conversations,
+            settings,
+            json_schema=params.json_schema,
+            truncate=params.truncate_rows,
+            want_logprobs=params.want_logprobs,
+            row_offset=params.row_offset,
+            seeds=seeds,
         )
         return ChunkResult(
             outputs=[g.output for g in gens],
@@ -179,10 +197,17 @@ class TransformersEngine:
 
     # ---- Generation -------------------------------------------------------------------------
 
-    def generate(self, conversations: Sequence[Sequence[Message]], settings: SamplingSettings, *,
-                 json_schema: dict[str, Any] | None = None, truncate: bool = False,
-                 want_logprobs: bool = False, row_offset: int = 0,
-                 seeds: Sequence[int] | None = None) -> list[Generation]:
+    def generate(
+        self,
+        conversations: Sequence[Sequence[Message]],
+        settings: SamplingSettings,
+        *,
+        json_schema: dict[str, Any] | None = None,
+        truncate: bool = False,
+        want_logprobs: bool = False,
+        row_offset: int = 0,
+        seeds: Sequence[int] | None = None,
+    ) -> list[Generation]:
         """Generate a reply to each conversation (lists of {"role", "content"} messages).
 
         ``row_offset`` is the index of the first conversation in its job (for error messages).
@@ -190,7 +215,8 @@ class TransformersEngine:
         with its own generator, so its output depends on its seed and prompt, not on its batch.
 
         Example:
-            >>> eng.generate([[{"role": "user", "content": "hi"}]], SamplingSettings(max_tokens=4))  # doctest: +SKIP
+            >>> chat = [[{"role": "user", "content": "hi"}]]
+            >>> eng.generate(chat, SamplingSettings(max_tokens=4))  # doctest: +SKIP
         """
         if settings.max_tokens >= self.context_window:
             raise EngineInputError(
@@ -200,8 +226,10 @@ class TransformersEngine:
         if json_schema is not None and not isinstance(json_schema, dict):
             raise EngineInputError("json_schema must be a JSON object (a dict) describing the output")
         with self._lock:
-            prompts = [self._fit(conv, settings.max_tokens, truncate, row_offset + i)
-                       for i, conv in enumerate(conversations)]
+            prompts = [
+                self._fit(conv, settings.max_tokens, truncate, row_offset + i)
+                for i, conv in enumerate(conversations)
+            ]
         if seeds is None:
             seeds = [secrets.randbelow(2**31) for _ in prompts]
         if len(seeds) != len(prompts):
@@ -210,13 +238,21 @@ class TransformersEngine:
         with self._lock:
             for start in range(0, len(prompts), self.batch_size):
                 end = min(start + self.batch_size, len(prompts))
-                results.extend(self._generate_batch(prompts[start:end], settings, json_schema,
-                                                    list(seeds[start:end]), want_logprobs))
+                results.extend(
+                    self._generate_batch(
+                        prompts[start:end], settings, json_schema, list(seeds[start:end]), want_logprobs
+                    )
+                )
         return results
 
-    def _generate_batch(self, prompts: list[_Prompt], settings: SamplingSettings,
-                        json_schema: dict[str, Any] | None, seeds: list[int],
-                        want_logprobs: bool) -> list[Generation]:
+    def _generate_batch(
+        self,
+        prompts: list[_Prompt],
+        settings: SamplingSettings,
+        json_schema: dict[str, Any] | None,
+        seeds: list[int],
+        want_logprobs: bool,
+    ) -> list[Generation]:
         torch = self._torch
         from transformers import GenerationConfig
 
@@ -224,8 +260,8 @@ class TransformersEngine:
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
         for row, p in enumerate(prompts):  # left padding: every prompt ends at the same column
-            input_ids[row, width - len(p.ids):] = torch.tensor(p.ids, dtype=torch.long)
-            attention[row, width - len(p.ids):] = 1
+            input_ids[row, width - len(p.ids) :] = torch.tensor(p.ids, dtype=torch.long)
+            attention[row, width - len(p.ids) :] = 1
         processors: list[Any] = []
         recorder = LogprobRecorder() if want_logprobs else None
         if recorder is not None:
@@ -236,24 +272,42 @@ class TransformersEngine:
             if self.reasoning and self._think_open_id is not None and self._think_close_id is not None:
                 think = (self._think_open_id, self._think_close_id)
             grammar = self._json_grammars().processor(
-                json_schema, len(prompts), think_tokens=think, thinking=[p.opened_think for p in prompts])
+                json_schema, len(prompts), think_tokens=think, thinking=[p.opened_think for p in prompts]
+            )
             processors.append(grammar)
         if settings.do_sample:  # last: sees the grammar-masked logits, draws with per-row seeds
-            processors.append(SeededSampler(seeds, temperature=settings.temperature, top_p=settings.top_p,
-                                            top_k=settings.top_k, min_p=settings.min_p, device=self.device))
+            processors.append(
+                SeededSampler(
+                    seeds,
+                    temperature=settings.temperature,
+                    top_p=settings.top_p,
+                    top_k=settings.top_k,
+                    min_p=settings.min_p,
+                    device=self.device,
+                )
+            )
         tracker = FinishTracker(width, len(prompts), set(self.eos_ids), settings.stop, self._decode_raw)
         # Always "greedy" for transformers: SeededSampler has left one token per row when sampling.
         # Unset values would be filled from the model's generation_config; pin the neutral ones.
         config = GenerationConfig(
-            max_new_tokens=settings.max_tokens, do_sample=False, temperature=1.0, top_p=1.0, top_k=50,
-            eos_token_id=self.eos_ids, pad_token_id=self.pad_id,
-            bos_token_id=self.tokenizer.bos_token_id, return_dict_in_generate=True,
+            max_new_tokens=settings.max_tokens,
+            do_sample=False,
+            temperature=1.0,
+            top_p=1.0,
+            top_k=50,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.pad_id,
+            bos_token_id=self.tokenizer.bos_token_id,
+            return_dict_in_generate=True,
             repetition_penalty=settings.repetition_penalty or 1.0,
         )
         with torch.inference_mode():
             out = self.model.generate(
-                input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-                generation_config=config, logits_processor=processors, stopping_criteria=[tracker],
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                generation_config=config,
+                logits_processor=processors,
+                stopping_criteria=[tracker],
             )
         sequences = out.sequences.cpu()
         generated = sequences.shape[1] - width
@@ -261,7 +315,7 @@ class TransformersEngine:
         per_token = recorder.per_token(sequences, lengths) if recorder is not None else None
         gens = []
         for row, p in enumerate(prompts):
-            ids = sequences[row, width:width + lengths[row]].tolist()
+            ids = sequences[row, width : width + lengths[row]].tolist()
             text = _cut_at_stop(self._decode_text(ids), settings.stop)
             reason = tracker.reason[row]
             if grammar is not None and grammar.completed(row):
@@ -273,12 +327,19 @@ class TransformersEngine:
             token_lps = None
             if per_token is not None:
                 token_lps = list(zip(self.tokenizer.convert_ids_to_tokens(ids), per_token[row]))
-            gens.append(Generation(
-                output=output, text=text, content=content, reasoning_content=reasoning,
-                prompt_tokens=len(p.ids), completion_tokens=len(ids),
-                cumulative_logprob=float(sum(per_token[row])) if per_token is not None else None,
-                token_logprobs=token_lps, finish_reason=reason,
-            ))
+            gens.append(
+                Generation(
+                    output=output,
+                    text=text,
+                    content=content,
+                    reasoning_content=reasoning,
+                    prompt_tokens=len(p.ids),
+                    completion_tokens=len(ids),
+                    cumulative_logprob=float(sum(per_token[row])) if per_token is not None else None,
+                    token_logprobs=token_lps,
+                    finish_reason=reason,
+                )
+            )
         return gens
 
     # ---- Prompts ----------------------------------------------------------------------------
@@ -322,14 +383,22 @@ class TransformersEngine:
         if self.has_chat_template:
             try:
                 return self.tokenizer.apply_chat_template(
-                    messages, tokenize=False, add_generation_prompt=True), True
+                    messages, tokenize=False, add_generation_prompt=True
+                ), True
             except Exception as exc:  # e.g. templates that reject a system role
                 if messages and messages[0]["role"] == "system" and len(messages) > 1:
-                    merged = [{"role": messages[1]["role"],
-                               "content": messages[0]["content"] + "\n\n" + messages[1]["content"]}]
+                    merged = [
+                        {
+                            "role": messages[1]["role"],
+                            "content": messages[0]["content"] + "\n\n" + messages[1]["content"],
+                        }
+                    ]
                     return self.tokenizer.apply_chat_template(
-                        merged + messages[2:], tokenize=False, add_generation_prompt=True), True
-                raise EngineInputError(f"the chat template of {self.name} rejected the messages: {exc}") from exc
+                        merged + messages[2:], tokenize=False, add_generation_prompt=True
+                    ), True
+                raise EngineInputError(
+                    f"the chat template of {self.name} rejected the messages: {exc}"
+                ) from exc
         # No chat template: "system\n\nuser" (other turns joined the same way).
         return "\n\n".join(m["content"] for m in messages if m["content"]), False
 
@@ -350,8 +419,9 @@ class TransformersEngine:
         if self._grammars is None:
             from .json_grammar import JsonGrammars
 
-            self._grammars = JsonGrammars(self.tokenizer, vocab_size=self.vocab_size,
-                                          stop_token_ids=list(self.eos_ids))
+            self._grammars = JsonGrammars(
+                self.tokenizer, vocab_size=self.vocab_size, stop_token_ids=list(self.eos_ids)
+            )
         return self._grammars
 
 
@@ -373,11 +443,15 @@ def create(model: ModelConfig) -> TransformersEngine:
             f"models.{model.name}.options has unknown keys {sorted(unknown)}; allowed: {sorted(known)}"
         )
     return TransformersEngine(
-        opts["path"], name=model.name, device=str(opts.get("device", "cpu")),
-        dtype=str(opts.get("dtype", "auto")), batch_size=int(opts.get("batch_size", 8)),
+        opts["path"],
+        name=model.name,
+        device=str(opts.get("device", "cpu")),
+        dtype=str(opts.get("dtype", "auto")),
+        batch_size=int(opts.get("batch_size", 8)),
         max_tokens=int(opts.get("max_tokens", model.default_output_tokens)),
         context_window=int(opts["context_window"]) if opts.get("context_window") else None,
-        reasoning=bool(opts.get("reasoning", False)), threads=opts.get("threads"),
+        reasoning=bool(opts.get("reasoning", False)),
+        threads=opts.get("threads"),
     )
 
 
@@ -417,4 +491,6 @@ def _pick_dtype(dtype: str, device: str, torch: Any) -> Any:
     try:
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     except KeyError:
-        raise EngineInputError(f"options.dtype {dtype!r} is not one of auto, float32, bfloat16, float16") from None
+        raise EngineInputError(
+            f"options.dtype {dtype!r} is not one of auto, float32, bfloat16, float16"
+        ) from None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from support.tiny_llama import cached_tiny_llama
 
 
@@ -11,4 +10,3 @@ from support.tiny_llama import cached_tiny_llama
 def tiny_llama_reasoning_dir():
     """The tiny Llama with a template that opens <think> in the generation prompt (tests only)."""
     return cached_tiny_llama(reasoning=True)
-

@@ -9,21 +9,27 @@ import time
 
 import httpx
 import pytest
-
 from sutro_core.local.config import ModelConfig
 from sutro_core.local.engines.base import ChunkParams, EngineInputError
 from sutro_core.local.engines.openai_engine import OpenAIEngine, RemoteModelError, create
 
 
 def reply(content: str = "ok") -> httpx.Response:
-    return httpx.Response(200, json={
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}})
+    return httpx.Response(
+        200,
+        json={
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            ],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
+        },
+    )
 
 
 def engine(handler, **kw) -> OpenAIEngine:
-    return OpenAIEngine("http://upstream.test", "m", transport=httpx.MockTransport(handler),
-                        retry_backoff=0.01, **kw)
+    return OpenAIEngine(
+        "http://upstream.test", "m", transport=httpx.MockTransport(handler), retry_backoff=0.01, **kw
+    )
 
 
 def test_rate_limit_is_retried_after_retry_after():
@@ -32,7 +38,9 @@ def test_rate_limit_is_retried_after_retry_after():
     def handler(request):
         calls.append(time.monotonic())
         if len(calls) == 1:
-            return httpx.Response(429, headers={"Retry-After": "0.2"}, json={"error": {"message": "slow down"}})
+            return httpx.Response(
+                429, headers={"Retry-After": "0.2"}, json={"error": {"message": "slow down"}}
+            )
         return reply("done")
 
     res = engine(handler).run(["a"], ChunkParams())
@@ -79,6 +87,7 @@ def test_concurrency_is_bounded_and_order_kept():
         with lock:
             state["now"] -= 1
         import json
+
         return reply(json.loads(request.content)["messages"][-1]["content"].upper())
 
     rows = [f"row{i}" for i in range(12)]
@@ -93,4 +102,6 @@ def test_options_are_checked():
     with pytest.raises(EngineInputError, match="unknown keys"):
         create(ModelConfig("m", "openai", options={"base_url": "http://x", "concurrency": 2}))
     with pytest.raises(EngineInputError, match="NOT_SET_ANYWHERE"):
-        create(ModelConfig("m", "openai", options={"base_url": "http://x", "api_key_env": "NOT_SET_ANYWHERE"}))
+        create(
+            ModelConfig("m", "openai", options={"base_url": "http://x", "api_key_env": "NOT_SET_ANYWHERE"})
+        )

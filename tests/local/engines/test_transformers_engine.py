@@ -7,7 +7,6 @@ import math
 
 import jsonschema
 import pytest
-
 from sutro_core.local.config import ModelConfig
 from sutro_core.local.engines.base import ChunkParams, Engine, EngineInputError
 from sutro_core.local.engines.sampling import parse_sampling_params
@@ -24,9 +23,13 @@ ROWS = ["hello world", "The quick brown fox jumps over the lazy dog", "refund pl
 
 @pytest.fixture(scope="module")
 def engine(tiny_llama_dir) -> TransformersEngine:
-    return create(ModelConfig("tiny-llama", "transformers",
-                              options={"path": str(tiny_llama_dir), "max_tokens": 8, "batch_size": 3,
-                                       "threads": 1}))
+    return create(
+        ModelConfig(
+            "tiny-llama",
+            "transformers",
+            options={"path": str(tiny_llama_dir), "max_tokens": 8, "batch_size": 3, "threads": 1},
+        )
+    )
 
 
 def sampled(**kw) -> ChunkParams:
@@ -78,7 +81,9 @@ def test_sampling_does_not_depend_on_batch_size(tiny_llama_dir, engine):
 
 
 def test_json_schema_constrains_output(engine):
-    res = engine.run(ROWS, sampled(json_schema=SCHEMA, sampling_params={"max_tokens": 40}, want_logprobs=True))
+    res = engine.run(
+        ROWS, sampled(json_schema=SCHEMA, sampling_params={"max_tokens": 40}, want_logprobs=True)
+    )
     for out in res.outputs:
         jsonschema.validate(json.loads(out), SCHEMA)
     assert all(math.isfinite(lp) and lp < 0 for lp in res.cumulative_logprobs)
@@ -89,8 +94,10 @@ def test_stop_string_cuts_output_where_it_first_appears(engine):
     full = engine.run(ROWS[:1], params).outputs[0]
     assert len(full) > 4
     stop = full[3:5]
-    cut = engine.run(ROWS[:1], sampled(random_seed_per_input=True, job_seed=11,
-                                       sampling_params={"max_tokens": 12, "stop": [stop]}))
+    cut = engine.run(
+        ROWS[:1],
+        sampled(random_seed_per_input=True, job_seed=11, sampling_params={"max_tokens": 12, "stop": [stop]}),
+    )
     assert cut.outputs[0] == full[: full.index(stop)]
     assert cut.output_tokens[0] <= 12
 
@@ -107,13 +114,16 @@ def test_overlong_row_is_truncated_or_rejected(tiny_llama_dir):
         eng.run(["short"], ChunkParams(sampling_params={"max_tokens": 48}))
 
 
-@pytest.mark.parametrize("bad, field", [
-    ({"temprature": 1}, "sampling_params.temprature"),
-    ({"temperature": -1}, "sampling_params.temperature"),
-    ({"max_tokens": 0}, "sampling_params.max_tokens"),
-    ({"stop": [""]}, "sampling_params.stop"),
-    ({"presence_penalty": 0.5}, "sampling_params.presence_penalty"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"temprature": 1}, "sampling_params.temprature"),
+        ({"temperature": -1}, "sampling_params.temperature"),
+        ({"max_tokens": 0}, "sampling_params.max_tokens"),
+        ({"stop": [""]}, "sampling_params.stop"),
+        ({"presence_penalty": 0.5}, "sampling_params.presence_penalty"),
+    ],
+)
 def test_bad_sampling_params_name_the_field(engine, bad, field):
     with pytest.raises(EngineInputError, match=field.replace(".", r"\.")):
         engine.run(["x"], ChunkParams(sampling_params=bad))
