@@ -153,8 +153,19 @@ class _SutroBatchOperator(BaseOperator):
         self.job_id = job_id
         record_job(self, context, job_id, self.client.job_url(job_id))
 
+    def _close_client(self) -> None:
+        client = self.__dict__.pop("client", None)  # the next use (e.g. on_kill) opens a fresh one
+        if client is not None:
+            client.close()
+
     def execute(self, context: Context) -> dict[str, Any]:
         """Submit (or reattach to) the job, then defer to the trigger or wait here; returns the manifest."""
+        try:
+            return self._submit_and_wait(context)
+        finally:
+            self._close_client()
+
+    def _submit_and_wait(self, context: Context) -> dict[str, Any]:
         try:
             request = self.build_request(resolve_inputs(self.inputs))
         except InputValidationError as exc:
@@ -206,7 +217,7 @@ class _SutroBatchOperator(BaseOperator):
 
     def _wait_in_worker(self, job_id: str) -> dict[str, Any]:
         try:
-            self.client.await_job_completion(job_id, timeout=self.timeout, obtain_results=False)
+            self.client.await_job_completion(job_id, timeout=self._wait_seconds(), obtain_results=False)
         except JobTimeoutError as exc:
             cancelled = self._cancel_quietly(job_id, "it did not finish before the timeout")
             raise SutroTaskTimeoutError(job_id, exc.status, exc.waited, cancelled) from exc
@@ -216,6 +227,12 @@ class _SutroBatchOperator(BaseOperator):
         self, context: Context, event: Any = None, job_id: str | None = None
     ) -> dict[str, Any]:
         """Resume after the trigger fired: only ``success`` writes results; everything else fails the task."""
+        try:
+            return self._complete(event, job_id)
+        finally:
+            self._close_client()
+
+    def _complete(self, event: Any, job_id: str | None) -> dict[str, Any]:
         event = validate_event(event, expected_job_id=job_id)
         job_id = self.job_id = event["job_id"]
         self.sutro_job_url = self.client.job_url(job_id)  # this is a fresh operator instance
@@ -247,7 +264,9 @@ class _SutroBatchOperator(BaseOperator):
     def _cancel_quietly(self, job_id: str, why: str) -> bool:
         """Best-effort cancel; True when the service accepted it."""
         try:
-            status = self.client.cancel_job(job_id)
+            # A client of its own: on_kill runs in a signal handler, maybe in the middle of another request.
+            with self.hook.get_conn() as client:
+                status = client.cancel_job(job_id)
         except Exception as exc:
             self.log.warning("Could not cancel job %s (%s); it may still be running: %s", job_id, why, exc)
             return False
