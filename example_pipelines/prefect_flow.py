@@ -54,8 +54,7 @@ def load_day(day: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     return tickets, reviews
 
 
-def _report(day: str, tickets: pl.DataFrame, triage: pl.DataFrame, reviews: pl.DataFrame,
-            topics: pl.DataFrame) -> str:
+def _report(day: str, triage: pl.DataFrame, reviews: pl.DataFrame, topics: pl.DataFrame) -> str:
     labels = common.labels(triage).value_counts(sort=True)
     by_topic = (
         reviews.with_columns(common.labels(topics).alias("topic"))
@@ -102,7 +101,7 @@ async def support_insights(day: str = common.DEMO_DAY, credentials_block: str | 
             system_prompt=common.REPLY_SYSTEM_PROMPT, sampling_params=common.REPLY_SAMPLING,
             artifact_key="ticket-replies", **POLL,
         )
-    report = _report(day, tickets, load_results(manifests["triage"]), reviews, load_results(manifests["review_topics"]))
+    report = _report(day, load_results(manifests["triage"]), reviews, load_results(manifests["review_topics"]))
     await acreate_markdown_artifact(key="support-insights-report", markdown=report,
                                     description=f"Ticket labels and review topics for {day}")
     return manifests
