@@ -11,6 +11,7 @@ import secrets
 import uuid
 from typing import Any
 
+from .config import DEFAULT_EMBEDDING_MODEL
 from .errors import ApiError
 from .functions import FunctionDef
 from .inputs import resolve_inputs, write_inputs
@@ -116,7 +117,8 @@ def submit_job(state: ServerState, owner: str, body: Any) -> str:
         "random_seed_per_input": seed_per_input,
         "truncate_rows": truncate,
         "job_seed": secrets.randbelow(2**31),
-        "chunk_size": state.config.chunk_size_for(model) if function is None else state.config.chunk_size,
+        # a Function job runs on its model: use that model's pacing
+        "chunk_size": state.config.chunk_size_for(model if function is None else (function.model or DEFAULT_EMBEDDING_MODEL)),
         "id_column": resolved.id_column,
         "function": function.raw if function else None,
     }
