@@ -31,7 +31,8 @@ class SutroTaskTimeoutError(JobTimeoutError):
         super().__init__(job_id, status, waited)
         self.cancelled = cancelled
         outcome = "it was cancelled" if cancelled else "cancelling it failed, so it may still be running"
-        self.args = (
+        message = (
             f"job {job_id} was still {status} when the task's timeout of {waited:.0f}s ran out; {outcome}. "
-            "Raise timeout= if the job needs longer",
+            "Raise timeout= if the job needs longer"
         )
+        self.args = (message,)

@@ -130,6 +130,6 @@ class SutroHook(BaseHook):
                 client.check_auth()
         except SutroError as exc:
             return False, f"Sutro connection failed: {exc}"
-        except Exception as exc:  # the UI shows the message; never let the button crash
+        except Exception as exc:  # noqa: BLE001 - the UI shows the message; never let the button crash
             return False, f"Sutro connection failed: {type(exc).__name__}: {exc}"
         return True, "Connected to Sutro: API key accepted"

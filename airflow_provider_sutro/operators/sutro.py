@@ -34,17 +34,17 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from sutro_core import (
-    InputValidationError,
-    PollPolicy,
     BatchJobRequest,
+    InputValidationError,
     JobCancelledError,
     JobFailedError,
     JobStatus,
     JobTimeoutError,
+    PollPolicy,
     SutroClient,
     idempotency_key,
 )
@@ -67,7 +67,7 @@ class _SutroBatchOperator(BaseOperator):
     """Shared machinery of the batch operators: submit-or-reattach, wait (deferred or not), write results."""
 
     template_fields: Sequence[str] = ("inputs", "output_uri", "job_name", "description")
-    template_fields_renderers = {"inputs": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json"}
     operator_extra_links = (SutroJobLink(),)
     ui_color = "#e8f0fe"
 
@@ -256,7 +256,10 @@ class _SutroBatchOperator(BaseOperator):
         uri = output_uri_to_str(self.output_uri)
         manifest = self.client.download_results(job_id, uri).to_dict()
         self.log.info(
-            "Wrote %s rows of job %s to %s (%s bytes)", manifest.get("rows"), job_id, manifest.get("uri"),
+            "Wrote %s rows of job %s to %s (%s bytes)",
+            manifest.get("rows"),
+            job_id,
+            manifest.get("uri"),
             manifest.get("bytes"),
         )
         return manifest
@@ -267,7 +270,7 @@ class _SutroBatchOperator(BaseOperator):
             # A client of its own: on_kill runs in a signal handler, maybe in the middle of another request.
             with self.hook.get_conn() as client:
                 status = client.cancel_job(job_id)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - best effort; the warning says the job may still run
             self.log.warning("Could not cancel job %s (%s); it may still be running: %s", job_id, why, exc)
             return False
         self.log.warning(
@@ -439,13 +442,13 @@ class SutroRunFunctionOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("function_name", "input")
-    template_fields_renderers = {"input": "json"}
+    template_fields_renderers: ClassVar[dict[str, str]] = {"input": "json"}
 
     def __init__(
         self,
         *,
         function_name: str,
-        input: dict[str, Any],  # noqa: A002 - mirrors the API's field name
+        input: dict[str, Any],
         sutro_conn_id: str = SutroHook.default_conn_name,
         confidence_scoring: bool | None = None,
         **kwargs: Any,

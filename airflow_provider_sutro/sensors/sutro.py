@@ -154,5 +154,5 @@ class SutroJobSensor(BaseSensorOperator):
         if self.cancel_on_kill and self.job_id:
             try:
                 self.client.cancel_job(self.job_id)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - best effort; logged
                 self.log.warning("Could not cancel job %s: %s", self.job_id, exc)

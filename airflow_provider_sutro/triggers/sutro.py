@@ -22,10 +22,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from sutro_core import (
-    PollPolicy,
     JobCancelledError,
     JobFailedError,
     JobTimeoutError,
+    PollPolicy,
     SutroAPIError,
     SutroError,
 )
@@ -157,7 +157,7 @@ class SutroJobTrigger(BaseTrigger):
             async with await self._hook().get_async_conn() as client:
                 status = await asyncio.wait_for(client.cancel_job(self.job_id), timeout=CANCEL_TIMEOUT_S)
             self.log.info("on_kill: cancelled Sutro job %s (now %s)", self.job_id, status)
-        except Exception as exc:  # on_kill must not raise; say clearly that the job may still run
+        except Exception as exc:  # noqa: BLE001 - on_kill must not raise; the log says the job may run
             self.log.warning(
                 "on_kill: could not cancel Sutro job %s, it may still be running: %s", self.job_id, exc
             )

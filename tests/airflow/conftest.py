@@ -32,13 +32,13 @@ if "airflow" in sys.modules:  # pragma: no cover - only when another plugin impo
         stacklevel=1,
     )
 
-import json  # noqa: E402
-import re  # noqa: E402
-import subprocess  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
+import json
+import re
+import subprocess
+from collections.abc import Callable
+from typing import Any
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -82,8 +82,14 @@ def _register(dag: Any) -> None:
     DagBundlesManager().sync_bundles_to_db()
     with create_session() as session:
         update_dag_parsing_results_in_db(
-            "dags-folder", None, [LazyDeserializedDAG.from_dag(dag)], {}, None, set(),
-            session=session, files_parsed=set(),
+            "dags-folder",
+            None,
+            [LazyDeserializedDAG.from_dag(dag)],
+            {},
+            None,
+            set(),
+            session=session,
+            files_parsed=set(),
         )
 
 

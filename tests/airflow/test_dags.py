@@ -48,7 +48,12 @@ def trigger_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_batch_inference_defers_and_writes_parquet(
-    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path, trigger_runs: list[str]
+    run_dag: Any,
+    dag_id: str,
+    sutro_conn: str,
+    sutro_client: SutroClient,
+    tmp_path: Path,
+    trigger_runs: list[str],
 ) -> None:
     with _dag(dag_id) as dag:
         SutroBatchInferenceOperator(
@@ -79,7 +84,12 @@ def test_batch_inference_defers_and_writes_parquet(
 
 
 def test_batch_function_end_to_end(
-    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path, trigger_runs: list[str]
+    run_dag: Any,
+    dag_id: str,
+    sutro_conn: str,
+    sutro_client: SutroClient,
+    tmp_path: Path,
+    trigger_runs: list[str],
 ) -> None:
     out = tmp_path / "triage.parquet"
     with _dag(dag_id) as dag:
@@ -121,12 +131,20 @@ def test_inputs_from_an_upstream_task_and_object_storage(
             return f"file://{path}"
 
         SutroBatchInferenceOperator(
-            task_id="from_upstream", model="all-minilm-l6-v2", inputs=extract(), column="body",
-            output_uri=str(tmp_path / "a.parquet"), **FAST,
+            task_id="from_upstream",
+            model="all-minilm-l6-v2",
+            inputs=extract(),
+            column="body",
+            output_uri=str(tmp_path / "a.parquet"),
+            **FAST,
         )
         SutroBatchInferenceOperator(
-            task_id="from_object_storage", model="all-minilm-l6-v2", inputs=memory_uri, column="body",
-            output_uri=f"memory://sutro-tests/{dag_id}/out.parquet", **FAST,
+            task_id="from_object_storage",
+            model="all-minilm-l6-v2",
+            inputs=memory_uri,
+            column="body",
+            output_uri=f"memory://sutro-tests/{dag_id}/out.parquet",
+            **FAST,
         )
     result = run_dag(dag)
     assert result.state == "success"
@@ -139,7 +157,12 @@ def test_inputs_from_an_upstream_task_and_object_storage(
 
 
 def test_retry_reattaches_to_the_running_job(
-    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path, trigger_runs: list[str]
+    run_dag: Any,
+    dag_id: str,
+    sutro_conn: str,
+    sutro_client: SutroClient,
+    tmp_path: Path,
+    trigger_runs: list[str],
 ) -> None:
     """The first try dies right after submitting (worker lost); the retry must not submit again."""
 
@@ -181,8 +204,12 @@ def test_failed_job_fails_the_task(
     out = tmp_path / "never.parquet"
     with _dag(dag_id) as dag:
         SutroBatchInferenceOperator(
-            task_id="embed", model="all-minilm-l6-v2", inputs=["fine", LONG_ROW], truncate_rows=False,
-            output_uri=str(out), **FAST,
+            task_id="embed",
+            model="all-minilm-l6-v2",
+            inputs=["fine", LONG_ROW],
+            truncate_rows=False,
+            output_uri=str(out),
+            **FAST,
         )
     result = run_dag(dag)
     assert result.state == "failed"
@@ -208,8 +235,11 @@ def test_cancelled_job_is_never_success(
     canceller = threading.Thread(target=cancel_when_submitted, daemon=True)
     with _dag(dag_id) as dag:
         SutroBatchInferenceOperator(
-            task_id="embed", model="slow-embed", inputs=[f"row {i}" for i in range(40)],
-            output_uri=str(tmp_path / "out.parquet"), **FAST,
+            task_id="embed",
+            model="slow-embed",
+            inputs=[f"row {i}" for i in range(40)],
+            output_uri=str(tmp_path / "out.parquet"),
+            **FAST,
         )
     canceller.start()
     result = run_dag(dag)
@@ -226,13 +256,22 @@ def test_cancelled_job_is_never_success(
     ids=["timeout", "execution_timeout"],
 )
 def test_timeout_cancels_the_job_and_fails(
-    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path, limits: dict[str, Any]
+    run_dag: Any,
+    dag_id: str,
+    sutro_conn: str,
+    sutro_client: SutroClient,
+    tmp_path: Path,
+    limits: dict[str, Any],
 ) -> None:
     """Either limit ends the wait through the trigger's timeout event, which cancels the job."""
     with _dag(dag_id) as dag:
         SutroBatchInferenceOperator(
-            task_id="embed", model="slow-embed", inputs=[f"row {i}" for i in range(60)],
-            output_uri=str(tmp_path / "out.parquet"), **limits, **FAST,
+            task_id="embed",
+            model="slow-embed",
+            inputs=[f"row {i}" for i in range(60)],
+            output_uri=str(tmp_path / "out.parquet"),
+            **limits,
+            **FAST,
         )
     result = run_dag(dag)
     assert result.state == "failed"
@@ -241,12 +280,21 @@ def test_timeout_cancels_the_job_and_fails(
 
 
 def test_non_deferrable_mode_waits_in_the_worker(
-    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path, trigger_runs: list[str]
+    run_dag: Any,
+    dag_id: str,
+    sutro_conn: str,
+    sutro_client: SutroClient,
+    tmp_path: Path,
+    trigger_runs: list[str],
 ) -> None:
     with _dag(dag_id) as dag:
         SutroBatchInferenceOperator(
-            task_id="embed", model="all-minilm-l6-v2", inputs=TICKETS, deferrable=False,
-            output_uri=str(tmp_path / "out.parquet"), **FAST,
+            task_id="embed",
+            model="all-minilm-l6-v2",
+            inputs=TICKETS,
+            deferrable=False,
+            output_uri=str(tmp_path / "out.parquet"),
+            **FAST,
         )
     result = run_dag(dag)
     assert result.state == "success"
@@ -259,8 +307,12 @@ def test_cost_gate_blocks_before_any_billed_job(
 ) -> None:
     with _dag(dag_id) as dag:
         SutroBatchInferenceOperator(
-            task_id="embed", model="all-minilm-l6-v2", inputs=TICKETS, max_cost_usd=0.0,
-            output_uri=str(tmp_path / "out.parquet"), **FAST,
+            task_id="embed",
+            model="all-minilm-l6-v2",
+            inputs=TICKETS,
+            max_cost_usd=0.0,
+            output_uri=str(tmp_path / "out.parquet"),
+            **FAST,
         )
     result = run_dag(dag)
     assert result.state == "failed"
@@ -271,7 +323,12 @@ def test_cost_gate_blocks_before_any_billed_job(
 
 @pytest.mark.parametrize("deferrable", [True, False])
 def test_sensor_waits_for_a_job_submitted_elsewhere(
-    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path, trigger_runs: list[str],
+    run_dag: Any,
+    dag_id: str,
+    sutro_conn: str,
+    sutro_client: SutroClient,
+    tmp_path: Path,
+    trigger_runs: list[str],
     deferrable: bool,
 ) -> None:
     from sutro_core import BatchJobRequest
@@ -283,8 +340,12 @@ def test_sensor_waits_for_a_job_submitted_elsewhere(
     ).job_id
     with _dag(dag_id) as dag:
         SutroJobSensor(
-            task_id="wait", job_id="{{ dag_run.conf['job_id'] }}", output_uri=str(tmp_path / "s.parquet"),
-            poke_interval=0.2, timeout=60, deferrable=deferrable,
+            task_id="wait",
+            job_id="{{ dag_run.conf['job_id'] }}",
+            output_uri=str(tmp_path / "s.parquet"),
+            poke_interval=0.2,
+            timeout=60,
+            deferrable=deferrable,
         )
     result = run_dag(dag, job_id=job_id)
     assert result.state == "success"
@@ -299,7 +360,9 @@ def test_mapped_tasks_get_one_job_each(
     """map_index is part of the idempotency scope: mapped instances never reattach to each other's jobs."""
     with _dag(dag_id) as dag:
         SutroBatchInferenceOperator.partial(
-            task_id="embed", model="all-minilm-l6-v2", output_uri=str(tmp_path / "part-{{ ti.map_index }}.parquet"),
+            task_id="embed",
+            model="all-minilm-l6-v2",
+            output_uri=str(tmp_path / "part-{{ ti.map_index }}.parquet"),
             **FAST,
         ).expand(inputs=[TICKETS[:2], TICKETS[:2]])  # identical inputs on purpose
     result = run_dag(dag)
@@ -337,7 +400,11 @@ class _LosesSubmitResponse(httpx.BaseTransport):
 
 
 def test_lost_submit_response_is_recovered_without_a_second_job(
-    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path,
+    run_dag: Any,
+    dag_id: str,
+    sutro_conn: str,
+    sutro_client: SutroClient,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from airflow_provider_sutro.hooks.sutro import SutroHook
@@ -351,7 +418,11 @@ def test_lost_submit_response_is_recovered_without_a_second_job(
     monkeypatch.setattr(SutroHook, "get_conn", get_conn)
     with _dag(dag_id) as dag:
         SutroBatchInferenceOperator(
-            task_id="embed", model="all-minilm-l6-v2", inputs=TICKETS, output_uri=str(tmp_path / "o.parquet"), **FAST
+            task_id="embed",
+            model="all-minilm-l6-v2",
+            inputs=TICKETS,
+            output_uri=str(tmp_path / "o.parquet"),
+            **FAST,
         )
     result = run_dag(dag)
     assert transport.dropped == 1

@@ -61,7 +61,8 @@ def test_hook_test_connection(sutro_conn: str, monkeypatch: pytest.MonkeyPatch, 
     ok, message = SutroHook(sutro_conn).test_connection()
     assert ok, message
     monkeypatch.setenv(
-        "AIRFLOW_CONN_SUTRO_DEFAULT", f'{{"conn_type": "sutro", "host": "{sutro_api_url}", "password": "nope"}}'
+        "AIRFLOW_CONN_SUTRO_DEFAULT",
+        f'{{"conn_type": "sutro", "host": "{sutro_api_url}", "password": "nope"}}',
     )
     ok, message = SutroHook(sutro_conn).test_connection()
     assert not ok
@@ -93,7 +94,9 @@ def test_execute_complete_cancelled_is_never_success(sutro_conn: str, tmp_path: 
         _operator(tmp_path).execute_complete({}, make_event("cancelled", "job-1", "job job-1 was CANCELLED"))
 
 
-def test_execute_complete_timeout_cancels_the_job(sutro_conn: str, sutro_client: SutroClient, tmp_path: Any) -> None:
+def test_execute_complete_timeout_cancels_the_job(
+    sutro_conn: str, sutro_client: SutroClient, tmp_path: Any
+) -> None:
     job_id = sutro_client.submit_job(
         BatchJobRequest.for_inference([f"r{i}" for i in range(40)], model="slow-embed")
     ).job_id
@@ -136,7 +139,9 @@ def test_bad_input_names_the_field(tmp_path: Any) -> None:
         resolve_inputs(f"file://{tmp_path}/missing.parquet".replace("file://", "memory://"))
 
 
-def test_on_kill_cancels_in_non_deferrable_mode(sutro_conn: str, sutro_client: SutroClient, tmp_path: Any) -> None:
+def test_on_kill_cancels_in_non_deferrable_mode(
+    sutro_conn: str, sutro_client: SutroClient, tmp_path: Any
+) -> None:
     job_id = sutro_client.submit_job(
         BatchJobRequest.for_inference([f"r{i}" for i in range(40)], model="slow-embed")
     ).job_id

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sutro_core import AsyncSutroClient, BatchJobRequest, JobStatus, PollPolicy, RetryPolicy, SutroClient
+from sutro_core import AsyncSutroClient, BatchJobRequest, JobStatus, RetryPolicy, SutroClient
 
 from airflow_provider_sutro.hooks.sutro import SutroHook
 from airflow_provider_sutro.triggers.sutro import SutroJobTrigger
@@ -17,7 +17,9 @@ LONG_ROW = "word " * 2000  # beyond all-minilm-l6-v2's context: the job fails on
 
 
 def _submit(client: SutroClient, rows: list[str], model: str = "all-minilm-l6-v2", **kwargs: Any) -> str:
-    return client.submit_job(BatchJobRequest.for_inference(rows, model=model, **kwargs), idempotency_key=None).job_id
+    return client.submit_job(
+        BatchJobRequest.for_inference(rows, model=model, **kwargs), idempotency_key=None
+    ).job_id
 
 
 def _trigger(job_id: str, end_in: float = 60, **kwargs: Any) -> SutroJobTrigger:
@@ -32,14 +34,24 @@ async def _events(trigger: SutroJobTrigger) -> list[dict[str, Any]]:
 
 def test_serialize_round_trip() -> None:
     trigger = SutroJobTrigger(
-        job_id="job-1", end_time=1_900_000_000.5, sutro_conn_id="other", poll_interval=3,
-        max_poll_interval=30, max_transient_errors=4, cancel_on_kill=False,
+        job_id="job-1",
+        end_time=1_900_000_000.5,
+        sutro_conn_id="other",
+        poll_interval=3,
+        max_poll_interval=30,
+        max_transient_errors=4,
+        cancel_on_kill=False,
     )
     classpath, kwargs = trigger.serialize()
     assert classpath == "airflow_provider_sutro.triggers.sutro.SutroJobTrigger"
     assert kwargs == {
-        "job_id": "job-1", "end_time": 1_900_000_000.5, "sutro_conn_id": "other", "poll_interval": 3.0,
-        "max_poll_interval": 30.0, "max_transient_errors": 4, "cancel_on_kill": False,
+        "job_id": "job-1",
+        "end_time": 1_900_000_000.5,
+        "sutro_conn_id": "other",
+        "poll_interval": 3.0,
+        "max_poll_interval": 30.0,
+        "max_transient_errors": 4,
+        "cancel_on_kill": False,
     }
     # What the triggerer does: import the class path and rebuild from the kwargs (through Airflow's serde).
     from airflow.sdk.serde import deserialize, serialize
@@ -75,13 +87,17 @@ async def test_cancelled_job_event(sutro_conn: str, sutro_client: SutroClient) -
     assert event["job_id"] == job_id
 
 
-async def test_timeout_event_leaves_the_decision_to_the_operator(sutro_conn: str, sutro_client: SutroClient) -> None:
+async def test_timeout_event_leaves_the_decision_to_the_operator(
+    sutro_conn: str, sutro_client: SutroClient
+) -> None:
     job_id = _submit(sutro_client, [f"row {i}" for i in range(40)], model="slow-embed")
     started = time.monotonic()
     [event] = await _events(_trigger(job_id, end_in=1.0))
     assert event["status"] == "timeout"
     assert time.monotonic() - started < 10
-    assert not sutro_client.get_job_status(job_id).is_terminal  # the operator cancels on timeout, not the trigger
+    assert not sutro_client.get_job_status(
+        job_id
+    ).is_terminal  # the operator cancels on timeout, not the trigger
     sutro_client.cancel_job(job_id)
 
 
@@ -94,7 +110,10 @@ async def test_unknown_job_fails_fast_with_the_4xx(sutro_conn: str) -> None:
 
 
 async def test_bad_api_key_fails_fast(monkeypatch: pytest.MonkeyPatch, sutro_api_url: str) -> None:
-    monkeypatch.setenv("AIRFLOW_CONN_SUTRO_DEFAULT", f'{{"conn_type": "sutro", "host": "{sutro_api_url}", "password": "wrong"}}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SUTRO_DEFAULT",
+        f'{{"conn_type": "sutro", "host": "{sutro_api_url}", "password": "wrong"}}',
+    )
     [event] = await _events(_trigger("job-1"))
     assert event["status"] == "error"
     assert event["http_status"] in (401, 403)
