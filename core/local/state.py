@@ -50,9 +50,13 @@ class ServerState:
         return self.data_dir / "jobs" / job_id
 
     def start_worker(self) -> None:
-        """Requeue interrupted jobs and start the background worker thread."""
+        """Take the data dir's worker lock, requeue interrupted jobs and start the worker thread.
+
+        Two workers on one data dir would run the same chunks twice; the lock (released by the OS
+        even on kill -9) makes a second server on the same data dir fail at start instead."""
         from .worker import Worker
 
+        self._lock_file = acquire_worker_lock(self.data_dir)
         self.worker = Worker(self)
         self.worker.start()
 
@@ -66,6 +70,32 @@ class ServerState:
         if self.worker is not None:
             # short join: a model load cannot be interrupted, and the thread is a daemon
             self.worker.stop(timeout=2.0)
+
+
+class DataDirInUseError(RuntimeError):
+    """Another sutro-local worker holds this data dir."""
+
+
+def acquire_worker_lock(data_dir: Path) -> Any:
+    """An exclusive, non-blocking flock on <data_dir>/worker.lock (kept open while the server runs)."""
+    import fcntl
+    import os
+
+    f = open(data_dir / "worker.lock", "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise DataDirInUseError(
+            f"data dir {data_dir} is in use by another sutro-local server (pid {holder}); "
+            "stop it or pass a different --data-dir"
+        ) from None
+    f.truncate(0)
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
 
 
 def load_secret(data_dir: Path) -> bytes:

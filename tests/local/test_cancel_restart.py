@@ -6,6 +6,7 @@ import io
 import time
 
 import pyarrow.parquet as pq
+import pytest
 
 from sutro_core.local.testing import LocalServer
 
@@ -81,3 +82,16 @@ def test_kill_9_mid_job_then_restart_resumes_and_loses_nothing(tmp_path):
         assert api.post("/job-results", json={"job_id": finished}).json()["results"]["outputs"] == [
             "done before the crash", "second"]
         api.close()
+
+
+def test_second_server_on_the_same_data_dir_refuses_to_start(tmp_path):
+    config = {"models": {"echo": {"engine": "echo"}}}
+    with LocalServer(tmp_path / "data", config) as first:
+        second = LocalServer(tmp_path / "data", config, startup_timeout=30)
+        with pytest.raises(RuntimeError, match="in use by another sutro-local server"):
+            second.start()
+        with api_client(first.url, first.api_key) as api:  # the first one is unaffected
+            assert wait_status(api, submit(api, model="echo", inputs=["x"]))["status"] == "SUCCEEDED"
+        first.restart()  # graceful stop releases the lock; the same server comes back
+        with api_client(first.url, first.api_key) as api:
+            assert len(api.get("/list-jobs").json()["jobs"]) == 1
