@@ -13,8 +13,9 @@ Example:
     2
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: Prefect validates flow parameters from the annotations,
+# and a deployment loads this file under a synthetic module name where string annotations cannot be
+# resolved (pydantic: "Sutro_Batch_JobModel is not fully defined").
 from collections.abc import Sequence
 from typing import Any
 
