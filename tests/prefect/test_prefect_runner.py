@@ -12,9 +12,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.runner import Runner
 from prefect.states import Cancelling
+from sutro_core import JobStatus
 
 from prefect_sutro import SutroCredentials, sutro_batch_job
-from sutro_core import JobStatus
 
 pytestmark = pytest.mark.slow
 
