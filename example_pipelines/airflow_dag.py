@@ -1,9 +1,11 @@
 """Airflow example: a day's support tickets -> Sutro triage Function + embeddings (+ drafted replies) -> parquet.
 
-Drop this file into your DAGs folder (or point ``AIRFLOW__CORE__DAGS_FOLDER`` at ``example_pipelines/``)
-with a ``sutro_default`` connection (API key in *password*, API URL in *host*), e.g.::
+Point ``AIRFLOW__CORE__DAGS_FOLDER`` at ``example_pipelines/`` (with the repo root on ``PYTHONPATH``, as
+the DAG imports ``example_pipelines.common``) and set a ``sutro_default`` connection (API key in *password*,
+API URL in *host*), e.g.::
 
-    export AIRFLOW_CONN_SUTRO_DEFAULT='{"conn_type": "sutro", "host": "http://127.0.0.1:8000", "password": "KEY"}'
+    export PYTHONPATH=$PWD AIRFLOW__CORE__DAGS_FOLDER=$PWD/example_pipelines
+    export AIRFLOW_CONN_SUTRO_DEFAULT='{"conn_type": "sutro", "host": "http://127.0.0.1:8484", "password": "KEY"}'
     airflow dags test support_ticket_triage 2026-01-05
 
 The deferrable batch operators chain on the upstream ``extract_tickets`` task (its XCom is the input
