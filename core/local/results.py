@@ -55,7 +55,8 @@ def results_file(state: ServerState, job: JobRow, include_inputs: bool, include_
     jdir = state.job_dir(job.job_id)
     full = jdir / "results.parquet"
     if not full.exists():  # SUCCEEDED is set only after the file is in place; be explicit anyway
-        raise ApiError(503, "results_not_ready", f"results of job {job.job_id} are still being written; retry")
+        raise ApiError(503, "results_not_ready", f"results of job {job.job_id} are still being written; retry",
+                       {"Retry-After": "1"})  # fmt: skip
     stored = pq.read_schema(full).names
     want = wanted_columns(stored, include_inputs, include_logprobs)
     if want == stored:
