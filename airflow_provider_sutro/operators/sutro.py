@@ -87,6 +87,7 @@ class _SutroBatchOperator(BaseOperator):
         max_transient_errors: int = 10,
         max_cost_usd: float | None = None,
         cancel_on_kill: bool = True,
+        include_inputs: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -107,6 +108,7 @@ class _SutroBatchOperator(BaseOperator):
         self.max_transient_errors = int(max_transient_errors)
         self.max_cost_usd = None if max_cost_usd is None else float(max_cost_usd)
         self.cancel_on_kill = cancel_on_kill
+        self.include_inputs = include_inputs
         self.job_id: str | None = None
 
     # -- what subclasses provide -------------------------------------------------------------------
@@ -184,7 +186,9 @@ class _SutroBatchOperator(BaseOperator):
                 "Reattached to job %s (%s) from an earlier try", submission.job_id, submission.status.value
             )
         else:
-            self.log.info("Submitted job %s (%s rows)", submission.job_id, request.num_rows)
+            self.log.info(
+                "Submitted job %s (%s rows): %s", submission.job_id, request.num_rows, self.sutro_job_url
+            )
 
         if submission.status is JobStatus.SUCCEEDED:
             return self._write_results(submission.job_id)
@@ -254,7 +258,7 @@ class _SutroBatchOperator(BaseOperator):
 
     def _write_results(self, job_id: str) -> dict[str, Any]:
         uri = output_uri_to_str(self.output_uri)
-        manifest = self.client.download_results(job_id, uri).to_dict()
+        manifest = self.client.download_results(job_id, uri, include_inputs=self.include_inputs).to_dict()
         self.log.info(
             "Wrote %s rows of job %s to %s (%s bytes)",
             manifest.get("rows"),
@@ -307,6 +311,7 @@ class SutroBatchInferenceOperator(_SutroBatchOperator):
     :param timeout: seconds to wait before cancelling the job and failing the task.
     :param max_cost_usd: run a dry run first and fail, before anything billed, if the estimate exceeds it.
     :param cancel_on_kill: cancel the job when the task is killed.
+    :param include_inputs: also write each row's input (an ``inputs`` column) into the results file.
 
     Example::
 
@@ -372,8 +377,8 @@ class SutroBatchInferenceOperator(_SutroBatchOperator):
 
 
 class SutroBatchFunctionOperator(_SutroBatchOperator):
-    """Run a Sutro Function over many rows as one batch job; results (e.g. label, rationale,
-    confidence_score) go to parquet at ``output_uri``.
+    """Run a Sutro Function over many rows as one batch job; results go to parquet at ``output_uri``
+    (for a classification Function: ``outputs`` as JSON ``{"label", "rationale"}`` and ``confidence_score``).
 
     :param function_name: the published Function's name, e.g. ``"ticket-triage"`` (templated).
     :param inputs: rows as dicts of the Function's input fields, a DataFrame, a .csv/.parquet path or URI,

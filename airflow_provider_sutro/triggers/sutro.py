@@ -119,11 +119,16 @@ class SutroJobTrigger(BaseTrigger):
         """
         yield TriggerEvent(await self._outcome())
 
+    def _log_status(self, status: Any) -> None:
+        self.log.info("Sutro job %s is %s", self.job_id, getattr(status, "value", status))
+
     async def _outcome(self) -> dict[str, Any]:
         job_id = self.job_id
         try:
             async with await self._hook().get_async_conn(poll=self._poll_policy()) as client:
-                job = await client.await_job_completion(job_id, deadline=self.end_time, obtain_results=False)
+                job = await client.await_job_completion(
+                    job_id, deadline=self.end_time, obtain_results=False, on_status=self._log_status
+                )
         except JobFailedError as exc:
             return make_event("failed", job_id, str(exc), reason=exc.reason)
         except JobCancelledError as exc:

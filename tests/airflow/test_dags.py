@@ -98,6 +98,7 @@ def test_batch_function_end_to_end(
             function_name="ticket-triage",
             inputs=[{"text": t} for t in TICKETS],
             output_uri=str(out),
+            include_inputs=True,
             **FAST,
         )
     result = run_dag(dag)
@@ -107,6 +108,7 @@ def test_batch_function_end_to_end(
     df = pl.read_parquet(out)
     assert df.height == 3 == manifest["rows"]
     assert "confidence_score" in df.columns
+    assert "inputs" in df.columns  # include_inputs=True
     assert [j.model for j in sutro_client.list_jobs()] == ["ticket-triage"]
 
 
