@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from .errors import InputValidationError
 from .models import Job, ResultsManifest
+from .results import OUTPUTS, shape_results
 
 RESULT_FORMATS = ("parquet", "csv", "json")
 METADATA_PREFIX = "sutro."
@@ -143,11 +144,31 @@ def finalize(target: Target, job: Job, result_format: str) -> ResultsManifest:
     )
 
 
-def load_results(source: "ResultsManifest | dict[str, Any] | str | os.PathLike[str]") -> pl.DataFrame:
+def _read_head(fh: Any, n_rows: int) -> pl.DataFrame:
+    """The first ``n_rows`` rows of a parquet file, reading only the row groups they need."""
+    batch = next(pq.ParquetFile(fh).iter_batches(batch_size=max(n_rows, 1)), None)
+    if batch is None:
+        return pl.DataFrame()
+    return pl.DataFrame(pl.from_arrow(batch)).head(n_rows)
+
+
+def load_results(
+    source: "ResultsManifest | dict[str, Any] | str | os.PathLike[str]",
+    *,
+    n_rows: int | None = None,
+    unpack_json: bool = False,
+    output_column: str = "outputs",
+) -> pl.DataFrame:
     """Read a results artifact back as a polars DataFrame (from a manifest, its dict, or a path/URI).
+
+    By default the file's columns come back as stored (``inputs``, ``outputs``, ...). ``unpack_json``
+    shapes them as ``get_job_results`` does (JSON object outputs become columns, e.g. a Function's
+    ``label`` and ``rationale``; other outputs are named ``output_column``). ``n_rows`` reads only
+    the first rows (previews of huge results in bounded memory; parquet only).
 
     Example:
         >>> df = load_results(manifest)              # or load_results("s3://bucket/results.parquet")
+        >>> preview = load_results(manifest, n_rows=10, unpack_json=True)
     """
     if isinstance(source, ResultsManifest):
         uri, fmt = source.uri, source.format
@@ -158,10 +179,17 @@ def load_results(source: "ResultsManifest | dict[str, Any] | str | os.PathLike[s
         fmt = "csv" if uri.endswith(".csv") else "parquet"
     if fmt not in ("parquet", "csv"):
         raise InputValidationError("format", f"load_results reads parquet or csv artifacts, not {fmt!r}")
-    reader = pl.read_parquet if fmt == "parquet" else pl.read_csv
+    if fmt == "parquet":
+        reader = (lambda f: _read_head(f, n_rows)) if n_rows is not None else pl.read_parquet
+    else:
+        reader = (lambda f: pl.read_csv(f, n_rows=n_rows))
     if _is_remote(uri):
         import fsspec
 
         with fsspec.open(uri, "rb") as fh:
-            return reader(fh.read())
-    return reader(uri.removeprefix("file://"))
+            df = reader(fh)
+    else:
+        df = reader(uri.removeprefix("file://"))
+    if unpack_json and OUTPUTS in df.columns:
+        df = shape_results(df, output_column=output_column, unpack_json=True)
+    return df

@@ -13,13 +13,11 @@ Example:
 from __future__ import annotations
 
 import os
-from typing import Any, cast
+from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 from sutro_core import ResultsManifest
 from sutro_core import load_results as _core_load_results
-from sutro_core.results import shape_results
 
 OUTPUTS = "outputs"
 
@@ -39,16 +37,13 @@ def load_results(
         >>> load_results(manifest).head()                   # doctest: +SKIP
         >>> load_results("s3://bucket/triage.parquet", unpack_json=False)   # doctest: +SKIP
     """
-    df = _core_load_results(manifest)
-    if OUTPUTS not in df.columns:
-        return df
-    return shape_results(df, output_column=output_column, unpack_json=unpack_json)
+    return _core_load_results(manifest, unpack_json=unpack_json, output_column=output_column)
 
 
 def head_results(
     manifest: ResultsManifest | dict[str, Any], n: int, *, unpack_json: bool = True
 ) -> pl.DataFrame:
-    """The first ``n`` rows of a parquet results file, reading only its first row group (bounded memory).
+    """The first ``n`` rows of a results file, reading only what they need (bounded memory).
 
     Used for preview artifacts, so a million-row result is never loaded just to show ten rows.
 
@@ -56,20 +51,4 @@ def head_results(
         >>> head_results(manifest, 5).height            # doctest: +SKIP
         5
     """
-    m = manifest if isinstance(manifest, ResultsManifest) else ResultsManifest.model_validate(manifest)
-    if m.format != "parquet":
-        return load_results(m, unpack_json=unpack_json).head(n)
-    uri = m.uri.removeprefix("file://")
-    if "://" in uri:
-        import fsspec
-
-        with fsspec.open(uri, "rb") as fh:
-            batch = next(pq.ParquetFile(fh).iter_batches(batch_size=max(n, 1)), None)
-    else:
-        batch = next(pq.ParquetFile(uri).iter_batches(batch_size=max(n, 1)), None)
-    if batch is None:
-        return pl.DataFrame()
-    df = cast(pl.DataFrame, pl.from_arrow(batch)).head(n)
-    if OUTPUTS not in df.columns:
-        return df
-    return shape_results(df, output_column=OUTPUTS, unpack_json=unpack_json)
+    return _core_load_results(manifest, n_rows=n, unpack_json=unpack_json, output_column=OUTPUTS)
