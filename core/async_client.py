@@ -30,6 +30,10 @@ from .retrying import PollPolicy, RetryPolicy
 
 T = TypeVar("T")
 
+# Connections per client (and requests in flight). Polls are tiny; 8 connections serve
+# thousands of waits. See ``_slots`` for why this is not httpx's default of 100.
+MAX_CONNECTIONS = 8
+
 
 class AsyncSutroClient(ClientBase):
     """Asynchronous Sutro client; see ``SutroClient`` for every method's documentation.
@@ -48,10 +52,17 @@ class AsyncSutroClient(ClientBase):
         retry: RetryPolicy | None = None,
         poll: PollPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         super().__init__(api_key, api_url, timeout=timeout, retry=retry, poll=poll)
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.AsyncClient(base_url=self.api_url + "/", headers=self._headers(), timeout=timeout,
-                                       transport=transport)
+                                       transport=transport, limits=limits)
+        # httpcore's pool rescans every queued request and every connection whenever a request starts
+        # or ends (quadratic): 1,000 waits polling through one client cost ~3 ms CPU a poll and hit
+        # PoolTimeouts (benchmarks/waiting.py). Queueing here instead (O(1) wakeups) keeps the pool's
+        # own queue no longer than its connections.
+        self._slots = asyncio.Semaphore(max_connections)
 
     async def _run(self, op: Op[T]) -> T:
         value: Any = None
@@ -75,7 +86,10 @@ class AsyncSutroClient(ClientBase):
             return await asyncio.to_thread(effect.fn)
         if isinstance(effect, Lines):
             return await self._stream_lines(effect)
-        call: Call[Any] = effect
+        async with self._slots:
+            return await self._send(effect)
+
+    async def _send(self, call: Call[Any]) -> Any:
         if call.stream_to is None:
             return await self._http.request(call.method, call.path, params=call.params, json=call.json,
                                             timeout=_timeout(call, self.timeout))
