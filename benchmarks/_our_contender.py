@@ -7,7 +7,7 @@ Usage::
     .venv/bin/python benchmarks/_our_contender.py download JOB_ID DEST.parquet
     .venv/bin/python benchmarks/_our_contender.py dataframe JOB_ID
     .venv/bin/python benchmarks/_our_contender.py submit MODEL ROWS
-    .venv/bin/python benchmarks/_our_contender.py wait JOB_IDS_FILE SECONDS
+    .venv/bin/python benchmarks/_our_contender.py wait JOB_IDS_FILE SECONDS STEADY_FROM [MAX_CONNECTIONS]
 """
 
 from __future__ import annotations
@@ -51,8 +51,12 @@ def submit(model: str, rows: int) -> dict:
     return {"op_s": op, "job_id": sub.job_id, "rows": rows}
 
 
-def wait(ids_file: str, seconds: float) -> dict:
-    """Every job awaited concurrently in one event loop (the Airflow trigger / async client path)."""
+def wait(ids_file: str, seconds: float, steady_from: float, max_connections: int = 0) -> dict:
+    """Every job awaited concurrently in one event loop (the Airflow trigger / async client path).
+
+    CPU and polls are also sampled at ``steady_from`` seconds, when every wait has backed off to
+    (about) its longest poll interval: the rest of the window is the steady state of a long wait.
+    """
     import asyncio
     import resource
 
@@ -63,17 +67,14 @@ def wait(ids_file: str, seconds: float) -> dict:
     job_ids = [line.strip() for line in open(ids_file) if line.strip()]
     polls = 0
 
-    class CountingTransport(httpx.AsyncHTTPTransport):
-        """The real transport; only counts requests."""
-
-        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-            nonlocal polls
-            polls += 1
-            return await super().handle_async_request(request)
+    async def count(_: httpx.Request) -> None:
+        nonlocal polls
+        polls += 1
 
     async def main() -> tuple[float, int]:
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)  # httpx's defaults
-        async with AsyncSutroClient(transport=CountingTransport(limits=limits)) as client:
+        kwargs = {"max_connections": max_connections} if max_connections else {}  # experiment knob
+        async with AsyncSutroClient(**kwargs) as client:
+            client._http.event_hooks = {"request": [count], "response": []}  # counts polls; benchmark only
 
             async def one(job_id: str) -> int:
                 try:
@@ -82,15 +83,34 @@ def wait(ids_file: str, seconds: float) -> dict:
                 except JobTimeoutError:
                     return 1
 
+            async def sample() -> None:
+                await asyncio.sleep(steady_from)
+                marks["steady"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), polls)
+
+            sampler = asyncio.ensure_future(sample())
             t0 = time.perf_counter()
             timed_out = sum(await asyncio.gather(*(one(j) for j in job_ids)))
+            marks["end"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), polls)
+            sampler.cancel()
             return time.perf_counter() - t0, timed_out
 
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    marks: dict = {}
+    marks["start"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), 0)
     wall, timed_out = asyncio.run(main())
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return {"op_s": wall, "cpu_s": cpu, "polls": polls, "jobs": len(job_ids), "still_waiting": timed_out}
+    return {"op_s": wall, "jobs": len(job_ids), "still_waiting": timed_out, **usage_report(marks)}
+
+
+def usage_report(marks: dict) -> dict:
+    """CPU (user, sys) and polls over the whole window and over its steady part (shared with the SDK side)."""
+    def span(a: str, b: str) -> dict:
+        (t0, r0, p0), (t1, r1, p1) = marks[a], marks[b]
+        user, system = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
+        return {"s": t1 - t0, "cpu_s": user + system, "user_s": user, "sys_s": system, "polls": p1 - p0}
+
+    whole = span("start", "end")
+    steady = span("steady", "end") if "steady" in marks else None
+    return {"cpu_s": whole["cpu_s"], "user_s": whole["user_s"], "sys_s": whole["sys_s"], "polls": whole["polls"],
+            "steady": steady}
 
 
 def main() -> None:
@@ -102,7 +122,7 @@ def main() -> None:
     elif cmd == "submit":
         report = submit(args[0], int(args[1]))
     elif cmd == "wait":
-        report = wait(args[0], float(args[1]))
+        report = wait(args[0], float(args[1]), float(args[2]), int(args[3]) if len(args) > 3 else 0)
     else:
         raise SystemExit(f"unknown contender {cmd!r}")
     print(json.dumps(report))

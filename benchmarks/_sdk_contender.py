@@ -6,7 +6,7 @@ Usage::
 
     benchmarks/.venv-sutro-sdk/bin/python benchmarks/_sdk_contender.py results JOB_ID
     benchmarks/.venv-sutro-sdk/bin/python benchmarks/_sdk_contender.py submit MODEL ROWS
-    benchmarks/.venv-sutro-sdk/bin/python benchmarks/_sdk_contender.py wait JOB_IDS_FILE SECONDS
+    benchmarks/.venv-sutro-sdk/bin/python benchmarks/_sdk_contender.py wait JOB_IDS_FILE SECONDS STEADY_FROM
 
 The key and URL come from SUTRO_API_KEY / SUTRO_API_URL, as the SDK documents.
 """
@@ -54,8 +54,11 @@ def submit(model: str, rows: int) -> dict:
     return {"op_s": op, "job_id": job_id, "rows": rows}
 
 
-def wait(ids_file: str, seconds: float) -> dict:
-    """One thread per job, each in the SDK's await_job_completion (polls every 5 s)."""
+def wait(ids_file: str, seconds: float, steady_from: float) -> dict:
+    """One thread per job, each in the SDK's await_job_completion (polls every 5 s).
+
+    CPU and polls are also sampled at ``steady_from`` seconds (see ``_our_contender.wait``).
+    """
     import resource
 
     job_ids = [line.strip() for line in open(ids_file) if line.strip()]
@@ -70,18 +73,36 @@ def wait(ids_file: str, seconds: float) -> dict:
         return real_get(*a, **kw)
 
     requests.get = counting_get
+    marks: dict = {}
+
+    def sample() -> None:
+        marks["steady"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), polls[0])
+
     threads = [threading.Thread(target=so.await_job_completion, args=(j,), kwargs={"timeout": seconds,
                "obtain_results": False}, daemon=True) for j in job_ids]  # fmt: skip
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
-    t0 = time.perf_counter()
+    timer = threading.Timer(steady_from, sample)
+    marks["start"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), 0)
+    timer.start()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    return {"op_s": wall, "cpu_s": cpu, "polls": polls[0], "jobs": len(job_ids)}
+    marks["end"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), polls[0])
+    timer.cancel()
+    return {"op_s": marks["end"][0] - marks["start"][0], "jobs": len(job_ids), **usage_report(marks)}
+
+
+def usage_report(marks: dict) -> dict:
+    """Same shape as ``_our_contender.usage_report`` (duplicated: this file runs in the SDK's venv)."""
+    def span(a: str, b: str) -> dict:
+        (t0, r0, p0), (t1, r1, p1) = marks[a], marks[b]
+        user, system = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
+        return {"s": t1 - t0, "cpu_s": user + system, "user_s": user, "sys_s": system, "polls": p1 - p0}
+
+    whole = span("start", "end")
+    steady = span("steady", "end") if "steady" in marks else None
+    return {"cpu_s": whole["cpu_s"], "user_s": whole["user_s"], "sys_s": whole["sys_s"], "polls": whole["polls"],
+            "steady": steady}
 
 
 def main() -> None:
@@ -94,7 +115,7 @@ def main() -> None:
         elif cmd == "submit":
             report = submit(args[0], int(args[1]))
         elif cmd == "wait":
-            report = wait(args[0], float(args[1]))
+            report = wait(args[0], float(args[1]), float(args[2]))
         else:
             raise SystemExit(f"unknown contender {cmd!r}")
     print(json.dumps(report))

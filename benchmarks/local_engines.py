@@ -1,0 +1,232 @@
+"""Benchmark 4: sutro-local job throughput vs the raw model call, and the latency of a 1-row job.
+
+Same inputs, same batch size, same torch threads, on the same machine:
+
+- embedding engine (all-MiniLM-L6-v2) vs ``SentenceTransformer.encode`` (normalised, numpy)
+- transformers engine (the tiny random-weight test Llama, greedy, ``max_tokens`` 16) vs
+  ``model.generate`` on the same chat-templated, left-padded batches
+
+The raw call runs in its own process after loading the model (load time excluded). The job is timed
+from submit to SUCCEEDED (status polled every 20 ms, so the poll adds <= 20 ms) on a server whose
+model a warm-up job already loaded; it includes everything a job does: HTTP submit, inputs to
+parquet, chunking, token counting, log-probabilities (the worker always records them), part files
+with fsync, SQLite bookkeeping, and assembling the results file. Overhead = job time / raw time - 1.
+
+The 1-row latency is submit -> SUCCEEDED for one row on the warm embedding model, seen two ways:
+by a 10 ms status poll (the server's own latency) and by ``SutroClient.await_job_completion``
+(default backoff: first poll after ~1 s).
+
+Usage::
+
+    .venv/bin/python benchmarks/local_engines.py --quick      # 256 embedding rows, 32 generation rows
+    .venv/bin/python benchmarks/local_engines.py              # 2,048 and 128 rows, 3 repeats
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # support.tiny_llama
+
+EMBED_BATCH = 32
+EMBED_CHUNK = 256
+GEN_BATCH = 8
+GEN_CHUNK = 32
+GEN_MAX_TOKENS = 16
+THREADS = {"embedding": 2, "transformers": 1}  # the engines' own defaults (tests pin tiny-llama to 1)
+_WORDS = ("the delivery was late but support fixed my billing problem quickly and the app works well "
+          "again after the update although the login page still crashes sometimes on my phone").split()
+
+
+def texts(n: int, words: int = 20) -> list[str]:
+    """Deterministic review-like rows of ``words`` words."""
+    return [f"#{i} " + " ".join(_WORDS[(i * 7 + k * 3) % len(_WORDS)] for k in range(words)) for i in range(n)]
+
+
+def server_config(tiny_llama: str) -> dict:
+    """The two engines under test, with the batch sizes and threads the raw calls use."""
+    return {
+        "models": {
+            "all-minilm-l6-v2": {"engine": "embedding", "chunk_size": EMBED_CHUNK,
+                                 "options": {"batch_size": EMBED_BATCH, "threads": THREADS["embedding"]}},
+            "tiny-llama": {"engine": "transformers", "chunk_size": GEN_CHUNK,
+                           "options": {"path": tiny_llama, "batch_size": GEN_BATCH, "max_tokens": GEN_MAX_TOKENS,
+                                       "threads": THREADS["transformers"]}},
+        },
+        "quotas": [{"job_priority": 0, "row_quota": None}, {"job_priority": 1, "row_quota": None}],
+    }  # fmt: skip
+
+
+# ---- raw calls (run as their own process: `local_engines.py --raw KIND N REPEATS [PATH]`) ----------
+
+
+def raw_embedding(n: int, repeats: int) -> list[float]:
+    """Seconds per ``SentenceTransformer.encode`` of n rows (model loaded first)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from sutro_core.local.engines.embedding import default_model_path
+
+    torch.set_num_threads(THREADS["embedding"])
+    model = SentenceTransformer(default_model_path(), device="cpu")
+    rows = texts(n)
+    model.encode(rows[:EMBED_BATCH], batch_size=EMBED_BATCH)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model.encode(rows, batch_size=EMBED_BATCH, normalize_embeddings=True, convert_to_numpy=True,
+                     show_progress_bar=False)  # fmt: skip
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def raw_generate(n: int, repeats: int, path: str) -> list[float]:
+    """Seconds per greedy ``model.generate`` over n chat-templated rows in left-padded batches."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(THREADS["transformers"])
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.padding_side = "left"
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    prompts = [tok.apply_chat_template([{"role": "user", "content": r}], tokenize=False, add_generation_prompt=True)
+               for r in texts(n)]  # fmt: skip
+
+    def run_all() -> None:
+        for i in range(0, n, GEN_BATCH):
+            enc = tok(prompts[i : i + GEN_BATCH], return_tensors="pt", padding=True, add_special_tokens=False)
+            with torch.inference_mode():
+                model.generate(**enc, max_new_tokens=GEN_MAX_TOKENS, do_sample=False, pad_token_id=tok.pad_token_id)
+
+    run_all()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run_all()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+# ---- jobs ----------------------------------------------------------------------------------------
+
+
+def job_seconds(url: str, key: str, model: str, rows: list[str], interval: float = 0.02) -> float:
+    """Submit -> SUCCEEDED seconds of one job, polling its status every ``interval`` seconds."""
+    import httpx
+
+    with httpx.Client(base_url=url, headers={"Authorization": f"Key {key}"}, timeout=600) as http:
+        t0 = time.perf_counter()
+        r = http.post("/batch-inference", json={"model": model, "inputs": rows, "job_priority": 1})
+        r.raise_for_status()
+        job_id = r.json()["results"]
+        while True:
+            status = http.get(f"/job-status/{job_id}").json()["job_status"][job_id]
+            if status in ("SUCCEEDED", "FAILED", "CANCELLED"):
+                break
+            time.sleep(interval)
+        elapsed = time.perf_counter() - t0
+    if status != "SUCCEEDED":
+        raise RuntimeError(f"{model} job {job_id} ended {status}")
+    return elapsed
+
+
+def client_latency(url: str, key: str, model: str) -> float:
+    """Seconds until ``SutroClient.await_job_completion`` returns for a 1-row job (default polling)."""
+    from sutro_core import BatchJobRequest, SutroClient
+
+    with SutroClient(api_key=key, api_url=url) as client:
+        t0 = time.perf_counter()
+        sub = client.submit_job(BatchJobRequest.for_inference(["one row"], model=model))
+        client.await_job_completion(sub.job_id, timeout=120, obtain_results=False)
+        return time.perf_counter() - t0
+
+
+def run(n_embed: int, n_gen: int, repeats: int) -> str:
+    """Measure both engines and the 1-row latency; return the markdown section."""
+    from _common import OUR_PYTHON, bench_server, command_line, machine_line, measure, save_section, table  # noqa: F401
+    from support.tiny_llama import cached_tiny_llama
+
+    tiny = str(cached_tiny_llama())
+    me = Path(__file__).resolve()
+    raw = {}
+    for kind, n, extra in (("embedding", n_embed, []), ("transformers", n_gen, [tiny])):
+        m = measure([OUR_PYTHON, str(me), "--raw", kind, str(n), str(repeats), *extra])
+        if m.returncode != 0:
+            raise RuntimeError(f"raw {kind} failed:\n{m.stderr_tail}")
+        raw[kind] = m.report["times"]
+    jobs: dict[str, list[float]] = {"embedding": [], "transformers": []}
+    with bench_server("engines", server_config(tiny)) as srv:
+        url, key = srv.url, srv.api_key
+        for model in ("all-minilm-l6-v2", "tiny-llama"):  # load both models before timing
+            job_seconds(url, key, model, texts(4))
+        for _ in range(repeats):
+            jobs["embedding"].append(job_seconds(url, key, "all-minilm-l6-v2", texts(n_embed)))
+            jobs["transformers"].append(job_seconds(url, key, "tiny-llama", texts(n_gen)))
+        one_server = [job_seconds(url, key, "all-minilm-l6-v2", ["one row"], interval=0.01) for _ in range(5)]
+        one_client = [client_latency(url, key, "all-minilm-l6-v2") for _ in range(3)]
+    rows = []
+    overhead = {}
+    for kind, n, label, raw_label in (
+        ("embedding", n_embed, "embedding engine (MiniLM)", "SentenceTransformer.encode"),
+        ("transformers", n_gen, f"transformers engine (tiny Llama, {GEN_MAX_TOKENS} new tokens)", "model.generate"),
+    ):
+        r, j = statistics.median(raw[kind]), statistics.median(jobs[kind])
+        overhead[kind] = j / r - 1
+        rows.append([label, n, raw_label, round(n / r, 1), round(n / j, 1), f"{100 * overhead[kind]:+.0f}%"])
+    lines = [
+        f"### 4. Local engines: job throughput vs the raw model call",
+        "",
+        f"Command: `{command_line()}`  ",
+        machine_line() + f" Median of {repeats} run(s). Batch sizes: embedding {EMBED_BATCH} (chunks of "
+        f"{EMBED_CHUNK} rows), generation {GEN_BATCH} (chunks of {GEN_CHUNK}); torch threads: embedding "
+        f"{THREADS['embedding']}, generation {THREADS['transformers']}.",
+        "",
+        table(["engine", "rows", "raw call", "raw rows/s", "job rows/s", "job overhead"], rows),
+        "",
+        f"- 1-row job, submit -> SUCCEEDED: **{1000 * statistics.median(one_server):.0f} ms** seen by a 10 ms "
+        f"status poll (server latency, median of 5); {statistics.median(one_client):.2f} s until "
+        "`SutroClient.await_job_completion` returns (its first poll comes after ~1 s, median of 3).",
+        f"- target <= 10% overhead: embedding {100 * overhead['embedding']:+.0f}%, "
+        f"transformers {100 * overhead['transformers']:+.0f}%.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="256 embedding rows, 32 generation rows, 1 repeat")
+    parser.add_argument("--embed-rows", type=int, default=None)
+    parser.add_argument("--gen-rows", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--save", default=None, help="also write the section to benchmarks/results/<SAVE>.md")
+    parser.add_argument("--raw", nargs="+", help=argparse.SUPPRESS)  # internal: one raw-call process
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.raw:
+        kind, n, repeats, *rest = args.raw
+        times = raw_embedding(int(n), int(repeats)) if kind == "embedding" else raw_generate(int(n), int(repeats), rest[0])
+        print(json.dumps({"times": times}))
+        return
+    n_embed = args.embed_rows or (256 if args.quick else 2048)
+    n_gen = args.gen_rows or (32 if args.quick else 128)
+    repeats = args.repeats or (1 if args.quick else 3)
+    section = run(n_embed, n_gen, repeats)
+    print(section)
+    if args.save:
+        from _common import save_section
+
+        save_section(args.save, section)
+
+
+if __name__ == "__main__":
+    main()
