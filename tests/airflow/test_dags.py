@@ -333,24 +333,31 @@ def test_sensor_waits_for_a_job_submitted_elsewhere(
     trigger_runs: list[str],
     deferrable: bool,
 ) -> None:
+    from airflow.sdk import task
     from sutro_core import BatchJobRequest
 
-    # Deferred: ~9 s of slow-embed, so the job is surely still running when the sensor first looks.
-    rows = [f"ticket {i}" for i in range(30)] if deferrable else TICKETS
-    job_id = sutro_client.submit_job(
-        BatchJobRequest.for_inference(rows, model="slow-embed"), idempotency_key=None
-    ).job_id
+    # Deferred: ~6 s of slow-embed, submitted by an upstream task (not before the run: Airflow's first start
+    # in a session can be slow), so the job is surely still running when the sensor first looks.
+    rows = [f"ticket {i}" for i in range(20)] if deferrable else TICKETS
+
     with _dag(dag_id) as dag:
-        SutroJobSensor(
+
+        @task
+        def submit_elsewhere() -> str:
+            request = BatchJobRequest.for_inference(rows, model="slow-embed")
+            return sutro_client.submit_job(request, idempotency_key=None).job_id
+
+        submit_elsewhere() >> SutroJobSensor(
             task_id="wait",
-            job_id="{{ dag_run.conf['job_id'] }}",
+            job_id="{{ ti.xcom_pull(task_ids='submit_elsewhere') }}",
             output_uri=str(tmp_path / "s.parquet"),
             poke_interval=0.2,
             timeout=60,
             deferrable=deferrable,
         )
-    result = run_dag(dag, job_id=job_id)
+    result = run_dag(dag)
     assert result.state == "success"
+    job_id = result.xcoms("submit_elsewhere")["return_value"]
     assert trigger_runs == ([job_id] if deferrable else [])
     assert result.xcoms("wait")["return_value"]["rows"] == len(rows)
     assert len(sutro_client.list_jobs()) == 1
