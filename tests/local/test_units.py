@@ -79,3 +79,18 @@ def test_function_definitions_and_inputs():
         d.check_input({"title": "x"})
     with pytest.raises(FunctionDefinitionError, match="'inputs' must list"):
         parse_definition({"name": "t", "inputs": []})
+
+
+def test_building_the_app_imports_no_model_library(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from sutro_core.local.app import Settings, create_app\n"
+        "from sutro_core.local.config import load_config\n"
+        f"create_app(Settings(Path({str(tmp_path)!r}), load_config(None)))\n"
+        "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
