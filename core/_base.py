@@ -109,9 +109,15 @@ class ClientBase:
         return (yield Blocking(shape))
 
     def _download_op(
-        self, job_id: str, destination: Any, result_format: str, include_inputs: bool, include_cumulative_logprobs: bool
+        self,
+        job_id: str,
+        destination: Any,
+        result_format: str,
+        include_inputs: bool,
+        include_cumulative_logprobs: bool,
+        storage_options: dict[str, Any] | None,
     ) -> Op[ResultsManifest]:
-        target = prepare_target(destination, result_format)
+        target = prepare_target(destination, result_format, storage_options)
         job = yield from ops.succeeded_job(self.retry, job_id)
         call = protocol.results_file_call(
             job_id, result_format=result_format, include_inputs=include_inputs,

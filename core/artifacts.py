@@ -46,8 +46,11 @@ def _is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
-def prepare_target(destination: Any, result_format: str) -> Target:
-    """Validate the destination and pick the temp file (beside the final file when local)."""
+def prepare_target(destination: Any, result_format: str, storage_options: dict[str, Any] | None = None) -> Target:
+    """Validate the destination and pick the temp file (beside the final file when local).
+
+    ``storage_options`` go to fsspec for remote URIs (credentials, endpoint, ...).
+    """
     if result_format not in RESULT_FORMATS:
         raise InputValidationError("format", f"{result_format!r} is not one of {RESULT_FORMATS}")
     uri = os.fspath(destination) if isinstance(destination, os.PathLike) else str(destination)
@@ -58,7 +61,7 @@ def prepare_target(destination: Any, result_format: str) -> Target:
             import fsspec
         except ImportError as exc:  # pragma: no cover - fsspec ships with every orchestrator
             raise InputValidationError("destination", f"{uri!r} needs fsspec: pip install fsspec") from exc
-        fs, fs_path = fsspec.core.url_to_fs(uri)
+        fs, fs_path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
         tmp = Path(tempfile.gettempdir()) / f"sutro-{uuid.uuid4().hex}.part"
         return Target(uri=uri, tmp_path=tmp, local_path=None, fs=fs, fs_path=fs_path)
     path = Path(uri.removeprefix("file://")).expanduser().absolute()

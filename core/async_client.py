@@ -227,10 +227,11 @@ class AsyncSutroClient(ClientBase):
         format: str = "parquet",
         include_inputs: bool = False,
         include_cumulative_logprobs: bool = False,
+        storage_options: dict[str, Any] | None = None,
     ) -> ResultsManifest:
         """See ``SutroClient.download_results``."""
         return await self._run(self._download_op(job_id, destination, format, include_inputs,
-                                                 include_cumulative_logprobs))
+                                                 include_cumulative_logprobs, storage_options))
 
     async def run_function(
         self, name: str, input_data: Any, *, confidence_scoring: bool | None = None

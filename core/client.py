@@ -306,15 +306,18 @@ class SutroClient(ClientBase):
         format: str = "parquet",
         include_inputs: bool = False,
         include_cumulative_logprobs: bool = False,
+        storage_options: dict[str, Any] | None = None,
     ) -> ResultsManifest:
         """Stream the results file to a local path or fsspec URI in constant memory, atomically.
 
         Parquet files carry the job id, model, row count and created time in their footer.
+        ``storage_options`` go to fsspec for remote URIs (e.g. credentials from an Airflow connection).
 
         Example:
             >>> client.download_results(job_id, "s3://bucket/run-1/results.parquet").rows
         """
-        return self._run(self._download_op(job_id, destination, format, include_inputs, include_cumulative_logprobs))
+        return self._run(self._download_op(job_id, destination, format, include_inputs, include_cumulative_logprobs,
+                                           storage_options))
 
     # ---- Functions -------------------------------------------------------------------------------
 

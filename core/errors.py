@@ -100,7 +100,7 @@ class CostLimitExceededError(SutroError):
 
     def __init__(self, estimate: float, limit: float) -> None:
         super().__init__(
-            f"estimated cost ${estimate:.4f} exceeds max_cost_usd=${limit:.4f}; "
+            f"estimated cost ${estimate:.6g} exceeds max_cost_usd=${limit:.6g}; "
             "raise max_cost_usd, reduce the rows, or pick a cheaper model/priority"
         )
         self.estimate = estimate
