@@ -7,41 +7,75 @@ Example:
     >>> sub = client.submit_job(req, idempotency_key("my-run", fingerprint=req.fingerprint))
     >>> client.await_job_completion(sub.job_id, obtain_results=False)
     >>> manifest = client.download_results(sub.job_id, "results.parquet")
+
+Names are loaded on first use (PEP 562), so ``sutro_core.local`` and the CLI start without
+importing polars, pyarrow and httpx.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .artifacts import load_results
-from .async_client import AsyncSutroClient
-from .client import SutroClient
-from .errors import (
-    AuthenticationError,
-    CostLimitExceededError,
-    InputValidationError,
-    JobCancelledError,
-    JobError,
-    JobFailedError,
-    JobNotSucceededError,
-    JobTimeoutError,
-    NotFoundError,
-    RateLimitError,
-    ServerError,
-    SubmitOutcomeUnknownError,
-    SutroAPIError,
-    SutroConnectionError,
-    SutroError,
-)
-from .idempotency import idempotency_key
-from .models import FunctionResult, Job, JobStatus, Prediction, Quota, ResultsManifest, Submission
-from .request import BatchJobRequest
-from .results import ResultsShapeError
-from .retrying import PollPolicy, RetryPolicy
+# public name -> module that defines it
+_EXPORTS = {
+    "load_results": "artifacts",
+    "AsyncSutroClient": "async_client",
+    "SutroClient": "client",
+    "idempotency_key": "idempotency",
+    "BatchJobRequest": "request",
+    "ResultsShapeError": "results",
+    "PollPolicy": "retrying",
+    "RetryPolicy": "retrying",
+    **{name: "models" for name in (
+        "FunctionResult", "Job", "JobStatus", "Prediction", "Quota", "ResultsManifest", "Submission")},
+    **{name: "errors" for name in (
+        "AuthenticationError", "CostLimitExceededError", "InputValidationError", "JobCancelledError", "JobError",
+        "JobFailedError", "JobNotSucceededError", "JobTimeoutError", "NotFoundError", "RateLimitError",
+        "ServerError", "SubmitOutcomeUnknownError", "SutroAPIError", "SutroConnectionError", "SutroError")},
+}
 
-__all__ = [
-    "AsyncSutroClient", "AuthenticationError", "BatchJobRequest", "CostLimitExceededError", "FunctionResult",
-    "InputValidationError", "Job", "JobCancelledError", "JobError", "JobFailedError", "JobNotSucceededError",
-    "JobStatus", "JobTimeoutError", "NotFoundError", "PollPolicy", "Prediction", "Quota", "RateLimitError",
-    "ResultsManifest", "ResultsShapeError", "RetryPolicy", "ServerError", "SubmitOutcomeUnknownError",
-    "Submission", "SutroAPIError", "SutroConnectionError", "SutroError", "SutroClient", "idempotency_key",
-    "load_results", "__version__",
-]
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sutro_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # static names for type checkers and IDEs
+    from .artifacts import load_results
+    from .async_client import AsyncSutroClient
+    from .client import SutroClient
+    from .errors import (
+        AuthenticationError,
+        CostLimitExceededError,
+        InputValidationError,
+        JobCancelledError,
+        JobError,
+        JobFailedError,
+        JobNotSucceededError,
+        JobTimeoutError,
+        NotFoundError,
+        RateLimitError,
+        ServerError,
+        SubmitOutcomeUnknownError,
+        SutroAPIError,
+        SutroConnectionError,
+        SutroError,
+    )
+    from .idempotency import idempotency_key
+    from .models import FunctionResult, Job, JobStatus, Prediction, Quota, ResultsManifest, Submission
+    from .request import BatchJobRequest
+    from .results import ResultsShapeError
+    from .retrying import PollPolicy, RetryPolicy
