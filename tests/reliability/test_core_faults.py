@@ -60,10 +60,11 @@ WAIT_FAULTS = {
 
 @pytest.mark.parametrize("faults", list(WAIT_FAULTS), ids=list(WAIT_FAULTS))
 def test_await_job_completion_survives(faults, proxy, via_proxy, direct):
-    job_id = direct.submit_job(_request()).job_id
+    # slow-embed (>= 0.3 s a row): the job runs for seconds, so every rule meets a poll
+    job_id = direct.submit_job(_request(ROWS[:6], model="slow-embed")).job_id
     proxy.add(*WAIT_FAULTS[faults])
     job = via_proxy.await_job_completion(job_id, timeout=60, obtain_results=False)
-    assert job.status is JobStatus.SUCCEEDED and job.num_rows == len(ROWS)
+    assert job.status is JobStatus.SUCCEEDED and job.num_rows == 6
     assert all(rule.applied == rule.times for rule in proxy.rules), [(r.action, r.applied) for r in proxy.rules]
 
 
