@@ -143,6 +143,7 @@ class FaultProxy:
 
         def run() -> None:
             loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)  # stream objects finalised in this thread look the loop up
             self._loop = loop
             self._server = loop.run_until_complete(asyncio.start_server(self._handle, "127.0.0.1", self.port))
             ready.set()
@@ -160,17 +161,21 @@ class FaultProxy:
         """Stop serving and close the loop."""
         if self._loop is None:
             return
-        loop, server = self._loop, self._server
-
-        def shutdown() -> None:
-            if server is not None:
-                server.close()
-            loop.stop()
-
-        loop.call_soon_threadsafe(shutdown)
+        loop = self._loop
+        asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(10)
         self._loop = None
+
+    async def _shutdown(self) -> None:
+        # finish connections still in flight (a delayed request, a client's idle keep-alive)
+        if self._server is not None:
+            self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def __enter__(self) -> "FaultProxy":
         return self.start()
