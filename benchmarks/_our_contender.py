@@ -17,24 +17,33 @@ import sys
 import time
 
 
+def _rss_mb() -> float:
+    """Peak RSS so far (MB): taken just before an operation, after imports and client setup."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def download(job_id: str, dest: str) -> dict:
     from sutro_core import SutroClient
 
     with SutroClient() as client:
+        before = _rss_mb()
         t0 = time.perf_counter()
         manifest = client.download_results(job_id, dest)
         op = time.perf_counter() - t0
-    return {"op_s": op, "rows": manifest.rows, "bytes": manifest.bytes}
+    return {"op_s": op, "rows": manifest.rows, "bytes": manifest.bytes, "rss_before_mb": before}
 
 
 def dataframe(job_id: str) -> dict:
     from sutro_core import SutroClient
 
     with SutroClient() as client:
+        before = _rss_mb()
         t0 = time.perf_counter()
         df = client.get_job_results(job_id)
         op = time.perf_counter() - t0
-    return {"op_s": op, "rows": df.height, "columns": df.columns}
+    return {"op_s": op, "rows": df.height, "columns": df.columns, "rss_before_mb": before}
 
 
 def submit(model: str, rows: int) -> dict:

@@ -21,6 +21,13 @@ import threading
 import time
 
 
+def _rss_mb() -> float:
+    """Peak RSS so far (MB): taken just before an operation, after imports and client setup."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _client():
     import sutro.validation as validation
 
@@ -33,12 +40,13 @@ def _client():
 
 def results(job_id: str) -> dict:
     so = _client()
+    before = _rss_mb()
     t0 = time.perf_counter()
     df = so.get_job_results(job_id, disable_cache=True)
     op = time.perf_counter() - t0
     if df is None:
         raise SystemExit("get_job_results returned None (the SDK prints failures instead of raising)")
-    return {"op_s": op, "rows": df.height, "columns": df.columns}
+    return {"op_s": op, "rows": df.height, "columns": df.columns, "rss_before_mb": before}
 
 
 def submit(model: str, rows: int) -> dict:
