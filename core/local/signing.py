@@ -47,7 +47,8 @@ def verify(secret: bytes, token: str, now: float | None = None) -> tuple[str, st
     except ValueError:
         raise TokenError("malformed token") from None
     expected = _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(mac, expected):
+    # bytes: compare_digest raises TypeError on non-ASCII str (a crafted URL gave a 500)
+    if not hmac.compare_digest(mac.encode(), expected.encode()):
         raise TokenError("bad signature")
     try:
         data = json.loads(_unb64(payload))
