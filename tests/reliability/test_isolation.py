@@ -124,6 +124,7 @@ def test_result_files_need_the_key_or_a_valid_signed_url(sutro_server, sutro_key
         "a longer expiry": _tamper(token, e=int(time.time()) + 10**6),
         "a bad signature": token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB"),
         "garbage": "not-a-token",
+        "a non-ASCII signature": "abc.%C2%80",  # found by the fuzz: was a 500
     }
     for why, bad in refused.items():
         r = anon.get(f"/results-files/{bad}")

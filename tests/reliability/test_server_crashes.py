@@ -124,3 +124,52 @@ def test_kill_9_twice_mid_jobs_loses_nothing_and_never_shows_a_partial_file(tmp_
     assert final["inputs"].to_list() == done_rows
     assert pq.read_metadata(out_dir / "done.parquet").metadata[b"sutro.job_id"].decode() == done
     assert sorted(p.name for p in out_dir.iterdir()) == ["done.parquet"], "no .part files left behind"
+
+
+@pytest.mark.slow
+def test_a_dagster_step_waiting_through_a_server_crash_succeeds_with_one_job(tmp_path, tally):
+    from dagster import asset, materialize
+    from dagster_polars import PolarsParquetIOManager
+
+    from dagster_sutro import SutroResource, build_sutro_inference_asset
+
+    rows = _rows("dagster crash", 20)
+
+    @asset
+    def crash_rows() -> pl.DataFrame:
+        return pl.DataFrame({"text": rows})
+
+    embedded = build_sutro_inference_asset(name="crash_rows_embedded", upstream=crash_rows, model="slow-embed",
+                                           column="text")
+    with LocalServer(tmp_path / "data", CONFIG) as srv:
+        client = SutroClient(api_key=srv.api_key, api_url=srv.url, retry=PATIENT_RETRY)
+
+        def crash_mid_job() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                jobs = client.list_jobs()
+                if jobs and (jobs[0].rows_processed or 0) >= 4:
+                    srv.kill()
+                    time.sleep(1.0)  # the step sees connection refused for a while
+                    srv.start()
+                    return
+                time.sleep(0.05)
+
+        crasher = threading.Thread(target=crash_mid_job)
+        crasher.start()
+        # The resource's default retry policy plus a generous transient-error budget ride out the restart.
+        sutro = SutroResource(api_key=srv.api_key, api_url=srv.url, poll_interval_seconds=0.2,
+                              max_poll_interval_seconds=0.5)
+        result = materialize([crash_rows, embedded], resources={
+            "sutro": sutro, "io_manager": PolarsParquetIOManager(base_dir=str(tmp_path / "storage"))})
+        crasher.join(120)
+        assert srv.proc.returncode is None  # restarted
+        assert result.success
+        [mat] = result.asset_materializations_for_node("crash_rows_embedded")
+        stored = pl.read_parquet(mat.metadata["path"].value)
+        assert stored["text"].to_list() == rows and stored.height == 20
+        jobs = client.list_jobs()
+        assert len(jobs) == 1 and jobs[0].status is JobStatus.SUCCEEDED
+        tally["crashes survived"] += 1
+        tally["duplicates found"] += len(jobs) - 1
+        client.close()
