@@ -249,3 +249,15 @@ def test_429_on_submit_is_raised_not_retried(proxy, via_proxy, direct):
         via_proxy.submit_job(req, idempotency_key=_key(req))
     assert err.value.retry_after == 3
     assert direct.list_jobs() == [] and len(proxy.hits("POST", SUBMIT)) == 1
+
+
+@pytest.mark.parametrize("fault", [Rule("truncate", path=r"^/stream-job-progress", keep=30),
+                                   Rule("drop_before", path=r"^/stream-job-progress"),
+                                   Rule("status_before", path=r"^/stream-job-progress", status=502)],
+                         ids=["truncated stream", "dropped stream", "502 stream"])
+def test_attach_falls_back_to_polling_when_the_progress_stream_breaks(fault, proxy, via_proxy, direct):
+    job_id = direct.submit_job(_request(ROWS[:6], model="slow-embed")).job_id
+    proxy.add(fault)
+    job = via_proxy.attach(job_id, show_progress=False)
+    assert job.status is JobStatus.SUCCEEDED and fault.applied == 1
+    assert proxy.hits("GET", r"^/job-status"), "it fell back to polling"
