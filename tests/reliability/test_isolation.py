@@ -175,3 +175,22 @@ def test_a_bad_key_sees_nothing_and_is_told_so(sutro_server, sutro_client):
             assert "invalid API key" in str(err.value)
     assert sutro_client.get_job_status(job_id) is not JobStatus.CANCELLED
 
+
+
+def test_the_v1_mirror_keeps_keys_apart_too(sutro_server, sutro_client, other, tally):
+    """sutro-local also serves the API under /v1 (for the official SDK): same isolation there."""
+    job_id = sutro_client.submit_job(BatchJobRequest.for_inference(["v1 mirror"], model=EMBED)).job_id
+    sutro_client.await_job_completion(job_id, timeout=120, obtain_results=False)
+    intruder = httpx.Client(base_url=sutro_server.url + "/v1", headers={"Authorization": f"Key {other.api_key}"},
+                            timeout=60)
+    anon = httpx.Client(base_url=sutro_server.url + "/v1", timeout=60)
+    assert intruder.get("/list-jobs").json()["jobs"] == []
+    for method, path, body in [("GET", f"/jobs/{job_id}", None), ("GET", f"/job-status/{job_id}", None),
+                               ("GET", f"/job-cancel/{job_id}", None), ("POST", "/job-results", {"job_id": job_id}),
+                               ("GET", f"/jobs/{job_id}/results", None), ("GET", f"/jobs/{job_id}/results-url", None)]:
+        assert intruder.request(method, path, json=body).status_code == 404, path
+        assert anon.request(method, path, json=body).status_code == 401, path
+        tally["isolation attempts refused"] += 2
+    assert sutro_client.get_job_status(job_id) is JobStatus.SUCCEEDED
+    intruder.close()
+    anon.close()
