@@ -6,6 +6,15 @@ the end of the run, which docs/reliability.md quotes.
 from __future__ import annotations
 
 import collections
+import os
+import tempfile
+
+# Some bad-input cases build Airflow operators and import Prefect in this process: keep both off the
+# user's ~/airflow and ~/.prefect when this folder runs alone (the adapters' own conftests, when they
+# load first, have already set these).
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="sutro-rel-airflow-"))
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="sutro-rel-prefect-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import pytest
 
