@@ -75,7 +75,7 @@ def test_lost_submit_and_flaky_trigger_give_one_job(lost, airflow_home, proxy, s
     assert outcome["manifest"]["rows"] == 16 and pl.read_parquet(tmp_path / "out.parquet").height == 16
 
 
-@pytest.mark.parametrize("deferrable", ["1"], ids=["deferred"])
+@pytest.mark.parametrize("deferrable", ["1", "0"], ids=["deferred", "waiting-in-worker"])
 def test_killed_task_process_reruns_and_reattaches(deferrable, airflow_home, sutro_server, sutro_key, sutro_client,
                                                    tmp_path, tally):
     dag_id = f"rel_kill_{deferrable}"
