@@ -52,13 +52,13 @@ def texts(n: int, words: int = 20) -> list[str]:
     return [f"#{i} " + " ".join(_WORDS[(i * 7 + k * 3) % len(_WORDS)] for k in range(words)) for i in range(n)]
 
 
-def server_config(tiny_llama: str) -> dict:
+def server_config(tiny_llama: str, gen_chunk: int = GEN_CHUNK) -> dict:
     """The two engines under test, with the batch sizes and threads the raw calls use."""
     return {
         "models": {
             "all-minilm-l6-v2": {"engine": "embedding", "chunk_size": EMBED_CHUNK,
                                  "options": {"batch_size": EMBED_BATCH, "threads": THREADS["embedding"]}},
-            "tiny-llama": {"engine": "transformers", "chunk_size": GEN_CHUNK,
+            "tiny-llama": {"engine": "transformers", "chunk_size": gen_chunk,
                            "options": {"path": tiny_llama, "batch_size": GEN_BATCH, "max_tokens": GEN_MAX_TOKENS,
                                        "threads": THREADS["transformers"]}},
         },
@@ -152,7 +152,7 @@ def client_latency(url: str, key: str, model: str) -> float:
         return time.perf_counter() - t0
 
 
-def run(n_embed: int, n_gen: int, repeats: int) -> str:
+def run(n_embed: int, n_gen: int, repeats: int, gen_chunk: int = GEN_CHUNK) -> str:
     """Measure both engines and the 1-row latency; return the markdown section."""
     from _common import OUR_PYTHON, bench_server, command_line, machine_line, measure, save_section, table  # noqa: F401
     from support.tiny_llama import cached_tiny_llama
@@ -170,7 +170,7 @@ def run(n_embed: int, n_gen: int, repeats: int) -> str:
 
     measure_raw()  # before and after the jobs: drift on the shared machine hits both sides
     jobs: dict[str, list[float]] = {"embedding": [], "transformers": []}
-    with bench_server("engines", server_config(tiny)) as srv:
+    with bench_server("engines", server_config(tiny, gen_chunk)) as srv:
         url, key = srv.url, srv.api_key
         for model in ("all-minilm-l6-v2", "tiny-llama"):  # load both models before timing
             job_seconds(url, key, model, texts(4))
@@ -196,7 +196,7 @@ def run(n_embed: int, n_gen: int, repeats: int) -> str:
         f"Command: `{command_line()}`  ",
         machine_line() + f" Best of {2 * repeats} raw runs (half before, half after the jobs) and of {repeats} "
         f"job(s). Batch sizes: embedding {EMBED_BATCH} (chunks of "
-        f"{EMBED_CHUNK} rows), generation {GEN_BATCH} (chunks of {GEN_CHUNK}); torch threads: embedding "
+        f"{EMBED_CHUNK} rows), generation {GEN_BATCH} (chunks of {gen_chunk}); torch threads: embedding "
         f"{THREADS['embedding']}, generation {THREADS['transformers']}.",
         "",
         table(["engine", "rows", "raw call", "raw rows/s", "job rows/s", "job overhead"], rows),
@@ -219,6 +219,7 @@ def main() -> None:
     parser.add_argument("--embed-rows", type=int, default=None)
     parser.add_argument("--gen-rows", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--gen-chunk", type=int, default=GEN_CHUNK, help="worker chunk size of the generation model")
     parser.add_argument("--save", default=None, help="also write the section to benchmarks/results/<SAVE>.md")
     parser.add_argument("--raw", nargs="+", help=argparse.SUPPRESS)  # internal: one raw-call process
     args = parser.parse_args()
@@ -232,7 +233,7 @@ def main() -> None:
     n_embed = args.embed_rows or (256 if args.quick else 2048)
     n_gen = args.gen_rows or (64 if args.quick else 512)
     repeats = args.repeats or (2 if args.quick else 3)
-    section = run(n_embed, n_gen, repeats)
+    section = run(n_embed, n_gen, repeats, args.gen_chunk)
     print(section)
     if args.save:
         from _common import save_section

@@ -15,7 +15,7 @@ longest interval (~30 s), so the rest of the window is what an hours-long wait c
 Usage::
 
     .venv/bin/python benchmarks/waiting.py --quick          # 200 jobs, 60 s window (steady part: 40-60 s)
-    .venv/bin/python benchmarks/waiting.py                  # 1,000 jobs, 200 s window (steady part: 80-200 s)
+    .venv/bin/python benchmarks/waiting.py                  # 1,000 jobs, 200 s window (steady part: 110-200 s)
 """
 
 from __future__ import annotations
@@ -133,13 +133,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None, help="jobs to await (default 1000, quick 200)")
     parser.add_argument("--window", type=float, default=None, help="seconds to wait (default 200, quick 60)")
     parser.add_argument("--steady-from", type=float, default=None,
-                        help="start of the steady part in seconds (default 80: every wait polls at ~30 s by then)")
+                        help="start of the steady part in seconds (default 110: every wait polls at ~30 s by then)")
     parser.add_argument("--no-sdk", action="store_true", help="skip the official SDK")
     parser.add_argument("--save", default=None, help="also write the section to benchmarks/results/<SAVE>.md")
     args = parser.parse_args()
     n = args.jobs or (200 if args.quick else 1000)
     window = args.window or (60.0 if args.quick else 200.0)
-    steady_from = args.steady_from or (40.0 if args.quick else 80.0)
+    steady_from = args.steady_from or (40.0 if args.quick else 110.0)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     section = run(n, window, steady_from, not args.no_sdk)
     print(section)
