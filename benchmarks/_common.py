@@ -1,11 +1,11 @@
 """Shared benchmark plumbing: a sutro-local server, jobs, measured subprocesses, markdown tables.
 
-Every contender runs as its own subprocess, so its peak RSS (``ru_maxrss`` from ``os.wait4``) and CPU
-time are its own. Contenders that are Python scripts print one JSON line with their in-process timing
+Every contender runs as its own subprocess under GNU ``/usr/bin/time``, so its peak RSS and CPU time
+are its own. Contenders that are Python scripts print one JSON line with their in-process timing
 (``op_s``: the operation alone, after imports) as the last line of stdout.
 
 Example:
-    >>> with bench_server(tmp, {"models": {...}}) as srv:          # doctest: +SKIP
+    >>> with bench_server("demo", {"models": {"echo": {"engine": "echo"}}}) as srv:  # doctest: +SKIP
     ...     m = measure(["curl", "-s", "-o", "/dev/null", srv.url + "/health"])
     ...     m.wall_s, m.peak_rss_mb
 """
