@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import polars as pl
 
@@ -58,7 +59,7 @@ class ClientBase:
 
     def job_url(self, job_id: str) -> str:
         """A link to the job for UIs: the hosted app's job page, or the local server's job record."""
-        if self.api_url.rstrip("/") == DEFAULT_API_URL:
+        if urlsplit(self.api_url).netloc == urlsplit(DEFAULT_API_URL).netloc:
             return f"{HOSTED_APP_URL}/jobs/{job_id}"
         return f"{self.api_url}/jobs/{job_id}"
 

@@ -54,7 +54,7 @@ class Service:
         return None
 
     def handler(self, request: httpx.Request) -> httpx.Response:
-        path = request.url.path.lstrip("/")
+        path = request.url.path.removeprefix("/v1/")  # clients address <origin>/v1
         self.calls.append(f"{request.method} {path}")
         fault = self._next_fault(path)
         if fault == "refuse":

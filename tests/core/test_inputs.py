@@ -110,3 +110,12 @@ def test_payload_carries_idempotency_marker_and_keeps_description():
     assert len(body["description"]) <= 512
     with pytest.raises(InputValidationError, match="description"):
         BatchJobRequest.for_inference(["a"], "m", description="d" * 500).payload("k" * 32)
+
+
+def test_api_url_is_normalised_to_the_v1_prefix_like_the_official_sdk():
+    assert SutroClient(api_key="k", api_url="https://api.sutro.sh").api_url == "https://api.sutro.sh/v1"
+    assert SutroClient(api_key="k", api_url="http://127.0.0.1:8484/v1/").api_url == "http://127.0.0.1:8484/v1"
+    assert SutroClient(api_key="k", api_url="https://gw.example.com/sutro").api_url == "https://gw.example.com/sutro"
+    assert SutroClient(api_key="k", api_url="https://api.sutro.sh").job_url("j1") == "https://app.sutro.sh/jobs/j1"
+    with pytest.raises(InputValidationError, match="api_url"):
+        SutroClient(api_key="k", api_url="api.sutro.sh")

@@ -61,6 +61,6 @@ def test_resource_poll_settings_reach_the_core_client():
                              max_poll_interval_seconds=2.0)
     client = resource.get_client()
     assert client.poll.initial_interval == 0.5 and client.poll.max_interval == 2.0
-    assert client.api_url == "http://127.0.0.1:1"
+    assert client.api_url == "http://127.0.0.1:1/v1"
     resource.close()
     assert client._http.is_closed

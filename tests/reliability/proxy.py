@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from sutro_core.local.testing import free_port
 
+_API_PREFIX = re.compile(r"^/v1(?=/)")
 ACTIONS = ("drop_before", "drop_after", "status_before", "status_after", "rate_limit", "delay", "truncate")
 _HOP_HEADERS = {b"connection", b"keep-alive", b"proxy-connection"}
 
@@ -208,6 +209,9 @@ class FaultProxy:
             if name.strip().lower() == b"content-length":
                 length = int(value.strip())
         body = await reader.readexactly(length) if length else b""
+        # Rules and the log see API paths without the deployment's /v1 prefix (clients send it, as the
+        # official SDK does); the request is forwarded unchanged.
+        target = _API_PREFIX.sub("", target, count=1)
         rule = self._pick(method, target)
         action = rule.action if rule else None
 
