@@ -65,8 +65,16 @@ class ClientBase:
 
     # ---- operations (generators) ---------------------------------------------------------------
 
-    def _submit_op(self, request: BatchJobRequest, idempotency_key: str | None, reattach: bool = True) -> Op[Submission]:
-        return ops.submit_job(self.retry, request, idempotency_key, reattach)
+    def _submit_op(
+        self,
+        request: BatchJobRequest,
+        idempotency_key: str | None,
+        reattach: bool = True,
+        max_cost_usd: float | None = None,
+        estimate_cost: bool = False,
+    ) -> Op[Submission]:
+        return ops.submit_job(self.retry, request, idempotency_key, reattach, poll=self.poll,
+                              max_cost_usd=max_cost_usd, estimate_cost=estimate_cost)
 
     def _wait_op(
         self,
@@ -183,7 +191,7 @@ class ClientBase:
         if dry_run:
             estimates = []
             for req in requests:
-                estimates.append((yield from ops.estimate_cost(self.retry, self.poll, req)))
+                estimates.append((yield from ops.estimate_cost_op(self.retry, self.poll, req)))
             return estimates[0] if isinstance(model, str) else estimates
         job_ids = []
         for req in requests:
@@ -222,7 +230,7 @@ class ClientBase:
     def _check_cost_op(self, request: BatchJobRequest, max_cost_usd: float) -> Op[float]:
         from .errors import CostLimitExceededError
 
-        estimate = yield from ops.estimate_cost(self.retry, self.poll, request)
+        estimate = yield from ops.estimate_cost_op(self.retry, self.poll, request)
         if estimate > max_cost_usd:
             raise CostLimitExceededError(estimate, max_cost_usd)
         return estimate

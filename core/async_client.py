@@ -148,10 +148,16 @@ class AsyncSutroClient(ClientBase):
         ))
 
     async def submit_job(
-        self, request: BatchJobRequest, idempotency_key: str | None = None, *, reattach: bool = True
+        self,
+        request: BatchJobRequest,
+        idempotency_key: str | None = None,
+        *,
+        reattach: bool = True,
+        max_cost_usd: float | None = None,
+        estimate_cost: bool = False,
     ) -> Submission:
         """See ``SutroClient.submit_job``."""
-        return await self._run(self._submit_op(request, idempotency_key, reattach))
+        return await self._run(self._submit_op(request, idempotency_key, reattach, max_cost_usd, estimate_cost))
 
     async def find_job(self, idempotency_key: str) -> Job | None:
         """See ``SutroClient.find_job``."""
@@ -200,7 +206,7 @@ class AsyncSutroClient(ClientBase):
 
     async def estimate_cost(self, request: BatchJobRequest) -> float:
         """See ``SutroClient.estimate_cost``."""
-        return await self._run(ops.estimate_cost(self.retry, self.poll, request))
+        return await self._run(ops.estimate_cost_op(self.retry, self.poll, request))
 
     async def check_cost(self, request: BatchJobRequest, max_cost_usd: float) -> float:
         """See ``SutroClient.check_cost``."""

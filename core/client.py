@@ -159,18 +159,26 @@ class SutroClient(ClientBase):
         ))
 
     def submit_job(
-        self, request: BatchJobRequest, idempotency_key: str | None = None, *, reattach: bool = True
+        self,
+        request: BatchJobRequest,
+        idempotency_key: str | None = None,
+        *,
+        reattach: bool = True,
+        max_cost_usd: float | None = None,
+        estimate_cost: bool = False,
     ) -> Submission:
         """Submit ``request`` once, or reattach to the job carrying ``idempotency_key``.
 
         Never retries the submit; a lost response is recovered through the key (see
-        ``operations.submit_job``).
+        ``operations.submit_job``). A job about to be submitted (not a reattach) is dry-run first
+        when ``max_cost_usd`` is set (``CostLimitExceededError`` above it, nothing billed) or
+        ``estimate_cost`` is true; the estimate is on ``Submission.cost_estimate``.
 
         Example:
             >>> req = BatchJobRequest.for_inference(rows, model="all-minilm-l6-v2")
-            >>> sub = client.submit_job(req, idempotency_key(run_id, fingerprint=req.fingerprint))
+            >>> sub = client.submit_job(req, idempotency_key(run_id, fingerprint=req.fingerprint), max_cost_usd=5)
         """
-        return self._run(self._submit_op(request, idempotency_key, reattach))
+        return self._run(self._submit_op(request, idempotency_key, reattach, max_cost_usd, estimate_cost))
 
     def find_job(self, idempotency_key: str) -> Job | None:
         """The newest job submitted with ``idempotency_key``, or None.
@@ -266,7 +274,7 @@ class SutroClient(ClientBase):
             >>> client.estimate_cost(BatchJobRequest.for_inference(rows, model="qwen-3-4b"))
             0.42
         """
-        return self._run(ops.estimate_cost(self.retry, self.poll, request))
+        return self._run(ops.estimate_cost_op(self.retry, self.poll, request))
 
     def check_cost(self, request: BatchJobRequest, max_cost_usd: float) -> float:
         """Dry-run ``request``; raise ``CostLimitExceededError`` if the estimate exceeds ``max_cost_usd``.

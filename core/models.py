@@ -146,12 +146,13 @@ class FunctionResult(BaseModel):
 
 
 class Submission(BaseModel):
-    """What ``submit_job`` did: the job id, and whether it reattached to an existing job."""
+    """What ``submit_job`` did: the job id, whether it reattached to an existing job, and the cost estimate."""
 
     job_id: str
     reattached: bool = False
     status: JobStatus = JobStatus.QUEUED
     idempotency_key: str | None = None
+    cost_estimate: float | None = None  # the dry-run estimate in dollars, when one ran before submitting
 
 
 class ResultsManifest(BaseModel):

@@ -22,6 +22,8 @@ import httpx
 
 from . import protocol
 from .errors import (
+    CostLimitExceededError,
+    InputValidationError,
     JobCancelledError,
     JobFailedError,
     JobNotSucceededError,
@@ -123,15 +125,27 @@ def find_job(policy: RetryPolicy, key: str) -> Op[Job | None]:
 
 
 def submit_job(
-    policy: RetryPolicy, request: BatchJobRequest, idempotency_key: str | None, reattach: bool = True
+    policy: RetryPolicy,
+    request: BatchJobRequest,
+    idempotency_key: str | None,
+    reattach: bool = True,
+    *,
+    poll: PollPolicy | None = None,
+    max_cost_usd: float | None = None,
+    estimate_cost: bool = False,
 ) -> Op[Submission]:
     """Submit once, or reattach to the job an earlier try submitted under the same key.
 
     A QUEUED/STARTING/RUNNING/SUCCEEDED job with the key is reattached to; none, or only FAILED or
-    CANCELLED ones, means submit. The submit itself is never retried: when its response is lost
-    (5xx/524 or a dropped connection after sending), the key is looked up again; if no new job
-    shows up, ``SubmitOutcomeUnknownError`` is raised and nothing is resubmitted.
+    CANCELLED ones, means submit. Only a job about to be submitted is dry-run first, when
+    ``max_cost_usd`` is set (``CostLimitExceededError`` above it, before anything billed) or
+    ``estimate_cost`` asks for the estimate: a reattaching retry was gated when its job was submitted.
+    The submit itself is never retried: when its response is lost (5xx/524 or a dropped connection
+    after sending), the key is looked up again; if no new job shows up, ``SubmitOutcomeUnknownError``
+    is raised and nothing is resubmitted.
     """
+    if max_cost_usd is not None and (isinstance(max_cost_usd, bool) or not max_cost_usd >= 0):
+        raise InputValidationError("max_cost_usd", f"must be a dollar amount >= 0 (e.g. 5.0), got {max_cost_usd!r}; None disables the gate")
     payload = request.payload(idempotency_key)  # validates before any request
     known: set[str] = set()
     if idempotency_key and reattach:
@@ -141,6 +155,12 @@ def submit_job(
                 return Submission(job_id=job.job_id, reattached=True, status=job.status,
                                   idempotency_key=idempotency_key)
             known.add(job.job_id)
+    estimate: float | None = None
+    if max_cost_usd is not None or estimate_cost:
+        estimate = yield from estimate_cost_op(policy, poll or PollPolicy(), request)
+        if max_cost_usd is not None and estimate > max_cost_usd:
+            raise CostLimitExceededError(estimate, max_cost_usd)
+        log.info("cost estimate $%.6g%s", estimate, f" (limit ${max_cost_usd:.6g})" if max_cost_usd is not None else "")
     try:
         job_id = yield from send(policy, protocol.submit_call(payload))
     except SutroConnectionError as exc:
@@ -151,7 +171,8 @@ def submit_job(
         lost = exc
     else:
         log.info("submitted job %s (%s, %s rows)", job_id, request.model, request.num_rows)
-        return Submission(job_id=job_id, reattached=False, status=JobStatus.QUEUED, idempotency_key=idempotency_key)
+        return Submission(job_id=job_id, reattached=False, status=JobStatus.QUEUED, idempotency_key=idempotency_key,
+                          cost_estimate=estimate)
     if not idempotency_key:
         raise SubmitOutcomeUnknownError(
             f"the submit's response was lost ({lost}); a job may have been created. "
@@ -169,7 +190,7 @@ def submit_job(
         if fresh:
             log.info("recovered job %s from a lost submit response", fresh[0].job_id)
             return Submission(job_id=fresh[0].job_id, reattached=True, status=fresh[0].status,
-                              idempotency_key=idempotency_key)
+                              idempotency_key=idempotency_key, cost_estimate=estimate)
     raise SubmitOutcomeUnknownError(
         f"the submit's response was lost ({lost}) and no job with idempotency key {idempotency_key} appeared; "
         "nothing was resubmitted. Retry the step: it looks the key up again before submitting",
@@ -238,7 +259,7 @@ def succeeded_job(policy: RetryPolicy, job_id: str) -> Op[Job]:
     return job
 
 
-def estimate_cost(policy: RetryPolicy, poll: PollPolicy, request: BatchJobRequest, timeout: float = 600) -> Op[float]:
+def estimate_cost_op(policy: RetryPolicy, poll: PollPolicy, request: BatchJobRequest, timeout: float = 600) -> Op[float]:
     """Run the request as a dry run and return its cost estimate in dollars."""
     submission = yield from submit_job(policy, request.as_dry_run(), None)
     job = yield from wait_for_job(policy, poll, submission.job_id, timeout=timeout)

@@ -80,34 +80,6 @@ def _observation(context: AssetExecutionContext, url: str, job_id: str, key: str
     )
 
 
-def _cost_gate(
-    context: AssetExecutionContext, client: SutroClient, request: BatchJobRequest, key: str, max_cost_usd: float | None
-) -> float | None:
-    """Dry-run estimate (and the limit check) unless a job for this key already exists."""
-    existing = client.find_job(key)
-    if existing is not None and existing.status.is_reattachable:
-        # The gate already passed when that job was submitted; a retry must not be blocked or billed again.
-        context.log.info(f"Skipping the cost estimate: job {existing.job_id} already exists ({existing.status.value})")
-        return existing.cost_estimate
-    try:
-        if max_cost_usd is None:
-            estimate = client.estimate_cost(request)
-        else:
-            estimate = client.check_cost(request, max_cost_usd=max_cost_usd)
-    except CostLimitExceededError as exc:
-        raise Failure(
-            description=f"Sutro cost gate: {exc}. No billed job was submitted.",
-            metadata={
-                "sutro/cost_estimate_usd": MetadataValue.float(float(exc.estimate)),
-                "sutro/max_cost_usd": MetadataValue.float(float(exc.limit)),
-            },
-            allow_retries=False,
-        ) from exc
-    limit = f" (limit ${max_cost_usd:.6g})" if max_cost_usd is not None else ""
-    context.log.info(f"Sutro dry-run estimate: ${estimate:.6g}{limit}")
-    return estimate
-
-
 def _cancel(context: AssetExecutionContext, client: SutroClient, job_id: str | None, key: str) -> None:
     """Best-effort cancel after a termination; the interrupt is re-raised by the caller regardless."""
     try:
@@ -152,14 +124,28 @@ def run_sutro_job(
     key = step_idempotency_key(context, request.fingerprint)
     job_id: str | None = None
     try:
-        estimate = None
-        if max_cost_usd is not None or estimate_cost:
-            estimate = _cost_gate(context, client, request, key, max_cost_usd)
         try:
-            submission = client.submit_job(request, idempotency_key=key)
+            # The core dry-runs (max_cost_usd / estimate_cost) only for a job it is about to submit:
+            # a retry that reattaches was gated when its job was submitted and is not billed again.
+            submission = client.submit_job(
+                request, idempotency_key=key, max_cost_usd=max_cost_usd, estimate_cost=estimate_cost
+            )
+        except CostLimitExceededError as exc:
+            raise Failure(
+                description=f"Sutro cost gate: {exc}. No billed job was submitted.",
+                metadata={
+                    "sutro/cost_estimate_usd": MetadataValue.float(float(exc.estimate)),
+                    "sutro/max_cost_usd": MetadataValue.float(float(exc.limit)),
+                },
+                allow_retries=False,
+            ) from exc
         except SubmitOutcomeUnknownError as exc:
             # Never resubmitted here: a step retry looks the key up again first.
             raise Failure(description=f"Sutro submit outcome unknown: {exc}", allow_retries=True) from exc
+        estimate = submission.cost_estimate
+        if estimate is not None:
+            limit = f" (limit ${max_cost_usd:.6g})" if max_cost_usd is not None else ""
+            context.log.info(f"Sutro dry-run estimate: ${estimate:.6g}{limit}")
         job_id = submission.job_id
         url = client.job_url(job_id)
         yield _observation(context, url, job_id, key, submission.reattached)

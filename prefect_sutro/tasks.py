@@ -28,7 +28,6 @@ from prefect.logging import get_run_logger
 from sutro_core import (
     BatchJobRequest,
     FunctionResult,
-    InputValidationError,
     Job,
     JobError,
     JobStatus,
@@ -92,23 +91,15 @@ async def _submit(
     logger = get_run_logger()
     creds = _check_credentials(sutro_credentials)
     check_artifact_key(artifact_key)
-    if max_cost_usd is not None and (isinstance(max_cost_usd, bool) or max_cost_usd < 0):
-        raise InputValidationError(
-            "max_cost_usd",
-            f"must be a dollar amount >= 0 (e.g. 5.0), got {max_cost_usd!r}; None disables the gate",
-        )
     key = idempotency_key or await prefect_idempotency_key(request.fingerprint, idempotency_scope)
     # Looked up before submitting, so nothing slow stands between the job's creation and its registration.
     run_ids = await _flow_run_ids()
     async with creds.get_async_client() as client:
-        if max_cost_usd is not None:
-            # A retry that reattaches was already gated (and billed); only a new job needs the dry run.
-            existing = await client.find_job(key)
-            if existing is None or not existing.status.is_reattachable:
-                estimate = await client.check_cost(request, max_cost_usd=max_cost_usd)
-                logger.info("Cost estimate $%.4f is within max_cost_usd=$%.4f", estimate, max_cost_usd)
-        submission = await client.submit_job(request, idempotency_key=key)
+        # The core dry-runs against max_cost_usd only for a job it is about to submit, never on a reattach.
+        submission = await client.submit_job(request, idempotency_key=key, max_cost_usd=max_cost_usd)
         job_url = client.job_url(submission.job_id)
+    if submission.cost_estimate is not None:
+        logger.info("Cost estimate $%.6g is within max_cost_usd=$%.6g", submission.cost_estimate, max_cost_usd)
     register_job(run_ids, submission.job_id, creds)
     if submission.reattached:
         logger.info(

@@ -139,17 +139,6 @@ class _SutroBatchOperator(BaseOperator):
             "airflow", ti.dag_id, ti.task_id, ti.run_id, ti.map_index, fingerprint=request.fingerprint
         )
 
-    def _check_cost(self, request: BatchJobRequest, key: str) -> None:
-        existing = self.client.find_job(key)
-        if existing is not None and existing.status.is_reattachable:
-            # The gate was passed when that job was submitted; a new dry run would only add a job.
-            self.log.info(
-                "Skipping the cost check: reattaching to job %s (%s)", existing.job_id, existing.status.value
-            )
-            return
-        estimate = self.client.check_cost(request, max_cost_usd=self.max_cost_usd)
-        self.log.info("Estimated cost $%.4f is within max_cost_usd=$%.4f", estimate, self.max_cost_usd)
-
     def _record_job(self, context: Context, job_id: str) -> None:
         """Push the job id (and its link) to XCom before any waiting, so it is never lost."""
         self.job_id = job_id
@@ -177,9 +166,11 @@ class _SutroBatchOperator(BaseOperator):
             raise InputValidationError("inputs", str(exc).split(": ", 1)[-1]) from exc
         output_uri_to_str(self.output_uri)  # fail on a missing destination before paying for a job
         key = self._idempotency_key(context, request)
-        if self.max_cost_usd is not None:
-            self._check_cost(request, key)
-        submission = self.client.submit_job(request, idempotency_key=key)
+        # The core dry-runs against max_cost_usd only when it is about to submit (not when reattaching).
+        submission = self.client.submit_job(request, idempotency_key=key, max_cost_usd=self.max_cost_usd)
+        if submission.cost_estimate is not None:
+            self.log.info("Estimated cost $%.6g is within max_cost_usd=$%.6g", submission.cost_estimate,
+                          self.max_cost_usd)
         self._record_job(context, submission.job_id)
         if submission.reattached:
             self.log.info(

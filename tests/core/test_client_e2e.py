@@ -169,3 +169,20 @@ async def test_async_client_end_to_end(sutro_server, sutro_key, tmp_path):
         assert manifest.rows == 2
         assert (await client.get_job_results(sub.job_id)).height == 2
         assert (await client.run_function("ticket-triage", {"text": "app crashes"})).label == "bug"
+
+
+def test_cost_gate_runs_only_for_a_new_job(sutro_client):
+    from sutro_core import CostLimitExceededError
+
+    req = BatchJobRequest.for_inference(["gate me", "please"], model=EMBED)
+    key = idempotency_key("gate", fingerprint=req.fingerprint)
+    assert sutro_client.estimate_cost(req) > 0
+    with pytest.raises(CostLimitExceededError):
+        sutro_client.submit_job(req, key, max_cost_usd=0.0)
+    assert all(j.cost_estimate is not None for j in sutro_client.list_jobs())  # only dry runs so far
+    first = sutro_client.submit_job(req, key, max_cost_usd=100.0)
+    assert not first.reattached and first.cost_estimate is not None and first.cost_estimate <= 100
+    dry_runs = len(sutro_client.list_jobs()) - 1
+    again = sutro_client.submit_job(req, key, max_cost_usd=100.0)
+    assert again.reattached and again.job_id == first.job_id and again.cost_estimate is None
+    assert len(sutro_client.list_jobs()) - 1 == dry_runs  # a reattach runs no new dry run
