@@ -256,3 +256,23 @@ class ByteCountingProxy:
     def __exit__(self, *exc: Any) -> None:
         self._stop = True
         self._sock.close()
+
+
+def rows_main(doc: str, run: Any, *, rows_help: str) -> None:
+    """The command line shared by the row-count benchmarks: ``run(rows, repeats, with_sdk)`` -> markdown."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="100k rows, 1 repeat")
+    parser.add_argument("--rows", type=int, default=None, help=f"{rows_help} (default 1M, quick 100k)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs per contender (default 3, quick 1)")
+    parser.add_argument("--no-sdk", action="store_true", help="skip the official SDK")
+    parser.add_argument("--save", default=None, help="also write the section to benchmarks/results/<SAVE>.md")
+    args = parser.parse_args()
+    rows = args.rows or (100_000 if args.quick else 1_000_000)
+    repeats = args.repeats or (1 if args.quick else 3)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    section = run(rows, repeats, not args.no_sdk)
+    print(section)
+    if args.save:
+        save_section(args.save, section)

@@ -21,7 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -31,8 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import (  # noqa: E402
+    rows_main,
     BENCH_DIR, OUR_PYTHON, SCRATCH, Measured, bench_server, command_line, ensure_sdk_venv, machine_line, measure,
-    median_of, save_section, table, wait_succeeded,
+    median_of, table, wait_succeeded,
 )
 
 OUTPUT_CHARS = 100
@@ -146,20 +146,7 @@ def run(rows: int, repeats: int, with_sdk: bool) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="100k rows, 1 repeat")
-    parser.add_argument("--rows", type=int, default=None, help="job size (default 1M, quick 100k)")
-    parser.add_argument("--repeats", type=int, default=None, help="runs per contender (default 3, quick 1)")
-    parser.add_argument("--no-sdk", action="store_true", help="skip the official SDK (e.g. for 5M rows)")
-    parser.add_argument("--save", default=None, help="also write the section to benchmarks/results/<SAVE>.md")
-    args = parser.parse_args()
-    rows = args.rows or (100_000 if args.quick else 1_000_000)
-    repeats = args.repeats or (1 if args.quick else 3)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    section = run(rows, repeats, not args.no_sdk)
-    print(section)
-    if args.save:
-        save_section(args.save, section)
+    rows_main(__doc__, run, rows_help="job size")
 
 
 if __name__ == "__main__":
