@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from _usage import usage_report  # noqa: E402  (this folder is on sys.path: run as a script)
 
 
 def _rss_mb() -> float:
@@ -107,19 +108,6 @@ def wait(ids_file: str, seconds: float, steady_from: float, max_connections: int
     marks["start"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), 0)
     wall, timed_out = asyncio.run(main())
     return {"op_s": wall, "jobs": len(job_ids), "still_waiting": timed_out, **usage_report(marks)}
-
-
-def usage_report(marks: dict) -> dict:
-    """CPU (user, sys) and polls over the whole window and over its steady part (shared with the SDK side)."""
-    def span(a: str, b: str) -> dict:
-        (t0, r0, p0), (t1, r1, p1) = marks[a], marks[b]
-        user, system = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
-        return {"s": t1 - t0, "cpu_s": user + system, "user_s": user, "sys_s": system, "polls": p1 - p0}
-
-    whole = span("start", "end")
-    steady = span("steady", "end") if "steady" in marks else None
-    return {"cpu_s": whole["cpu_s"], "user_s": whole["user_s"], "sys_s": whole["sys_s"], "polls": whole["polls"],
-            "steady": steady}
 
 
 def main() -> None:

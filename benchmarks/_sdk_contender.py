@@ -20,6 +20,8 @@ import sys
 import threading
 import time
 
+from _usage import usage_report  # noqa: E402  (this folder is on sys.path: run as a script)
+
 
 def _rss_mb() -> float:
     """Peak RSS so far (MB): taken just before an operation, after imports and client setup."""
@@ -98,19 +100,6 @@ def wait(ids_file: str, seconds: float, steady_from: float) -> dict:
     marks["end"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), polls[0])
     timer.cancel()
     return {"op_s": marks["end"][0] - marks["start"][0], "jobs": len(job_ids), **usage_report(marks)}
-
-
-def usage_report(marks: dict) -> dict:
-    """Same shape as ``_our_contender.usage_report`` (duplicated: this file runs in the SDK's venv)."""
-    def span(a: str, b: str) -> dict:
-        (t0, r0, p0), (t1, r1, p1) = marks[a], marks[b]
-        user, system = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
-        return {"s": t1 - t0, "cpu_s": user + system, "user_s": user, "sys_s": system, "polls": p1 - p0}
-
-    whole = span("start", "end")
-    steady = span("steady", "end") if "steady" in marks else None
-    return {"cpu_s": whole["cpu_s"], "user_s": whole["user_s"], "sys_s": whole["sys_s"], "polls": whole["polls"],
-            "steady": steady}
 
 
 def main() -> None:
