@@ -27,6 +27,8 @@ _EXPORTS = {
     "idempotency_key": "idempotency",
     "BatchJobRequest": "request",
     "ResultsShapeError": "results",
+    **{name: "lifecycle" for name in ("JobHandle", "JobOutcome", "JobSpec")},
+    "is_retryable": "errors",
     "PollPolicy": "retrying",
     "RetryPolicy": "retrying",
     **{name: "models" for name in (
@@ -34,7 +36,8 @@ _EXPORTS = {
     **{name: "errors" for name in (
         "AuthenticationError", "CostLimitExceededError", "InputValidationError", "JobCancelledError", "JobError",
         "JobFailedError", "JobNotSucceededError", "JobTimeoutError", "NotFoundError", "RateLimitError",
-        "ServerError", "SubmitOutcomeUnknownError", "SutroAPIError", "SutroConnectionError", "SutroError")},
+        "ResultsFormatError", "ServerError", "SubmitOutcomeUnknownError", "SutroAPIError", "SutroConnectionError",
+        "SutroError")},
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -68,13 +71,16 @@ if TYPE_CHECKING:  # static names for type checkers and IDEs
         JobTimeoutError,
         NotFoundError,
         RateLimitError,
+        ResultsFormatError,
         ServerError,
         SubmitOutcomeUnknownError,
         SutroAPIError,
         SutroConnectionError,
         SutroError,
+        is_retryable,
     )
     from .idempotency import idempotency_key
+    from .lifecycle import JobHandle, JobOutcome, JobSpec
     from .models import FunctionResult, Job, JobStatus, Prediction, Quota, ResultsManifest, Submission
     from .request import BatchJobRequest
     from .results import ResultsShapeError

@@ -14,23 +14,29 @@ from urllib.parse import urlsplit
 
 import polars as pl
 
-from . import __version__, operations as ops, protocol
+from . import __version__, lifecycle, operations as ops, protocol
 from .artifacts import discard, finalize, prepare_target
 from .config import DEFAULT_API_URL, resolve_settings
-from .errors import InputValidationError, SutroAPIError
+from .errors import DryRunResultsError, InputValidationError, JobNotSucceededError, JobTimeoutError, SutroAPIError
 from .inputs import _is_pandas
+from .lifecycle import JobHandle, JobSpec
 from .models import FunctionResult, Job, JobStatus, ResultsManifest, Submission
 from .operations import Blocking, Lines, Op
 from .progress import ProgressReporter
 from .request import BatchJobRequest
 from .results import join_original, read_parquet_bytes, shape_results
-from .retrying import PollPolicy, RetryPolicy
+from .retrying import Deadline, DeadlineReached, PollPolicy, RetryPolicy
 
 HOSTED_APP_URL = "https://app.sutro.sh"
 
 
 class ClientBase:
     """Settings and operations shared by both clients (not used directly)."""
+
+    #: The job id of the latest job this client's ``infer`` / ``batch_run_function`` submitted (also after an
+    #: attached run, which returns a DataFrame); ``last_job_ids``: all of that call's ids (one per model).
+    last_job_id: str | None = None
+    last_job_ids: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -58,10 +64,13 @@ class ClientBase:
         return f"{type(self).__name__}(api_url={self.api_url!r})"
 
     def job_url(self, job_id: str) -> str:
-        """A link to the job for UIs: the hosted app's job page, or the local server's job record."""
+        """A link to the job for UIs: the hosted app's job page, or the sutro-local console's job page
+        (``<server>/console/jobs/<id>``; the console asks a browser without a session to sign in)."""
         if urlsplit(self.api_url).netloc == urlsplit(DEFAULT_API_URL).netloc:
             return f"{HOSTED_APP_URL}/jobs/{job_id}"
-        return f"{self.api_url}/jobs/{job_id}"
+        base = self.api_url.rstrip("/")
+        base = base[: -len("/v1")] if base.endswith("/v1") else base  # the console is not under /v1
+        return f"{base}/console/jobs/{job_id}"
 
     # ---- operations (generators) ---------------------------------------------------------------
 
@@ -101,12 +110,19 @@ class ClientBase:
         unpack_json: bool = True,
         unwrap_reasoning: bool = False,
     ) -> Op[Any]:
-        yield from ops.succeeded_job(self.retry, job_id)
-        content = yield from ops.send(
-            self.retry,
-            protocol.results_file_call(job_id, include_inputs=include_inputs,
-                                       include_cumulative_logprobs=include_cumulative_logprobs),
-        )
+        job = yield from ops.succeeded_job(self.retry, job_id)
+        if (job.model_extra or {}).get("dry_run") is True:  # a cost estimate: no results, ever; say so now
+            raise DryRunResultsError(job_id)
+        try:
+            content = yield from ops.send(
+                self.retry,
+                protocol.results_file_call(job_id, include_inputs=include_inputs,
+                                           include_cumulative_logprobs=include_cumulative_logprobs),
+            )
+        except SutroAPIError as exc:
+            if exc.code == "dry_run_has_no_results":
+                raise DryRunResultsError(job_id) from exc
+            raise
 
         def shape() -> Any:
             df = shape_results(read_parquet_bytes(content), output_column=output_column, unpack_json=unpack_json,
@@ -125,15 +141,24 @@ class ClientBase:
         include_inputs: bool,
         include_cumulative_logprobs: bool,
         storage_options: dict[str, Any] | None,
+        timeout: float | None = None,
     ) -> Op[ResultsManifest]:
         target = prepare_target(destination, result_format, storage_options)
-        job = yield from ops.succeeded_job(self.retry, job_id)
+        limit = Deadline.after(timeout)
         call = protocol.results_file_call(
             job_id, result_format=result_format, include_inputs=include_inputs,
             include_cumulative_logprobs=include_cumulative_logprobs, stream_to=str(target.tmp_path),
         )
         try:
-            yield from ops.send(self.retry, call)
+            job = yield from ops.send(self.retry, protocol.get_job_call(job_id), limit.at)
+            ops.raise_for_terminal(job)
+            if job.status is not JobStatus.SUCCEEDED:
+                raise JobNotSucceededError(job_id, job.status.value)
+            yield from ops.send(self.retry, call, limit.at)
+        except DeadlineReached as exc:
+            discard(target)
+            raise JobTimeoutError(job_id, "SUCCEEDED", limit.elapsed(),
+                                  what="downloading the results of") from exc
         except BaseException:
             discard(target)
             raise
@@ -167,7 +192,7 @@ class ClientBase:
         stay_attached: bool | None,
         truncate_rows: bool,
         name: str | Sequence[str] | None,
-        description: str | None,
+        description: str | Sequence[str] | None,
         idempotency_key: str | None,
     ) -> Op[Any]:
         models = [model] if isinstance(model, str) else list(model)
@@ -181,13 +206,24 @@ class ClientBase:
                 raise InputValidationError(
                     "name", f"{len(names)} names for {len(models)} models; give one name per model (or one string)"
                 )
+        if description is None or isinstance(description, str):
+            descriptions = [description] * len(models)
+        else:  # the docs: a list of descriptions, one per model
+            descriptions = list(description)
+            if len(descriptions) != len(models):
+                raise InputValidationError(
+                    "description", f"{len(descriptions)} descriptions for {len(models)} models; "
+                    "give one description per model (or one string)",
+                )  # fmt: skip
         first = BatchJobRequest.for_inference(
             data, models[0], column=column, job_priority=job_priority, output_schema=output_schema,
             system_prompt=system_prompt, sampling_params=sampling_params,
             random_seed_per_input=random_seed_per_input, truncate_rows=truncate_rows, name=names[0],
-            description=description,
+            description=descriptions[0],
         )
-        requests = [first] + [dataclasses.replace(first, model=m, name=n) for m, n in zip(models[1:], names[1:])]
+        requests = [first] + [
+            _for_model(first, m, n, d) for m, n, d in zip(models[1:], names[1:], descriptions[1:])
+        ]
         if dry_run:
             estimates = []
             for req in requests:
@@ -199,6 +235,7 @@ class ClientBase:
             if key and len(requests) > 1:  # one key per model job
                 key = hashlib.blake2b(f"{idempotency_key}:{req.model}".encode(), digest_size=16).hexdigest()
             job_ids.append((yield from ops.submit_job(self.retry, req, key)).job_id)
+            self.last_job_id, self.last_job_ids = job_ids[-1], tuple(job_ids)
         if not isinstance(model, str):
             return job_ids
         attached = stay_attached if stay_attached is not None else job_priority == 0
@@ -218,14 +255,19 @@ class ClientBase:
         job_name: str | None,
         description: str | None,
         idempotency_key: str | None,
+        output_column: str = "inference_result",
+        dry_run: bool = False,
     ) -> Op[Any]:
         req = BatchJobRequest.for_function(name, data, columns=columns, job_priority=job_priority, name=job_name,
                                            description=description)
+        if dry_run:  # the SDK sends cost_estimate; as infer(dry_run=True), the estimate in dollars comes back
+            return (yield from ops.estimate_cost_op(self.retry, self.poll, req))
         submission = yield from ops.submit_job(self.retry, req, idempotency_key)
+        self.last_job_id, self.last_job_ids = submission.job_id, (submission.job_id,)
         if not stay_attached:
             return submission.job_id
         yield from self._attach_op(submission.job_id, None)
-        return (yield from self._results_op(submission.job_id))
+        return (yield from self._results_op(submission.job_id, output_column=output_column))
 
     def _check_cost_op(self, request: BatchJobRequest, max_cost_usd: float) -> Op[float]:
         from .errors import CostLimitExceededError
@@ -234,6 +276,36 @@ class ClientBase:
         if estimate > max_cost_usd:
             raise CostLimitExceededError(estimate, max_cost_usd)
         return estimate
+
+    # ---- the job lifecycle (see ``lifecycle``) --------------------------------------------------
+
+    def _start_op(self, spec: JobSpec, scope: Sequence[Any] | None, idempotency_key: str | None) -> Op[JobHandle]:
+        key, sid = lifecycle.step_key(spec, scope, idempotency_key)
+        return lifecycle.start_op(self.retry, self.poll, self.api_url, self.job_url, spec, key, sid)
+
+    def _lifecycle_wait_op(self, handle: "JobHandle | dict[str, Any]",
+                           on_status: Callable[[JobStatus], None] | None) -> Op[Job]:
+        return lifecycle.wait_op(self.retry, self.poll, JobHandle.from_dict(handle), on_status)
+
+    def _finish_op(self, handle: "JobHandle | dict[str, Any]", carry: Any, destination: Any,
+                   storage_options: dict[str, Any] | None, timeout: float | None) -> Op[ResultsManifest]:
+        if carry is not None and not isinstance(carry, pl.DataFrame):
+            carry = lifecycle._carry(carry, None)
+        return lifecycle.finish_op(self.retry, JobHandle.from_dict(handle), carry, destination, storage_options, timeout)
+
+    def _cancel_op(self, target: "JobHandle | dict[str, Any] | str", reason: str) -> Op[bool]:
+        job_id = target if isinstance(target, str) else JobHandle.from_dict(target).job_id
+        return lifecycle.cancel_op(self.retry, job_id, None, reason)
+
+    @staticmethod
+    def _interrupted(exc: BaseException, spec: JobSpec) -> bool:
+        """An interruption (kill, termination, task cancellation) that should cancel the job: any
+        BaseException that is not an Exception. Ordinary errors never cancel (a retry reattaches)."""
+        return not isinstance(exc, Exception) and spec.cancel_on_interrupt
+
+    def _cancel_interrupted_op(self, handle: JobHandle | None, key: str) -> Op[bool]:
+        job_id = handle.job_id if handle is not None else None
+        return lifecycle.cancel_op(self.retry, job_id, key, "the step was interrupted")
 
     @staticmethod
     def _function_input(name: str, input_data: Any) -> dict[str, Any]:
@@ -246,6 +318,11 @@ class ClientBase:
                 "input_data", f"expected a dict or pydantic model of the Function's inputs, got {type(input_data).__name__}"
             )
         return input_data
+
+
+def _for_model(first: BatchJobRequest, model: str, name: str | None, description: str | None) -> BatchJobRequest:
+    """``first`` for another model of a multi-model ``infer`` (same rows and settings)."""
+    return dataclasses.replace(first, model=model, name=name, description=description)
 
 
 __all__ = ["ClientBase", "FunctionResult", "SutroAPIError"]

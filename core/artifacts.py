@@ -11,11 +11,14 @@ Example:
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
+import time
 import uuid
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from .errors import InputValidationError
+from .errors import InputValidationError, ResultsFormatError
 from .models import Job, ResultsManifest
 from .results import OUTPUTS, shape_results
 
@@ -68,7 +71,40 @@ def prepare_target(destination: Any, result_format: str, storage_options: dict[s
     if path.is_dir():
         raise InputValidationError("destination", f"{path} is a directory; give a file name inside it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Target(uri=str(path), tmp_path=path.parent / f".{path.name}.{uuid.uuid4().hex}.part", local_path=path)
+    remove_stale_parts(path)
+    return Target(uri=str(path), tmp_path=path.parent / f".{path.name}.{os.getpid()}-{uuid.uuid4().hex}.part",
+                  local_path=path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_parts(path: Path) -> list[Path]:
+    """Delete temp files a killed download of ``path`` left behind.
+
+    Temp files are named ``.<name>.<pid>-<uuid>.part``. One whose process is gone is stale; one of a live
+    process (another download of the same file, or one in flight in this process) is left alone unless it
+    is a day old.
+    """
+    removed = []
+    for part in path.parent.glob(f".{glob.escape(path.name)}.*.part"):
+        pid = part.name[len(path.name) + 2:].split("-", 1)[0]
+        try:
+            old = time.time() - part.stat().st_mtime > 86400
+        except OSError:
+            continue
+        owner_alive = pid.isdigit() and (int(pid) == os.getpid() or _pid_alive(int(pid)))
+        if old or not owner_alive:
+            part.unlink(missing_ok=True)
+            removed.append(part)
+    return removed
 
 
 def discard(target: Target) -> None:
@@ -91,16 +127,51 @@ def job_metadata(job: Job) -> dict[str, str]:
 
 
 def _unzip_single_csv(path: Path) -> None:
+    """The ZIP the API sends, replaced by the one CSV inside it (a bare CSV body is kept as it is)."""
     if not zipfile.is_zipfile(path):
         return
-    with zipfile.ZipFile(path) as archive:
-        members = [m for m in archive.namelist() if not m.endswith("/")]
-        if len(members) != 1:
-            raise ValueError(f"expected one CSV in the results ZIP, found {members}")
-        out = path.with_suffix(".csv.part")
-        with archive.open(members[0]) as src, open(out, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.namelist() if not m.endswith("/")]
+            if len(members) != 1:
+                raise ResultsFormatError(f"expected one CSV in the results ZIP, found {members[:5]}")
+            if archive.testzip() is not None:
+                raise ResultsFormatError("the results ZIP is corrupt (a member fails its CRC check)")
+            out = path.with_suffix(".csv.part")
+            with archive.open(members[0]) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise ResultsFormatError(f"the results ZIP is truncated or corrupt: {exc}") from exc
     os.replace(out, path)
+
+
+def validate_results_file(path: Path, result_format: str) -> None:
+    """Check a downloaded body really is ``result_format`` before anything is moved into place.
+
+    An HTML error page, parquet bytes asked as CSV or a cut-off body raise ``ResultsFormatError``;
+    the caller's destination stays untouched.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+        fh.seek(max(0, path.stat().st_size - 4))
+        tail = fh.read(4)
+    try:
+        if result_format == "parquet":
+            if head[:4] != b"PAR1" or tail != b"PAR1":
+                raise ResultsFormatError(f"the results body is not a complete parquet file (starts {head[:16]!r})")
+            pq.read_metadata(path)
+        elif result_format == "csv":
+            if head[:4] in (b"PAR1", b"PK\x03\x04") or head.lstrip()[:1] in (b"<", b"{", b"["):
+                raise ResultsFormatError(f"the results body is not CSV (starts {head[:16]!r})")
+            pl.scan_csv(path).collect_schema()
+        else:
+            import json
+
+            json.loads(path.read_bytes())
+    except ResultsFormatError:
+        raise
+    except Exception as exc:  # pyarrow, polars and json each raise their own types for a corrupt body
+        raise ResultsFormatError(f"the results body is not valid {result_format}: {type(exc).__name__}: {exc}") from exc
 
 
 def _rows_and_columns(path: Path, result_format: str) -> tuple[int, list[str]]:
@@ -118,15 +189,23 @@ def _rows_and_columns(path: Path, result_format: str) -> tuple[int, list[str]]:
     return len(outputs), list(body) if isinstance(body, dict) else []
 
 
-def finalize(target: Target, job: Job, result_format: str) -> ResultsManifest:
-    """Finish the temp file and move it into place atomically; return its manifest."""
+def finalize(target: Target, job: Job, result_format: str,
+             transform: "Callable[[Path], None] | None" = None) -> ResultsManifest:
+    """Validate and finish the temp file, then move it into place atomically; return its manifest.
+
+    ``transform`` rewrites the validated temp file in place (the one results shape, see ``shaping``);
+    without it a parquet file only gets the job's footer metadata.
+    """
     try:
-        if result_format == "parquet":
+        if result_format == "csv":
+            _unzip_single_csv(target.tmp_path)
+        validate_results_file(target.tmp_path, result_format)
+        if transform is not None:
+            transform(target.tmp_path)
+        elif result_format == "parquet":
             from .parquet_footer import add_key_value_metadata
 
             add_key_value_metadata(target.tmp_path, job_metadata(job))
-        elif result_format == "csv":
-            _unzip_single_csv(target.tmp_path)
         rows, columns = _rows_and_columns(target.tmp_path, result_format)
         size = target.tmp_path.stat().st_size
         if target.local_path is not None:

@@ -13,20 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
 
-from . import operations as ops, protocol
+from . import lifecycle, operations as ops, protocol
 from ._base import ClientBase
-from .client import _timeout
-from .models import FunctionResult, Job, JobStatus, Quota, ResultsManifest, Submission
+from .client import _past, _timeout
+from . import compat, tracing
+from .models import CancelResult, FunctionResult, Job, JobStatus, Quota, ResultsManifest, Submission
 from .operations import Blocking, Lines, Op, Sleep
 from .protocol import Call
+from .lifecycle import DEFAULT_DOWNLOAD_TIMEOUT_S, JobHandle, JobOutcome, JobSpec
 from .request import BatchJobRequest
-from .retrying import PollPolicy, RetryPolicy
+from .retrying import DeadlineReached, PollPolicy, RetryPolicy
 
 T = TypeVar("T")
 
@@ -67,16 +70,19 @@ class AsyncSutroClient(ClientBase):
     async def _run(self, op: Op[T]) -> T:
         value: Any = None
         error: BaseException | None = None
-        while True:
-            try:
-                effect = op.throw(error) if error is not None else op.send(value)
-            except StopIteration as stop:
-                return stop.value
-            value, error = None, None
-            try:
-                value = await self._perform(effect)
-            except Exception as exc:  # handed to the operation, which decides (retry, clean up, raise)
-                error = exc
+        try:
+            while True:
+                try:
+                    effect = op.throw(error) if error is not None else op.send(value)
+                except StopIteration as stop:
+                    return stop.value
+                value, error = None, None
+                try:
+                    value = await self._perform(effect)
+                except Exception as exc:  # handed to the operation, which decides (retry, clean up, raise)
+                    error = exc
+        finally:
+            op.close()  # a cancelled task still runs the operation's clean-up (see SutroClient._run)
 
     async def _perform(self, effect: Any) -> Any:
         if isinstance(effect, Sleep):
@@ -86,8 +92,24 @@ class AsyncSutroClient(ClientBase):
             return await asyncio.to_thread(effect.fn)
         if isinstance(effect, Lines):
             return await self._stream_lines(effect)
-        async with self._slots:
-            return await self._send(effect)
+        call: Call[Any] = effect
+        if call.deadline is None:
+            async with self._slots:
+                return await self._send(call)
+        left = call.deadline - time.time()
+        if left <= 0:
+            raise DeadlineReached(f"{call.method} {call.path}: the deadline has passed")
+        try:
+            # One bound for the whole request: the wait for a slot, connect, headers and every body byte.
+            async with asyncio.timeout(left):
+                async with self._slots:
+                    return await self._send(call)
+        except TimeoutError as exc:
+            raise DeadlineReached(f"{call.method} {call.path}: past the deadline") from exc
+        except httpx.TimeoutException as exc:
+            if _past(call):  # httpx's own timeout, set to what was left, fired first
+                raise DeadlineReached(f"{call.method} {call.path}: past the deadline") from exc
+            raise
 
     async def _send(self, call: Call[Any]) -> Any:
         if call.stream_to is None:
@@ -126,26 +148,27 @@ class AsyncSutroClient(ClientBase):
     async def infer(
         self,
         data: Any,
-        model: str | Sequence[str] = "qwen-3-4b",
+        model: str | Sequence[str] = "gpt-oss-20b",
         column: str | Sequence[str] | None = None,
         output_column: str = "inference_result",
         job_priority: int = 0,
         output_schema: Any = None,
         system_prompt: str | None = None,
-        sampling_params: dict[str, Any] | None = None,
-        random_seed_per_input: bool = False,
         dry_run: bool = False,
         stay_attached: bool | None = None,
         truncate_rows: bool = True,
+        *,
+        sampling_params: dict[str, Any] | None = None,
+        random_seed_per_input: bool = False,
         name: str | Sequence[str] | None = None,
-        description: str | None = None,
+        description: str | Sequence[str] | None = None,
         idempotency_key: str | None = None,
     ) -> Any:
         """See ``SutroClient.infer``."""
         return await self._run(self._infer_op(
             data, model, column, output_column, job_priority, output_schema, system_prompt, sampling_params,
             random_seed_per_input, dry_run, stay_attached, truncate_rows, name, description, idempotency_key,
-        ))
+        ))  # fmt: skip
 
     async def submit_job(
         self,
@@ -165,6 +188,8 @@ class AsyncSutroClient(ClientBase):
 
     async def attach(self, job_id: str, *, show_progress: bool | None = None) -> Job:
         """See ``SutroClient.attach``."""
+        if show_progress is not False:
+            compat.announce_if_finished(await self.get_job(job_id))
         return await self._run(self._attach_op(job_id, show_progress))
 
     async def await_job_completion(
@@ -175,9 +200,12 @@ class AsyncSutroClient(ClientBase):
         *,
         deadline: float | datetime | None = None,
         on_status: Callable[[JobStatus], None] | None = None,
+        show_progress: bool = True,
         **results_kwargs: Any,
     ) -> Any:
         """See ``SutroClient.await_job_completion``."""
+        if on_status is None and show_progress:
+            on_status = compat.status_printer(job_id)
         return await self._run(self._wait_op(job_id, timeout, deadline, on_status, obtain_results, results_kwargs))
 
     async def get_job(self, job_id: str) -> Job:
@@ -192,9 +220,9 @@ class AsyncSutroClient(ClientBase):
         """See ``SutroClient.list_jobs``."""
         return await self._run(ops.send(self.retry, protocol.list_jobs_call()))
 
-    async def cancel_job(self, job_id: str) -> JobStatus:
+    async def cancel_job(self, job_id: str) -> CancelResult:
         """See ``SutroClient.cancel_job``."""
-        return await self._run(ops.send(self.retry, protocol.cancel_job_call(job_id)))
+        return await self._run(ops.send(self.retry, compat.cancel_job_call(job_id)))
 
     async def get_quotas(self) -> list[Quota]:
         """See ``SutroClient.get_quotas``."""
@@ -234,30 +262,121 @@ class AsyncSutroClient(ClientBase):
         include_inputs: bool = False,
         include_cumulative_logprobs: bool = False,
         storage_options: dict[str, Any] | None = None,
+        timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT_S,
     ) -> ResultsManifest:
         """See ``SutroClient.download_results``."""
         return await self._run(self._download_op(job_id, destination, format, include_inputs,
-                                                 include_cumulative_logprobs, storage_options))
+                                                 include_cumulative_logprobs, storage_options, timeout))
+
+    # ---- the job lifecycle: start / wait / finish / cancel, and run (all four) --------------------
+
+    async def start(self, spec: JobSpec, *, scope: Sequence[Any] | None = None,
+              idempotency_key: str | None = None) -> JobHandle:
+        """Start the step's job: reattach to the live job of an earlier try (same scope and inputs), else
+        cost-gate and submit it once, close the same-key race, and cancel a live job of the same scope
+        whose inputs changed. Record the returned handle before waiting.
+
+        Example:
+            >>> handle = await client.start(spec, scope=("airflow", dag_id, task_id, run_id, map_index))
+        """
+        return await self._run(self._start_op(spec, scope, idempotency_key))
+
+    async def wait(self, handle: JobHandle | dict[str, Any], *,
+             on_status: Callable[[JobStatus], None] | None = None) -> Job:
+        """Wait until the job SUCCEEDED, within the handle's deadline (every request is bounded by what is
+        left). At the deadline the job is cancelled (unless the spec opted out) and ``JobTimeoutError``
+        raised; ``JobFailedError`` / ``JobCancelledError`` when it ends otherwise.
+
+        Example:
+            >>> job = await client.wait(handle)
+        """
+        return await self._run(self._lifecycle_wait_op(handle, on_status))
+
+    async def finish(self, handle: JobHandle | dict[str, Any], *, carry: Any = None, destination: Any = None,
+               storage_options: dict[str, Any] | None = None,
+               timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT_S) -> ResultsManifest:
+        """Write the job's results as the one artifact shape (carried input columns, unpacked outputs,
+        ``sutro.*`` footer) to ``destination`` or the spec's ``output_uri``, streamed and atomic.
+
+        Example:
+            >>> manifest = await client.finish(handle, carry=spec.carry)
+        """
+        return await self._run(self._finish_op(handle, carry, destination, storage_options, timeout))
+
+    async def cancel(self, handle: JobHandle | dict[str, Any] | str, *, reason: str = "it was asked to") -> bool:
+        """Cancel the job unless it is terminal; True when the service accepted. Bounded (20 s); never
+        raises a ``SutroError`` (a warning says the job may still run).
+
+        Example:
+            >>> await client.cancel(handle, reason="the task was killed")
+        """
+        return await self._run(self._cancel_op(handle, reason))
+
+    async def run(self, spec: JobSpec, *, scope: Sequence[Any] | None = None, idempotency_key: str | None = None,
+            on_handle: Callable[[JobHandle], None] | None = None,
+            on_status: Callable[[JobStatus], None] | None = None, destination: Any = None,
+            storage_options: dict[str, Any] | None = None) -> JobOutcome:
+        """The whole step: ``start``, ``on_handle(handle)`` (record it durably), ``wait``, ``finish``.
+
+        An interruption (task cancellation, KeyboardInterrupt, an orchestrator's termination) cancels the job
+        unless ``spec.cancel_on_interrupt`` is False, then re-raises; ordinary errors never cancel.
+
+        Example:
+            >>> outcome = await client.run(spec, scope=("dagster", "asset", "2026-12-01", run_id), on_handle=record)
+            >>> outcome.manifest.uri
+        """
+        key, _ = lifecycle.step_key(spec, scope, idempotency_key)
+        handle: JobHandle | None = None
+        try:
+            handle = await self.start(spec, scope=scope, idempotency_key=key)
+            if on_handle is not None:
+                on_handle(handle)
+            job = await self.wait(handle, on_status=on_status)
+            manifest = await self.finish(handle, carry=spec.carry, destination=destination, storage_options=storage_options)
+        except BaseException as exc:
+            if self._interrupted(exc, spec):
+                await self._run(self._cancel_interrupted_op(handle, key))
+            raise
+        return JobOutcome(handle=handle, job=job, manifest=manifest)
 
     async def run_function(
-        self, name: str, input_data: Any, *, confidence_scoring: bool | None = None
+        self,
+        name: str,
+        input_data: Any,
+        langsmith_metadata: dict[str, Any] | None = None,
+        langsmith_tags: list[str] | None = None,
+        *,
+        confidence_scoring: bool | None = None,
     ) -> FunctionResult:
         """See ``SutroClient.run_function``."""
-        body = self._function_input(name, input_data)
-        return await self._run(ops.send(self.retry, protocol.run_function_call(name, body, confidence_scoring)))
+        body = input_data if isinstance(input_data, str) and name else self._function_input(name, input_data)
+        with tracing.function_run_trace(name, body, langsmith_metadata, langsmith_tags) as traced:
+            result = await self._run(ops.send(self.retry, protocol.run_function_call(name, body, confidence_scoring)))
+            traced.update(result.model_dump(mode="json", exclude_none=True))
+        return result
 
     async def batch_run_function(
         self,
         name: str,
         data: Any,
-        *,
-        columns: Sequence[str] | None = None,
         job_priority: int = 0,
+        output_column: str = "inference_result",
+        dry_run: bool = False,
         stay_attached: bool = False,
         job_name: str | None = None,
         description: str | None = None,
+        langsmith_metadata: dict[str, Any] | None = None,
+        langsmith_tags: list[str] | None = None,
+        *,
+        columns: Sequence[str] | None = None,
         idempotency_key: str | None = None,
     ) -> Any:
         """See ``SutroClient.batch_run_function``."""
-        return await self._run(self._batch_function_op(name, data, columns, job_priority, stay_attached, job_name,
-                                                       description, idempotency_key))
+        op = self._batch_function_op(name, data, columns, job_priority, stay_attached, job_name, description,
+                                     idempotency_key, output_column, dry_run)
+        if dry_run:
+            return await self._run(op)
+        with tracing.batch_submit_trace(name, compat.rows_of(data), langsmith_metadata, langsmith_tags) as traced:
+            out = await self._run(op)
+            traced["job_id"] = self.last_job_id
+        return out

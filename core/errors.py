@@ -134,14 +134,22 @@ class JobCancelledError(JobError):
 class JobTimeoutError(JobError):
     """The job did not finish before the deadline. It is still running unless the caller cancels it."""
 
-    def __init__(self, job_id: str, status: str, waited: float) -> None:
-        super().__init__(
-            f"job {job_id} still {status} after waiting {waited:.0f}s; it keeps running "
-            "(cancel it with cancel_job, or wait longer with a larger timeout)",
-            job_id=job_id,
-            status=status,
-        )
+    def __init__(self, job_id: str, status: str, waited: float, *, cancelled: bool | None = None,
+                 what: str = "waiting") -> None:
+        if cancelled:
+            tail = "it was cancelled"
+        elif cancelled is False:
+            tail = "cancelling it failed, so it may still be running (cancel it with cancel_job)"
+        else:
+            tail = "it keeps running (cancel it with cancel_job, or wait longer with a larger timeout)"
+        if what == "waiting":
+            message = f"job {job_id} still {status} after waiting {waited:.0f}s, past the deadline; {tail}"
+        else:
+            message = f"{what} job {job_id} did not finish within {waited:.0f}s (the deadline); nothing was written"
+        super().__init__(message, job_id=job_id, status=status)
         self.waited = waited
+        #: True: the job was cancelled at the deadline; False: the cancel failed; None: not attempted.
+        self.cancelled = cancelled
 
 
 class JobNotSucceededError(JobError):
@@ -153,4 +161,42 @@ class JobNotSucceededError(JobError):
             "(wait with await_job_completion first)",
             job_id=job_id,
             status=status,
+        )
+
+
+class ResultsFormatError(SutroError):
+    """A downloaded results body is not the format asked for (HTML, truncated, corrupt); nothing was written."""
+
+
+# Errors that a retry of the same step cannot fix: adapters map them to their "do not retry".
+_PERMANENT = (InputValidationError, CostLimitExceededError, JobFailedError, JobCancelledError, AuthenticationError)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether retrying the step could help. False for bad input, the cost gate, a FAILED or CANCELLED job
+    and a bad API key; True otherwise (timeouts and transient errors: a retry reattaches to the job).
+
+    Example:
+        >>> is_retryable(JobFailedError("job-1", "bad prompt"))
+        False
+    """
+    return not isinstance(exc, _PERMANENT)
+
+
+class DryRunResultsError(JobError):
+    """Results were asked for a dry-run (cost estimate) job: it has none, and never will.
+
+    Example:
+        >>> try:
+        ...     client.get_job_results(estimate_job_id)
+        ... except DryRunResultsError as exc:
+        ...     print(client.get_job(exc.job_id).cost_estimate)
+    """
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"job {job_id} was a cost estimate (dry run): it has no results; read its estimate with "
+            f"get_job({job_id!r}).cost_estimate, or submit without dry_run to get results",
+            job_id=job_id,
+            status="SUCCEEDED",
         )

@@ -18,6 +18,9 @@ from typing import Any
 
 MARKER_PREFIX = "[sutro-idempotency-key:"
 _MARKER_RE = re.compile(r"\[sutro-idempotency-key:([0-9a-zA-Z_-]{8,64})\]")
+# The step's scope (without the fingerprint): finds the live job of an earlier try whose inputs changed.
+SCOPE_PREFIX = "[sutro-scope:"
+_SCOPE_RE = re.compile(r"\[sutro-scope:([0-9a-f]{16})\]")
 MAX_DESCRIPTION_LENGTH = 512
 
 
@@ -29,6 +32,28 @@ def idempotency_key(*scope: Any, fingerprint: str) -> str:
     """
     payload = json.dumps([list(map(str, scope)), fingerprint], separators=(",", ":"))
     return hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()
+
+
+def scope_id(*scope: Any) -> str:
+    """A 16-hex-char id of a step's scope (the orchestrator identity, never a try number).
+
+    Example:
+        >>> len(scope_id("airflow", "my_dag", "classify", "manual__2026-01-01", -1))
+        16
+    """
+    payload = json.dumps(list(map(str, scope)), separators=(",", ":"))
+    return hashlib.blake2b(payload.encode(), digest_size=8).hexdigest()
+
+
+def scope_marker(scope: str) -> str:
+    """The text appended to a job description to carry a step's scope id."""
+    return f"{SCOPE_PREFIX}{scope}]"
+
+
+def scope_in_description(description: str | None) -> str | None:
+    """The scope id carried in a description, if any."""
+    match = _SCOPE_RE.search(description or "")
+    return match.group(1) if match else None
 
 
 def marker(key: str) -> str:
@@ -44,7 +69,8 @@ def key_in_description(description: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def with_marker(description: str | None, key: str) -> str:
-    """``description`` with the key's marker appended (replacing an older marker)."""
-    base = _MARKER_RE.sub("", description or "").rstrip()
-    return f"{base} {marker(key)}" if base else marker(key)
+def with_marker(description: str | None, key: str, scope: str | None = None) -> str:
+    """``description`` with the key's (and the scope's) marker appended, replacing older markers."""
+    base = _SCOPE_RE.sub("", _MARKER_RE.sub("", description or "")).rstrip()
+    tail = marker(key) + (f" {scope_marker(scope)}" if scope else "")
+    return f"{base} {tail}" if base else tail

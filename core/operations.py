@@ -13,8 +13,9 @@ Example:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -34,11 +35,12 @@ from .errors import (
     SutroAPIError,
     SutroConnectionError,
 )
-from .idempotency import key_in_description
+from .config import redact
+from .idempotency import key_in_description, scope_in_description
 from .models import Job, JobStatus, Submission
 from .protocol import Call
 from .request import BatchJobRequest
-from .retrying import Deadline, PollPolicy, RetryPolicy
+from .retrying import Deadline, DeadlineReached, PollPolicy, RetryPolicy
 
 log = logging.getLogger("sutro_core")
 T = TypeVar("T")
@@ -73,8 +75,14 @@ Op = Generator[Effect, Any, T]
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
-def send(policy: RetryPolicy, call: Call[T]) -> Op[T]:
-    """Send one call; retry it on transient failures when it is safe (never a submit)."""
+def send(policy: RetryPolicy, call: Call[T], deadline: float | None = None) -> Op[T]:
+    """Send one call; retry it on transient failures when it is safe (never a submit).
+
+    ``deadline`` (epoch seconds) bounds every attempt and every pause between attempts: past it the
+    transport raises ``DeadlineReached``, and a retry that would sleep beyond it is not made.
+    """
+    if deadline is not None:
+        call = replace(call, deadline=deadline if call.deadline is None else min(call.deadline, deadline))
     attempt = 0
     while True:
         attempt += 1
@@ -82,9 +90,9 @@ def send(policy: RetryPolicy, call: Call[T]) -> Op[T]:
             response: httpx.Response = yield call
         except httpx.TransportError as exc:
             if not call.safe or attempt > policy.max_retries:
-                raise SutroConnectionError(f"{call.method} {_where(exc, call)} failed: {exc!r}") from exc
-            log.warning("%s %s: %r; retry %d/%d", call.method, call.path, exc, attempt, policy.max_retries)
-            yield Sleep(policy.delay(attempt))
+                raise SutroConnectionError(redact(f"{call.method} {_where(exc, call)} failed: {exc!r}")) from exc
+            log.warning("%s %s: %s; retry %d/%d", call.method, call.path, redact(repr(exc)), attempt, policy.max_retries)
+            yield _pause(call, policy.delay(attempt), exc)
             continue
         if response.is_success:
             return call.parse(response)
@@ -93,9 +101,16 @@ def send(policy: RetryPolicy, call: Call[T]) -> Op[T]:
             retry_after = error.retry_after if isinstance(error, RateLimitError) else None
             log.warning("%s %s: HTTP %d; retry %d/%d", call.method, call.path, error.status_code,
                         attempt, policy.max_retries)
-            yield Sleep(policy.delay(attempt, retry_after))
+            yield _pause(call, policy.delay(attempt, retry_after), error)
             continue
         raise error
+
+
+def _pause(call: Call[Any], seconds: float, cause: BaseException) -> Sleep:
+    """The pause before a retry, unless it would end past the call's deadline."""
+    if call.deadline is not None and time.time() + seconds >= call.deadline:
+        raise DeadlineReached(f"{call.method} {call.path}: no time left for a retry") from cause
+    return Sleep(seconds)
 
 
 def _where(exc: httpx.TransportError, call: Call[Any]) -> str:
@@ -111,11 +126,52 @@ def get_job(policy: RetryPolicy, job_id: str) -> Op[Job]:
     return (yield from send(policy, protocol.get_job_call(job_id)))
 
 
+def _created_order(job: Job) -> tuple[float, str]:
+    # Oldest first; the job id breaks ties so racing clients all pick the same job.
+    return (job.created_at.timestamp() if job.created_at else float("inf"), job.job_id)
+
+
 def jobs_with_key(policy: RetryPolicy, key: str) -> Op[list[Job]]:
     """Jobs whose description carries idempotency ``key``, newest first."""
-    jobs = yield from send(policy, protocol.list_jobs_call())
+    jobs = yield from send(policy, protocol.list_jobs_call(idempotency_key=key))
     matches = [j for j in jobs if key_in_description(j.description) == key]
-    return sorted(matches, key=lambda j: (j.created_at is not None, j.created_at or 0), reverse=True)
+    return sorted(matches, key=_created_order, reverse=True)
+
+
+def live_jobs_of_scope(policy: RetryPolicy, scope: str, other_than_key: str) -> Op[list[Job]]:
+    """Live (not terminal) jobs of a step ``scope`` submitted under another key: an earlier try's job whose
+    inputs have changed since."""
+    jobs = yield from send(policy, protocol.list_jobs_call())
+    return [j for j in jobs if scope_in_description(j.description) == scope and not j.is_terminal
+            and key_in_description(j.description) != other_than_key]
+
+
+def cancel_quietly(policy: RetryPolicy, job_id: str, why: str, deadline: float | None = None) -> Op[bool]:
+    """Cancel a job, best effort: True when the service accepted it; logs instead of raising."""
+    try:
+        status = yield from send(policy, protocol.cancel_job_call(job_id), deadline)
+    except (SutroAPIError, SutroConnectionError, DeadlineReached) as exc:
+        log.warning("could not cancel job %s (%s); it may still be running: %s", job_id, why, exc)
+        return False
+    log.warning("cancelled job %s because %s (now %s)", job_id, why, status.value)
+    return True
+
+
+def close_race(policy: RetryPolicy, key: str, job_id: str) -> Op[str]:
+    """After a submit under ``key``: keep the earliest live job with that key, cancel later duplicates.
+
+    Two tries that submitted at the same moment both see both jobs and agree on the earliest; the later
+    one cancels its own job and reattaches. Residual window: a listing that does not show a job created
+    a moment ago (an eventually consistent list) lets both survive; sutro-local closes it server-side.
+    """
+    live = [j for j in (yield from jobs_with_key(policy, key)) if j.status.is_reattachable]
+    if not live:
+        return job_id
+    keep = min(live, key=_created_order)
+    for dup in live:
+        if dup.job_id != keep.job_id:
+            yield from cancel_quietly(policy, dup.job_id, f"it duplicates job {keep.job_id} (same idempotency key)")
+    return keep.job_id
 
 
 def find_job(policy: RetryPolicy, key: str) -> Op[Job | None]:
@@ -133,6 +189,7 @@ def submit_job(
     poll: PollPolicy | None = None,
     max_cost_usd: float | None = None,
     estimate_cost: bool = False,
+    scope: str | None = None,
 ) -> Op[Submission]:
     """Submit once, or reattach to the job an earlier try submitted under the same key.
 
@@ -142,11 +199,12 @@ def submit_job(
     ``estimate_cost`` asks for the estimate: a reattaching retry was gated when its job was submitted.
     The submit itself is never retried: when its response is lost (5xx/524 or a dropped connection
     after sending), the key is looked up again; if no new job shows up, ``SubmitOutcomeUnknownError``
-    is raised and nothing is resubmitted.
+    is raised and nothing is resubmitted. A fresh submit then closes the same-key race (``close_race``);
+    with ``scope``, live jobs of the same step under another key (its inputs changed) are cancelled.
     """
     if max_cost_usd is not None and (isinstance(max_cost_usd, bool) or not max_cost_usd >= 0):
         raise InputValidationError("max_cost_usd", f"must be a dollar amount >= 0 (e.g. 5.0), got {max_cost_usd!r}; None disables the gate")
-    payload = request.payload(idempotency_key)  # validates before any request
+    payload = request.payload(idempotency_key, scope)  # validates before any request
     known: set[str] = set()
     if idempotency_key and reattach:
         for job in (yield from jobs_with_key(policy, idempotency_key)):
@@ -161,8 +219,11 @@ def submit_job(
         if max_cost_usd is not None and estimate > max_cost_usd:
             raise CostLimitExceededError(estimate, max_cost_usd)
         log.info("cost estimate $%.6g%s", estimate, f" (limit ${max_cost_usd:.6g})" if max_cost_usd is not None else "")
+    if scope and idempotency_key:
+        for old in (yield from live_jobs_of_scope(policy, scope, idempotency_key)):
+            yield from cancel_quietly(policy, old.job_id, "the step's inputs changed (a new job replaces it)")
     try:
-        job_id = yield from send(policy, protocol.submit_call(payload))
+        job_id, deduped = yield from send(policy, protocol.submit_call(payload))
     except SutroConnectionError as exc:
         if isinstance(exc.__cause__, _NOT_SENT):
             raise
@@ -170,7 +231,17 @@ def submit_job(
     except ServerError as exc:
         lost = exc
     else:
+        if deduped:
+            log.info("the server answered with job %s, which already carries key %s", job_id, idempotency_key)
+            return Submission(job_id=job_id, reattached=True, status=JobStatus.QUEUED,
+                              idempotency_key=idempotency_key)
         log.info("submitted job %s (%s, %s rows)", job_id, request.model, request.num_rows)
+        if idempotency_key and reattach:
+            kept = yield from close_race(policy, idempotency_key, job_id)
+            if kept != job_id:
+                log.info("a concurrent try submitted job %s first; reattaching to it", kept)
+                return Submission(job_id=kept, reattached=True, status=JobStatus.QUEUED,
+                                  idempotency_key=idempotency_key)
         return Submission(job_id=job_id, reattached=False, status=JobStatus.QUEUED, idempotency_key=idempotency_key,
                           cost_estimate=estimate)
     if not idempotency_key:
@@ -227,8 +298,10 @@ def wait_for_job(
     last: JobStatus | None = None
     while True:
         try:
-            status = yield from send(policy, protocol.get_job_status_call(job_id))
+            status = yield from send(policy, protocol.get_job_status_call(job_id), limit.at)
             errors = 0
+        except DeadlineReached as exc:
+            raise JobTimeoutError(job_id, status.value, limit.elapsed()) from exc
         except (SutroConnectionError, ServerError, RateLimitError) as exc:
             errors += 1
             if errors > poll.max_transient_errors:
@@ -241,7 +314,10 @@ def wait_for_job(
                 on_status(status)
             last = status
         if status.is_terminal:
-            job = yield from get_job(policy, job_id)
+            try:
+                job = yield from send(policy, protocol.get_job_call(job_id), limit.at)
+            except DeadlineReached as exc:
+                raise JobTimeoutError(job_id, status.value, limit.elapsed()) from exc
             raise_for_terminal(job)
             return job
         remaining = limit.remaining()

@@ -31,6 +31,7 @@ class Call(Generic[T]):
     ``safe`` calls (reads) are retried on transient errors; unsafe ones (submit) never are.
     ``results`` calls also retry 404/409 briefly: right after SUCCEEDED the results may still be written.
     ``stream_to`` streams the body to that local file instead of reading it into memory.
+    ``deadline`` bounds the whole request; the transports raise ``DeadlineReached`` past it.
     """
 
     method: str
@@ -43,6 +44,8 @@ class Call(Generic[T]):
     stream_to: str | None = None
     timeout: float | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    #: Absolute wall-clock deadline (epoch seconds) for the whole request: connect, read and body.
+    deadline: float | None = None
 
 
 def _seg(value: str) -> str:
@@ -102,25 +105,41 @@ def error_from_response(response: httpx.Response) -> SutroAPIError:
     return SutroAPIError(status, detail, **kwargs)
 
 
+RESULTS_NOT_READY_CODES = frozenset({"results_not_ready"})  # sutro-local's "still being written"
+
+
 def is_transient(error: SutroAPIError, *, results: bool = False) -> bool:
-    """Errors worth retrying for a safe call."""
+    """Errors worth retrying for a safe call.
+
+    A results call also retries the "results not written yet" answer right after SUCCEEDED: a
+    ``results_not_ready`` code, or a 404/409 with no ``code`` (what the hosted service may send then).
+    A 404/409 with any other code (``dry_run_has_no_results``, ``job_not_found``, ...) is permanent.
+    """
     if isinstance(error, (RateLimitError, ServerError)) or error.status_code in (408, 425):
         return True
-    return results and error.status_code in (404, 409)
+    if not results:
+        return False
+    if error.code in RESULTS_NOT_READY_CODES:
+        return True
+    return error.code is None and error.status_code in (404, 409)
 
 
 # ---- calls --------------------------------------------------------------------------------------
 
 
-def submit_call(payload: dict[str, Any]) -> Call[str]:
-    """``POST batch-inference`` -> job id. Unsafe: never retried."""
+def submit_call(payload: dict[str, Any]) -> Call[tuple[str, bool]]:
+    """``POST batch-inference`` -> (job id, reattached). Unsafe: never retried.
 
-    def parse(r: httpx.Response) -> str:
+    ``reattached`` is True when the server answered with the live job that already carries the
+    payload's idempotency key (sutro-local dedupes keys atomically; hosted Sutro does not say so).
+    """
+
+    def parse(r: httpx.Response) -> tuple[str, bool]:
         body = _json(r)
         job_id = body.get("results") if isinstance(body, dict) else None
         if not isinstance(job_id, str) or not job_id:
             raise SutroAPIError(r.status_code, f"submit answered without a job id: {str(body)[:200]}")
-        return job_id
+        return job_id, body.get("reattached") is True
 
     return Call("POST", "batch-inference", parse, json=payload, safe=False)
 
@@ -143,9 +162,12 @@ def get_job_call(job_id: str) -> Call[Job]:
     return Call("GET", f"jobs/{_seg(job_id)}", lambda r: Job.model_validate(_json(r)["job"]))
 
 
-def list_jobs_call() -> Call[list[Job]]:
-    """``GET list-jobs`` -> jobs."""
-    return Call("GET", "list-jobs", lambda r: [Job.model_validate(j) for j in _json(r).get("jobs", [])])
+def list_jobs_call(idempotency_key: str | None = None) -> Call[list[Job]]:
+    """``GET list-jobs`` -> jobs. ``idempotency_key`` asks the server to filter (sutro-local does: one
+    indexed read); a server that ignores it returns every job and the caller filters."""
+    params = {"idempotency_key": idempotency_key} if idempotency_key else None
+    return Call("GET", "list-jobs", lambda r: [Job.model_validate(j) for j in _json(r).get("jobs", [])],
+                params=params)
 
 
 def cancel_job_call(job_id: str) -> Call[JobStatus]:

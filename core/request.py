@@ -16,11 +16,12 @@ from functools import cached_property
 from typing import Any
 
 from .errors import InputValidationError
-from .idempotency import MAX_DESCRIPTION_LENGTH, marker, with_marker
+from .idempotency import MAX_DESCRIPTION_LENGTH, marker, scope_marker, with_marker
 from .inputs import NormalisedInputs, normalise_object_rows, normalise_text_rows
 
 MAX_NAME_LENGTH = 45
-_MARKER_LENGTH = len(marker("0" * 32)) + 1
+# Room kept for the idempotency key's and the step scope's markers in the description.
+_MARKER_LENGTH = len(marker("0" * 32)) + 1 + len(scope_marker("0" * 16)) + 1
 
 
 def schema_to_dict(output_schema: Any) -> dict[str, Any] | None:
@@ -162,7 +163,7 @@ class BatchJobRequest:
             h.update(data)
         return h.hexdigest()
 
-    def payload(self, idempotency_key: str | None = None) -> dict[str, Any]:
+    def payload(self, idempotency_key: str | None = None, scope: str | None = None) -> dict[str, Any]:
         """The ``batch-inference`` request body, with the idempotency marker in the description."""
         description = self.description
         if idempotency_key is not None:
@@ -172,7 +173,7 @@ class BatchJobRequest:
                     f"with the idempotency marker it would exceed {MAX_DESCRIPTION_LENGTH} characters; "
                     f"keep it under {MAX_DESCRIPTION_LENGTH - _MARKER_LENGTH}",
                 )
-            description = with_marker(description, idempotency_key)
+            description = with_marker(description, idempotency_key, scope)
         body: dict[str, Any] = {
             "model": self.model,
             "inputs": self.inputs.inline if self.inputs.url is None else self.inputs.url,

@@ -49,12 +49,39 @@ class PollPolicy:
     factor: float = 1.5
     max_transient_errors: int = 10
 
+    def __post_init__(self) -> None:
+        # The one rule every adapter gets: bad values raise, a cap below the first interval is raised to it.
+        from .errors import InputValidationError
+
+        for name in ("initial_interval", "max_interval", "factor"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise InputValidationError(name, f"must be a positive number of seconds, got {value!r}")
+        if self.factor < 1:
+            raise InputValidationError("factor", f"must be >= 1 (1 polls at a fixed interval), got {self.factor!r}")
+        if isinstance(self.max_transient_errors, bool) or not isinstance(self.max_transient_errors, int) \
+                or self.max_transient_errors < 0:
+            raise InputValidationError(
+                "max_transient_errors", f"must be a whole number >= 0, got {self.max_transient_errors!r}")
+        if self.max_interval < self.initial_interval:
+            object.__setattr__(self, "max_interval", float(self.initial_interval))
+
+    def to_dict(self) -> dict[str, float]:
+        """The policy as plain JSON values (it travels inside a ``JobHandle``)."""
+        return {"initial_interval": self.initial_interval, "max_interval": self.max_interval,
+                "factor": self.factor, "max_transient_errors": self.max_transient_errors}
+
     def intervals(self) -> Iterator[float]:
         """Endless sequence of poll intervals."""
         interval = self.initial_interval
         while True:
             yield interval * random.uniform(0.8, 1.2)
             interval = min(self.max_interval, interval * self.factor)
+
+
+class DeadlineReached(Exception):
+    """Raised by the transports when a request runs past its call's deadline (the operation turns it
+    into the typed timeout error of what it was doing)."""
 
 
 class Deadline:

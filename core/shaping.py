@@ -1,0 +1,226 @@
+"""The one results shape every adapter writes: carried input columns + unpacked outputs + server extras.
+
+A raw results file (``outputs`` as JSON text or values, plus the server's extra columns such as
+``confidence_score``) becomes a parquet artifact, read and written one row group at a time so memory stays
+flat whatever the row count:
+
+- the carried input columns (ids, the caller's own columns), row-aligned, first;
+- the outputs: one column per field of the job's JSON schema (typed from the schema), or per field of the
+  JSON objects a Function returns (typed from the first row group, then held fixed); outputs that are not
+  JSON objects (free text, embedding vectors) stay in one column named ``output_column``;
+- the server's extra columns (``inputs``, ``cumulative_logprobs``, ``confidence_score``, ``finish_reason``...);
+- ``sutro.*`` footer metadata describing the job.
+
+A row whose output is not valid JSON (e.g. cut at ``max_tokens``) gets nulls in the unpacked columns;
+the server's ``finish_reason`` column, when present, says why.
+
+Example:
+    >>> shape_file(raw, out, carry=pl.DataFrame({"id": [1, 2]}), output_column="inference_result",
+    ...            json_schema=None, metadata={"sutro.job_id": "job-1"})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .results import OUTPUTS, REASONING, ResultsShapeError
+
+BATCH_ROWS = 65_536
+_PRIMITIVES = {"string": pl.String, "integer": pl.Int64, "number": pl.Float64, "boolean": pl.Boolean}
+
+
+class _AsJsonText:
+    """Marker: a field the schema leaves open (anyOf, objects without properties): kept as JSON text."""
+
+
+def dtype_for(node: Any) -> Any:
+    """The polars dtype of a JSON-schema node; ``_AsJsonText`` when the schema leaves its shape open."""
+    if not isinstance(node, dict):
+        return _AsJsonText
+    kind = node.get("type")
+    if isinstance(kind, list):  # ["string", "null"]
+        kinds = [k for k in kind if k != "null"]
+        kind = kinds[0] if len(kinds) == 1 else None
+    if kind is None and "enum" in node and all(isinstance(v, str) for v in node["enum"]):
+        kind = "string"
+    if kind in _PRIMITIVES:
+        return _PRIMITIVES[kind]
+    if kind == "array":
+        inner = dtype_for(node.get("items"))
+        return _AsJsonText if inner is _AsJsonText else pl.List(inner)
+    if kind == "object" and isinstance(node.get("properties"), dict) and node["properties"]:
+        fields = {name: dtype_for(sub) for name, sub in node["properties"].items()}
+        if any(d is _AsJsonText for d in fields.values()):
+            return _AsJsonText
+        return pl.Struct(fields)
+    return _AsJsonText
+
+
+def schema_fields(json_schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Output field -> dtype (or ``_AsJsonText``) from a job's JSON schema; None without properties."""
+    props = (json_schema or {}).get("properties")
+    if not isinstance(props, dict) or not props:
+        return None
+    return {name: dtype_for(node) for name, node in props.items()}
+
+
+def _loads(text: Any) -> Any:
+    if not isinstance(text, str):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _is_reasoning(obj: Any, fields: dict[str, Any] | None) -> bool:
+    return (isinstance(obj, dict) and "content" in obj and set(obj) <= {"content", REASONING}
+            and not (fields and "content" in fields))
+
+
+class _Unpacker:
+    """Turns one batch's ``outputs`` column into output columns of a fixed schema."""
+
+    def __init__(self, fields: dict[str, Any] | None, output_column: str) -> None:
+        self.fields = fields          # None until known (inferred from the first batch)
+        self.output_column = output_column
+        self.mode: str | None = None  # "fields", "reasoning" or "raw"
+
+    def _decide(self, outputs: pl.Series) -> None:
+        first = next((v for v in outputs.drop_nulls().head(50).to_list()), None) if outputs.dtype == pl.String else None
+        obj = _loads(first)
+        if _is_reasoning(obj, self.fields):
+            self.mode = "reasoning"
+        elif self.fields is not None:
+            self.mode = "fields"
+        elif isinstance(obj, dict):
+            try:
+                decoded = outputs.str.json_decode(infer_schema_length=None)
+            except pl.exceptions.PolarsError:
+                decoded = None
+            if decoded is not None and isinstance(decoded.dtype, pl.Struct) and decoded.dtype.fields:
+                self.fields = {f.name: (pl.String if f.dtype == pl.Null else f.dtype) for f in decoded.dtype.fields}
+                self.mode = "fields"
+            else:
+                self.mode = "raw"
+        else:
+            self.mode = "raw"
+
+    def columns(self, outputs: pl.Series) -> list[pl.Series]:
+        if self.mode is None:
+            self._decide(outputs)
+        if self.mode == "raw":
+            return [outputs.alias(self.output_column)]
+        if self.mode == "reasoning":
+            return self._reasoning(outputs)
+        return self._unpack(outputs, self.fields or {})
+
+    def _unpack(self, outputs: pl.Series, fields: dict[str, Any]) -> list[pl.Series]:
+        typed = {k: (pl.String if d is _AsJsonText else d) for k, d in fields.items()}
+        if not any(d is _AsJsonText for d in fields.values()):
+            try:  # the fast path: every row valid JSON of the expected shape
+                decoded = outputs.str.json_decode(pl.Struct(typed))
+                return [decoded.struct.field(k).alias(k) for k in typed]
+            except pl.exceptions.PolarsError:
+                pass
+        rows = [_loads(v) for v in outputs.to_list()]
+        return self._from_objects(rows, fields, typed)
+
+    @staticmethod
+    def _from_objects(rows: list[Any], fields: dict[str, Any], typed: dict[str, Any]) -> list[pl.Series]:
+        out = []
+        for name, dtype in fields.items():
+            values = [r.get(name) if isinstance(r, dict) else None for r in rows]
+            if dtype is _AsJsonText:
+                values = [v if v is None or isinstance(v, str) else json.dumps(v) for v in values]
+            out.append(pl.Series(name, values, dtype=typed[name], strict=False))
+        return out
+
+    def _reasoning(self, outputs: pl.Series) -> list[pl.Series]:
+        wrapped = [_loads(v) for v in outputs.to_list()]
+        contents = [w.get("content") if isinstance(w, dict) else None for w in wrapped]
+        reasoning = pl.Series(REASONING, [w.get(REASONING) if isinstance(w, dict) else None for w in wrapped],
+                              dtype=pl.String)
+        objects = [_loads(c) if isinstance(c, str) else c for c in contents]
+        if self.fields is None and any(isinstance(o, dict) for o in objects):
+            sample = next(o for o in objects if isinstance(o, dict))
+            self.fields = {k: _AsJsonText if isinstance(v, (dict, list)) else pl.String for k, v in sample.items()}
+        if self.fields:
+            typed = {k: (pl.String if d is _AsJsonText else d) for k, d in self.fields.items()}
+            return [*self._from_objects(objects, self.fields, typed), reasoning]
+        text = [c if c is None or isinstance(c, str) else json.dumps(c) for c in contents]
+        return [pl.Series(self.output_column, text, dtype=pl.String), reasoning]
+
+
+def shape_file(
+    src: Path,
+    dst: Path,
+    *,
+    carry: pl.DataFrame | None,
+    output_column: str,
+    json_schema: dict[str, Any] | None,
+    metadata: dict[str, str],
+    batch_rows: int = BATCH_ROWS,
+) -> None:
+    """Write the shaped artifact of raw results file ``src`` to ``dst`` (a temp path), one batch at a time.
+
+    Raises ``ResultsShapeError`` when the carried columns do not line up with the results (row count)
+    or would collide with an output column.
+    """
+    raw = pq.ParquetFile(src)
+    total = raw.metadata.num_rows
+    if carry is not None and carry.height != total:
+        raise ResultsShapeError(
+            f"{carry.height} carried input rows but the job has {total} result rows; carry the columns of the "
+            "same rows the job was submitted with (carry_columns=[] carries none)"
+        )
+    if OUTPUTS not in raw.schema_arrow.names:
+        raise ResultsShapeError(f"the results have no {OUTPUTS!r} column (columns: {raw.schema_arrow.names})")
+    unpacker = _Unpacker(schema_fields(json_schema), output_column)
+    writer: pq.ParquetWriter | None = None
+    schema: pa.Schema | None = None
+    offset = 0
+    try:
+        for batch in raw.iter_batches(batch_size=batch_rows):
+            frame = pl.DataFrame(pl.from_arrow(batch))
+            pieces: list[pl.Series] = [] if carry is None else carry.slice(offset, frame.height).get_columns()
+            if "inputs" in frame.columns:
+                pieces.append(frame["inputs"])
+            pieces.extend(unpacker.columns(frame[OUTPUTS]))
+            pieces.extend(frame[c] for c in frame.columns if c not in (OUTPUTS, "inputs"))
+            offset += frame.height
+            table = _table(pieces)
+            if writer is None:
+                # A column that is all null in the first batch is typed as text, so later batches fit.
+                fields = [f.with_type(pa.large_string()) if pa.types.is_null(f.type) else f for f in table.schema]
+                schema = pa.schema(fields, metadata={**(table.schema.metadata or {}), **_encode(metadata)})
+                writer = pq.ParquetWriter(dst, schema, compression="zstd")
+            writer.write_table(table.cast(schema), row_group_size=batch_rows)
+        if writer is None:  # no rows: still a valid, typed file
+            table = _table(list(carry.get_columns()) if carry is not None else [])
+            schema = table.schema.with_metadata(_encode(metadata))
+            writer = pq.ParquetWriter(dst, schema, compression="zstd")
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _table(pieces: list[pl.Series]) -> pa.Table:
+    names = [p.name for p in pieces]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise ResultsShapeError(
+            f"columns {clash} appear both among the carried input columns and the job's outputs; rename them in "
+            "your data or choose carry_columns= without them"
+        )
+    return pl.DataFrame(pieces).to_arrow()
+
+
+def _encode(metadata: dict[str, str]) -> dict[bytes, bytes]:
+    return {k.encode(): v.encode() for k, v in metadata.items()}
