@@ -14,7 +14,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -381,6 +381,8 @@ class SutroClient(ClientBase):
         output_column: str = "inference_result",
         unpack_json: bool = True,
         unwrap_reasoning: bool = False,
+        *,
+        disable_cache: bool = False,  # accepted for SDK code; this client keeps no local results cache
     ) -> Any:
         """The results as a polars DataFrame (pandas when ``with_original_df`` is pandas).
 
@@ -473,14 +475,42 @@ class SutroClient(ClientBase):
             >>> outcome = client.run(spec, scope=("dagster", "asset", "2026-12-01", run_id), on_handle=record)
             >>> outcome.manifest.uri
         """
+        stages = self.stages(spec, scope=scope, idempotency_key=idempotency_key, on_status=on_status,
+                             destination=destination, storage_options=storage_options)
+        handle = next(stages)
+        try:
+            if on_handle is not None:
+                on_handle(handle)
+        except BaseException as exc:  # the stages decide: an interruption cancels, an error does not
+            stages.throw(exc)
+        try:
+            next(stages)
+        except StopIteration as done:
+            return done.value
+        raise RuntimeError("JobStages yielded twice")  # pragma: no cover - stages yields once
+
+    def stages(self, spec: JobSpec, *, scope: Sequence[Any] | None = None, idempotency_key: str | None = None,
+               on_status: Callable[[JobStatus], None] | None = None, destination: Any = None,
+               storage_options: dict[str, Any] | None = None) -> Generator[JobHandle, None, JobOutcome]:
+        """``run`` as a generator: it yields the handle once the job is started (so an orchestrator can
+        record it in its own event stream, e.g. a Dagster asset's ``yield``), then waits and finishes and
+        returns the ``JobOutcome``. An interruption thrown in or raised while waiting cancels the job
+        (unless ``spec.cancel_on_interrupt`` is False); a generator closed unfinished cancels nothing.
+
+        Example:
+            >>> stages = client.stages(spec, scope=scope)
+            >>> handle = next(stages)          # record it
+            >>> outcome = next(stages, None)   # doctest: +SKIP  (StopIteration.value holds the outcome)
+        """
         key, _ = lifecycle.step_key(spec, scope, idempotency_key)
         handle: JobHandle | None = None
         try:
             handle = self.start(spec, scope=scope, idempotency_key=key)
-            if on_handle is not None:
-                on_handle(handle)
+            yield handle
             job = self.wait(handle, on_status=on_status)
             manifest = self.finish(handle, carry=spec.carry, destination=destination, storage_options=storage_options)
+        except GeneratorExit:
+            raise
         except BaseException as exc:
             if self._interrupted(exc, spec):
                 self._run(self._cancel_interrupted_op(handle, key))
@@ -498,15 +528,15 @@ class SutroClient(ClientBase):
         *,
         confidence_scoring: bool | None = None,
     ) -> FunctionResult:
-        """Run a published Function on one input, synchronously (a dict, a pydantic model, or a bare
-        string for a one-input Function). Traced to LangSmith when ``langsmith`` is installed and
-        ``LANGSMITH_TRACING=true``; otherwise the langsmith arguments are ignored.
+        """Run a published Function on one input (a dict or a pydantic model, as the docs say), synchronously.
+        Traced to LangSmith when ``langsmith`` is installed and ``LANGSMITH_TRACING=true``; otherwise the
+        langsmith arguments are ignored.
 
         Example:
             >>> client.run_function("ticket-triage", {"text": "I was charged twice"}).label
             'billing'
         """
-        body = input_data if isinstance(input_data, str) and name else self._function_input(name, input_data)
+        body = self._function_input(name, input_data)
         with tracing.function_run_trace(name, body, langsmith_metadata, langsmith_tags) as traced:
             result = self._run(ops.send(self.retry, protocol.run_function_call(name, body, confidence_scoring)))
             traced.update(result.model_dump(mode="json", exclude_none=True))

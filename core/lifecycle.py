@@ -51,6 +51,18 @@ DEFAULT_TIMEOUT_S = 24 * 60 * 60.0
 DEFAULT_DOWNLOAD_TIMEOUT_S = 3600.0
 
 
+def check_max_cost(value: Any) -> None:
+    """The one rule for a cost budget, for adapters that check it when a step is defined: a dollar amount
+    >= 0 (0 allows only free jobs), or None for no gate.
+
+    Example:
+        >>> check_max_cost(0)
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0):
+        raise InputValidationError(
+            "max_cost_usd", f"must be a dollar amount >= 0 (e.g. 5.0), got {value!r}; None disables the gate")
+
+
 def _read_table(data: Any) -> Any:
     """A .csv/.parquet path read once, so the rows sent and the rows carried are the same."""
     if isinstance(data, (str, os.PathLike)) and not is_url(str(data)):
@@ -94,6 +106,7 @@ class JobSpec:
     carry: pl.DataFrame | None = field(default=None, compare=False, repr=False)
     output_column: str = "inference_result"
     max_cost_usd: float | None = None
+    estimate_cost: bool = False   # dry-run (and report) the cost even without a limit
     output_uri: str | None = None
     output_format: str = "parquet"
     include_inputs: bool = False
@@ -103,9 +116,7 @@ class JobSpec:
     cancel_on_interrupt: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_cost_usd is not None and (isinstance(self.max_cost_usd, bool) or not self.max_cost_usd >= 0):
-            raise InputValidationError(
-                "max_cost_usd", f"must be a dollar amount >= 0 (e.g. 5.0), got {self.max_cost_usd!r}; None disables the gate")
+        check_max_cost(self.max_cost_usd)
         if self.timeout is not None and (isinstance(self.timeout, bool) or not self.timeout > 0):
             raise InputValidationError("timeout", f"must be a positive number of seconds or None, got {self.timeout!r}")
         if self.output_format not in RESULT_FORMATS:
@@ -313,7 +324,8 @@ def step_key(spec: JobSpec, scope: Sequence[Any] | None, idempotency_key: str | 
 def start_op(retry: RetryPolicy, poll: PollPolicy, api_url: str, job_url: Callable[[str], str], spec: JobSpec,
              key: str, scope: str | None) -> Op[JobHandle]:
     """Find/reattach, cost-gate, submit once, close the race, cancel a superseded job -> the handle."""
-    sub = yield from ops.submit_job(retry, spec.request, key, poll=poll, max_cost_usd=spec.max_cost_usd, scope=scope)
+    sub = yield from ops.submit_job(retry, spec.request, key, poll=poll, max_cost_usd=spec.max_cost_usd,
+                                    estimate_cost=spec.estimate_cost, scope=scope)
     now = time.time()
     return JobHandle(
         job_id=sub.job_id, idempotency_key=key, scope=scope, api_url=api_url, url=job_url(sub.job_id),

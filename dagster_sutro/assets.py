@@ -40,11 +40,13 @@ from dagster import (
     asset,
 )
 
-from sutro_core import BatchJobRequest, InputValidationError
+from sutro_core import InputValidationError, JobSpec, load_results
+from sutro_core.lifecycle import check_max_cost
 
 from .checks import evaluate_results, results_check_spec
-from .execution import run_sutro_job
-from .metadata import materialization_metadata
+from .execution import prepare_spec, run_sutro_job, step_idempotency_key
+from .io import SutroArtifact, staging_path
+from .metadata import PREVIEW_ROWS, materialization_metadata
 from .resources import SutroResource
 
 MAX_JOB_NAME = 45  # the API's limit on job names
@@ -112,8 +114,7 @@ def _build(
     *,
     name: str,
     upstream: Any,
-    make_request: Callable[[pl.DataFrame, str, str], BatchJobRequest],
-    fetch_results: Callable[[SutroResource, str, pl.DataFrame], pl.DataFrame],
+    make_spec: Callable[[pl.DataFrame, str, str], JobSpec],
     expected_columns: Callable[[pl.DataFrame], Sequence[str]],
     kind_description: str,
     max_cost_usd: float | None,
@@ -129,8 +130,7 @@ def _build(
     check_results: bool,
     definition_metadata: Mapping[str, Any],
 ) -> AssetsDefinition:
-    if max_cost_usd is not None and max_cost_usd <= 0:
-        raise ValueError(f"max_cost_usd must be > 0 dollars, got {max_cost_usd}; leave it None for no cost gate")
+    check_max_cost(max_cost_usd)  # the core's rule, at definition time
     prefix = [key_prefix] if isinstance(key_prefix, str) else list(key_prefix or [])
     asset_key = AssetKey([*prefix, name])
 
@@ -147,25 +147,30 @@ def _build(
         kinds={"sutro", "parquet"},
         metadata=dict(definition_metadata),
         check_specs=[results_check_spec(asset_key)] if check_results else None,
+        # A LazyFrame to any polars IO manager: dagster-polars sinks it (streamed), ours moves the file.
+        dagster_type=pl.LazyFrame,
     )
     def _sutro_asset(context: AssetExecutionContext, rows: Any) -> Iterator[Any]:
         sutro: SutroResource = getattr(context.resources, resource_key)
         try:
             frame = rows_to_frame(rows)
-            request = make_request(frame, _job_name(context), _job_description(context))
+            spec = make_spec(frame, _job_name(context), _job_description(context)).with_(
+                max_cost_usd=max_cost_usd, estimate_cost=estimate_cost)
         except InputValidationError as exc:
             raise Failure(description=f"Bad input for Sutro asset {name}: {exc}", allow_retries=False) from exc
-        outcome = yield from run_sutro_job(
-            context, sutro, request, max_cost_usd=max_cost_usd, estimate_cost=estimate_cost,
-            timeout_seconds=timeout_seconds,
-        )
-        results = fetch_results(sutro, outcome.job.job_id, frame)
-        yield Output(results, metadata=materialization_metadata(outcome, results, input_rows=frame.height))
-        if check_results:
-            yield evaluate_results(
-                results, input_rows=frame.height, expected_columns=expected_columns(frame),
-                input_columns=frame.columns, asset_key=asset_key,
-            )
+        uri = staging_path(context, sutro.results_dir, step_idempotency_key(context, spec.fingerprint)[:16])
+        spec = prepare_spec(spec, sutro, output_uri=uri, timeout_seconds=timeout_seconds)
+        outcome = yield from run_sutro_job(context, sutro, spec)
+        artifact = SutroArtifact.of(outcome.manifest)
+        preview = load_results(outcome.manifest, n_rows=PREVIEW_ROWS)
+        # Checked before the Output: the IO manager may move the artifact's file when it stores it.
+        check = evaluate_results(
+            artifact, input_rows=frame.height, expected_columns=expected_columns(frame),
+            input_columns=frame.columns, asset_key=asset_key,
+        ) if check_results else None
+        yield Output(artifact, metadata=materialization_metadata(outcome, preview, input_rows=frame.height))
+        if check is not None:
+            yield check
 
     return _sutro_asset
 
@@ -224,18 +229,13 @@ def build_sutro_inference_asset(
     if not model:
         raise ValueError("model: pass the Sutro model id, e.g. model='qwen-3-4b'")
 
-    def make_request(frame: pl.DataFrame, job_name: str, job_description: str) -> BatchJobRequest:
-        return BatchJobRequest.for_inference(
-            frame, model=model, column=column, system_prompt=system_prompt,
+    def make_spec(frame: pl.DataFrame, job_name: str, job_description: str) -> JobSpec:
+        return JobSpec.for_inference(
+            frame, model, column=column, system_prompt=system_prompt,
             output_schema=dict(output_schema) if output_schema else None,
             sampling_params=dict(sampling_params) if sampling_params else None, job_priority=job_priority,
             random_seed_per_input=random_seed_per_input, truncate_rows=truncate_rows, name=job_name,
-            description=job_description,
-        )
-
-    def fetch_results(sutro: SutroResource, job_id: str, frame: pl.DataFrame) -> pl.DataFrame:
-        return _as_polars(
-            sutro.get_client().get_job_results(job_id, with_original_df=frame, output_column=output_column)
+            description=job_description, output_column=output_column,
         )
 
     def expected(frame: pl.DataFrame) -> Sequence[str]:  # noqa: ARG001
@@ -243,7 +243,7 @@ def build_sutro_inference_asset(
         return list(props) if isinstance(props, Mapping) and props else [output_column]
 
     return _build(
-        name=name, upstream=upstream, make_request=make_request, fetch_results=fetch_results,
+        name=name, upstream=upstream, make_spec=make_spec,
         expected_columns=expected, kind_description=f"Sutro batch inference with {model}",
         max_cost_usd=max_cost_usd, estimate_cost=estimate_cost, timeout_seconds=timeout_seconds,
         partitions_def=partitions_def, key_prefix=key_prefix, group_name=group_name,
@@ -295,26 +295,23 @@ def build_sutro_function_asset(
     if not function:
         raise ValueError("function: pass the published Sutro Function's name, e.g. function='ticket-triage'")
 
-    def make_request(frame: pl.DataFrame, job_name: str, job_description: str) -> BatchJobRequest:
+    def make_spec(frame: pl.DataFrame, job_name: str, job_description: str) -> JobSpec:
         if input_columns is not None:
             missing = [c for c in input_columns if c not in frame.columns]
             if missing:
                 raise InputValidationError(
                     "input_columns", f"columns {missing} are not in the upstream rows; available: {frame.columns}"
                 )
-        sent = frame.select(list(input_columns)) if input_columns is not None else frame
-        return BatchJobRequest.for_function(
-            function, sent, job_priority=job_priority, name=job_name, description=job_description
+        return JobSpec.for_function(
+            function, frame, columns=list(input_columns) if input_columns is not None else None,
+            job_priority=job_priority, name=job_name, description=job_description,
         )
-
-    def fetch_results(sutro: SutroResource, job_id: str, frame: pl.DataFrame) -> pl.DataFrame:
-        return _as_polars(sutro.get_client().get_job_results(job_id, with_original_df=frame))
 
     def expected(frame: pl.DataFrame) -> Sequence[str]:
         return list(output_columns) if output_columns else []
 
     return _build(
-        name=name, upstream=upstream, make_request=make_request, fetch_results=fetch_results,
+        name=name, upstream=upstream, make_spec=make_spec,
         expected_columns=expected, kind_description=f"Sutro Function {function} over every upstream row",
         max_cost_usd=max_cost_usd, estimate_cost=estimate_cost, timeout_seconds=timeout_seconds,
         partitions_def=partitions_def, key_prefix=key_prefix, group_name=group_name,
@@ -322,7 +319,3 @@ def build_sutro_function_asset(
         description=description, check_results=check_results,
         definition_metadata={"sutro/function": function, "sutro/job_priority": job_priority},
     )
-
-
-def _as_polars(df: Any) -> pl.DataFrame:
-    return df if isinstance(df, pl.DataFrame) else pl.from_pandas(df)

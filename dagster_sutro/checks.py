@@ -1,6 +1,6 @@
 """The results-completeness asset check: one result row per input row, and every expected field present.
 
-The check runs inside the materializing step on the DataFrame already in memory (no second load).
+The check runs inside the materializing step, as a streaming scan of the artifact (never loaded whole).
 
 Example:
     >>> spec = results_check_spec(AssetKey("ticket_labels"))
@@ -27,7 +27,7 @@ def results_check_spec(asset_key: AssetKey) -> AssetCheckSpec:
 
 
 def evaluate_results(
-    df: pl.DataFrame,
+    df: pl.DataFrame | pl.LazyFrame,
     *,
     input_rows: int,
     expected_columns: Sequence[str],
@@ -42,16 +42,21 @@ def evaluate_results(
         >>> evaluate_results(pl.DataFrame({"label": ["a"]}), input_rows=1, expected_columns=["label"]).passed
         True
     """
-    missing = [c for c in expected_columns if c not in df.columns]
-    null_counts = {c: int(df[c].null_count()) for c in expected_columns if c in df.columns}
-    rows_ok = df.height == input_rows
+    lazy = df.lazy()  # counted by a streaming scan: a big artifact is never loaded whole
+    columns = lazy.collect_schema().names()
+    missing = [c for c in expected_columns if c not in columns]
+    present = [c for c in expected_columns if c in columns]
+    counts = lazy.select(pl.len().alias("__rows"), *[pl.col(c).null_count() for c in present]).collect().row(0, named=True)
+    null_counts = {c: int(counts[c]) for c in present}
+    height = int(counts["__rows"])
+    rows_ok = height == input_rows
     passed = rows_ok and not missing
     problems = []
     if not rows_ok:
-        problems.append(f"{df.height} result rows for {input_rows} input rows")
+        problems.append(f"{height} result rows for {input_rows} input rows")
     if missing:
         problems.append(f"missing fields {missing}")
-    if not expected_columns and input_columns is not None and set(df.columns) <= set(input_columns):
+    if not expected_columns and input_columns is not None and set(columns) <= set(input_columns):
         passed = False
         problems.append("the results added no output columns to the input rows")
     return AssetCheckResult(
@@ -62,7 +67,7 @@ def evaluate_results(
         description="; ".join(problems) if problems else "every input row has a result with all fields",
         metadata={
             "input_rows": MetadataValue.int(input_rows),
-            "result_rows": MetadataValue.int(df.height),
+            "result_rows": MetadataValue.int(height),
             "expected_fields": MetadataValue.json(list(expected_columns)),
             "missing_fields": MetadataValue.json(missing),
             "null_values": MetadataValue.json(null_counts),

@@ -1,7 +1,7 @@
 """Materialization metadata for a Sutro results asset: what a user looks for in the Dagster UI.
 
 Example:
-    >>> meta = materialization_metadata(outcome, df, input_rows=len(df))  # doctest: +SKIP
+    >>> meta = materialization_metadata(outcome, preview, input_rows=len(df))  # doctest: +SKIP
     >>> meta["sutro/job_url"]  # doctest: +SKIP
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 from dagster import MetadataValue, TableColumn, TableSchema
 
-from .execution import JobOutcome
+from sutro_core import JobOutcome
 
 PREVIEW_ROWS = 5
 _CELL_CHARS = 80
@@ -50,27 +50,28 @@ def column_schema(df: pl.DataFrame) -> TableSchema:
     return TableSchema(columns=[TableColumn(name=name, type=str(dtype)) for name, dtype in df.schema.items()])
 
 
-def materialization_metadata(outcome: JobOutcome, df: pl.DataFrame, *, input_rows: int) -> dict[str, Any]:
-    """Job id and link, model, rows, tokens, cost, duration and a preview for the materialization.
+def materialization_metadata(outcome: JobOutcome, preview: pl.DataFrame, *, input_rows: int) -> dict[str, Any]:
+    """Job id and link, model, rows, tokens, cost, duration, the artifact and a preview for the materialization.
 
-    The parquet path is added by the IO manager that stores the DataFrame (``path``).
+    ``preview`` is the artifact's first rows (read alone, so a million-row result is never loaded).
     """
-    job = outcome.job
+    job, handle, manifest = outcome.job, outcome.handle, outcome.manifest
     meta: dict[str, Any] = {
         "sutro/job_id": MetadataValue.text(job.job_id),
-        "sutro/job_url": MetadataValue.url(outcome.job_url),
+        "sutro/job_url": MetadataValue.url(handle.url),
         "sutro/model": MetadataValue.text(job.model or ""),
-        "sutro/reattached": MetadataValue.bool(outcome.reattached),
+        "sutro/reattached": MetadataValue.bool(handle.reattached),
         "sutro/input_rows": MetadataValue.int(input_rows),
-        "dagster/row_count": MetadataValue.int(df.height),
-        "dagster/column_schema": column_schema(df),
-        "preview": MetadataValue.md(preview_markdown(df)),
+        "sutro/manifest": MetadataValue.json(manifest.to_dict()),
+        "dagster/row_count": MetadataValue.int(manifest.rows),
+        "dagster/column_schema": column_schema(preview),
+        "preview": MetadataValue.md(preview_markdown(preview)),
     }
     optional = {
         "sutro/input_tokens": job.input_tokens,
         "sutro/output_tokens": job.output_tokens,
         "sutro/cost_usd": job.job_cost,
-        "sutro/cost_estimate_usd": outcome.cost_estimate,
+        "sutro/cost_estimate_usd": handle.cost_estimate,
         "sutro/duration_seconds": job.duration_seconds,
     }
     for name, value in optional.items():

@@ -48,8 +48,8 @@ class SutroResource(ConfigurableResource):
     timeout_seconds: float = Field(
         default=24 * 3600.0,
         gt=0,
-        description="How long a step waits for its job before failing. The job keeps running on "
-        "Sutro, so a retry or re-execution of the step reattaches to it.",
+        description="How long a step waits for its job. At the deadline the job is cancelled (unless "
+        "cancel_on_timeout=False) and the step fails, as in Airflow and Prefect.",
     )
     poll_interval_seconds: float | None = Field(
         default=None,
@@ -61,6 +61,16 @@ class SutroResource(ConfigurableResource):
         default=None,
         gt=0,
         description="Upper bound of the polling interval. None keeps the core's default.",
+    )
+    cancel_on_timeout: bool = Field(
+        default=True,
+        description="Cancel the Sutro job when a step's wait reaches timeout_seconds. Set False to keep it "
+        "running, so a RetryPolicy retry of the step reattaches to it instead.",
+    )
+    results_dir: str | None = Field(
+        default=None,
+        description="Where the core writes each step's results artifact before the IO manager stores it "
+        "(local folder or fsspec URI). Default: $DAGSTER_HOME/storage/sutro.",
     )
     cancel_on_termination: bool = Field(
         default=True,
@@ -108,9 +118,9 @@ class SutroResource(ConfigurableResource):
             2.0
         """
         default = PollPolicy()
-        initial = self.poll_interval_seconds or default.initial_interval
-        ceiling = self.max_poll_interval_seconds or max(default.max_interval, initial)
-        return PollPolicy(initial_interval=initial, max_interval=max(ceiling, initial))
+        # PollPolicy validates, and raises a cap below the first interval to it: one rule everywhere.
+        return PollPolicy(initial_interval=self.poll_interval_seconds or default.initial_interval,
+                          max_interval=self.max_poll_interval_seconds or default.max_interval)
 
     def close(self) -> None:
         """Close any client this resource opened (safe to call twice)."""

@@ -22,7 +22,7 @@ from dagster import (
 )
 from dagster_polars import PolarsParquetIOManager
 
-from dagster_sutro import RESULTS_CHECK_NAME, SutroResource, build_sutro_function_asset, build_sutro_inference_asset
+from dagster_sutro import RESULTS_CHECK_NAME, SutroParquetIOManager, SutroResource, build_sutro_function_asset, build_sutro_inference_asset
 from sutro_core import JobStatus
 from sutro_core.idempotency import key_in_description
 
@@ -37,8 +37,8 @@ def sutro(sutro_server, sutro_key) -> SutroResource:
 
 
 @pytest.fixture
-def io_manager(tmp_path: Path) -> PolarsParquetIOManager:
-    return PolarsParquetIOManager(base_dir=str(tmp_path / "storage"))
+def io_manager(tmp_path: Path) -> SutroParquetIOManager:
+    return SutroParquetIOManager(base_dir=str(tmp_path / "storage"))
 
 
 @asset
@@ -180,9 +180,10 @@ def test_daily_partition_materializes_one_day(sutro, io_manager, sutro_client):
 
 def test_step_retry_reattaches_instead_of_resubmitting(sutro_server, sutro_key, io_manager, sutro_client):
     # Each try waits at most 1 s for a job of >= 2.4 s (8 rows at 0.3 s): the first tries time out and
-    # fail the step, Dagster's RetryPolicy re-runs it, and every retry must reattach to the same job.
+    # fail the step, Dagster's RetryPolicy re-runs it, and every retry must reattach to the same job
+    # (cancel_on_timeout=False keeps the job running at each try's deadline).
     impatient = SutroResource(api_key=sutro_key, api_url=sutro_server.url, timeout_seconds=1.0,
-                              poll_interval_seconds=0.2, max_poll_interval_seconds=0.3)
+                              poll_interval_seconds=0.2, max_poll_interval_seconds=0.3, cancel_on_timeout=False)
 
     @asset(name="eight_reviews")
     def eight_reviews() -> pl.DataFrame:
@@ -208,6 +209,22 @@ def test_step_retry_reattaches_instead_of_resubmitting(sutro_server, sutro_key, 
     assert meta["sutro/job_id"].value == jobs[0].job_id
     assert meta["sutro/reattached"].value is True
     assert pl.read_parquet(meta["path"].value).height == 8
+
+
+def test_a_step_timeout_cancels_the_job_by_default(sutro_server, sutro_key, io_manager, sutro_client):
+    impatient = SutroResource(api_key=sutro_key, api_url=sutro_server.url, timeout_seconds=1.0,
+                              poll_interval_seconds=0.2, max_poll_interval_seconds=0.3)
+
+    @asset(name="many_rows")
+    def many_rows() -> pl.DataFrame:
+        return pl.DataFrame({"text": [f"row {i}" for i in range(20)]})
+
+    embeddings = build_sutro_inference_asset(name="timed_out", upstream=many_rows, model="slow-embed", column="text")
+    result = materialize([many_rows, embeddings], resources={"sutro": impatient, "io_manager": io_manager},
+                         raise_on_error=False)
+    assert not result.success and "did not finish in time" in _step_error(result)
+    jobs = _own_billed_jobs(sutro_client)
+    assert len(jobs) == 1 and sutro_client.get_job_status(jobs[0].job_id).value in ("CANCELLING", "CANCELLED")
 
 
 def test_failed_job_fails_the_step_with_the_server_reason(sutro, io_manager, sutro_client):

@@ -46,6 +46,7 @@ def reexecution_job():
         resources={
             "sutro": SutroResource(
                 api_key=EnvVar("SUTRO_API_KEY"), api_url=EnvVar("SUTRO_API_URL"), timeout_seconds=1.0,
+                cancel_on_timeout=False,
                 poll_interval_seconds=0.2, max_poll_interval_seconds=0.3,
             ),
             "io_manager": PolarsParquetIOManager(base_dir=EnvVar("DAGSTER_SUTRO_TEST_STORAGE")),

@@ -41,8 +41,9 @@ def test_rows_to_frame_accepts_frames_and_parquet_paths(tmp_path):
 
 
 def test_factories_reject_bad_arguments_at_definition_time():
-    with pytest.raises(ValueError, match="max_cost_usd must be > 0"):
-        build_sutro_inference_asset(name="x", upstream="rows", model="m", max_cost_usd=0)
+    with pytest.raises(ValueError, match="max_cost_usd: must be a dollar amount >= 0"):
+        build_sutro_inference_asset(name="x", upstream="rows", model="m", max_cost_usd=-1)
+    build_sutro_inference_asset(name="x", upstream="rows", model="m", max_cost_usd=0)  # 0: only free jobs
     with pytest.raises(ValueError, match="model: pass the Sutro model id"):
         build_sutro_inference_asset(name="x", upstream="rows", model="")
     with pytest.raises(ValueError, match="function: pass the published"):
