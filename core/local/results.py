@@ -18,6 +18,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from .worker import RESULTS_ROW_GROUP
 from .errors import ApiError
 from .state import ServerState
 from .store import JobRow
@@ -68,7 +69,8 @@ def results_file(state: ServerState, job: JobRow, include_inputs: bool, include_
         for c in want:
             cols[c] = table[c] if c in stored else pa.nulls(table.num_rows, pa.float64())
         tmp = proj.with_name(f".{proj.name}.{uuid.uuid4().hex}.tmp")
-        pq.write_table(pa.table(cols).replace_schema_metadata(table.schema.metadata), tmp, compression="zstd")
+        pq.write_table(pa.table(cols).replace_schema_metadata(table.schema.metadata), tmp, compression="zstd",
+                       row_group_size=RESULTS_ROW_GROUP)
         os.replace(tmp, proj)
     return proj
 
@@ -80,14 +82,20 @@ def results_columns(path: Path) -> dict[str, list[Any]]:
     return pq.read_table(path).to_pydict()
 
 
-def csv_zip(path: Path) -> Path:
-    """A ZIP holding one CSV of the file (list columns as JSON text), cached beside it."""
+def csv_zip(path: Path, job_id: str) -> Path:
+    """A ZIP holding one CSV of the file (list columns as JSON text), cached beside it.
+
+    As the docs say, the CSV's outputs column is named after the job id ("Column names: inputs,
+    {job_id} outputs, cumulative_logprobs"); parquet and JSON keep ``outputs``.
+    """
     import polars as pl
 
-    out = path.with_suffix(".csv.zip")
+    # ".jobcol": a cache written before the rename (column `outputs`) is never served again
+    out = path.with_suffix(".jobcol.csv.zip")
     if out.exists():
         return out
     df = pl.read_parquet(path)
+    df = df.rename({"outputs": job_id})
     df = df.with_columns(
         # Nested values as JSON text, vectorised: encode {"v": value} and strip the wrapper.
         [pl.struct(pl.col(c).alias("v")).struct.json_encode().str.slice(5).str.strip_suffix("}").alias(c)

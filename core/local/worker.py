@@ -25,10 +25,12 @@ from typing import Any
 
 from .config import DEFAULT_EMBEDDING_MODEL, ModelConfig
 from .engines.base import ChunkParams, ChunkResult, EngineInputError
-from .functions import FunctionChunkResult, parse_definition
+from .functions import parse_definition
 from .state import ServerState
 from .store import JobRow, utcnow
 
+#: Rows per parquet row group in results files (clients stream them a group at a time).
+RESULTS_ROW_GROUP = 65_536
 log = logging.getLogger(__name__)
 
 ACTIVE = ("QUEUED", "STARTING", "RUNNING")
@@ -210,7 +212,8 @@ class Worker(threading.Thread):
             {"sutro.job_id": job.job_id, "sutro.model": job.model, "sutro.id_column": id_col or ""}
         )
         tmp = jdir / "results.parquet.tmp"
-        pq.write_table(table, tmp, compression="zstd")
+        # Bounded row groups: a client can then read a million-row result a slice at a time.
+        pq.write_table(table, tmp, compression="zstd", row_group_size=RESULTS_ROW_GROUP)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, jdir / "results.parquet")
@@ -261,9 +264,8 @@ def _write_part(path: Path, result: ChunkResult) -> None:
     cols: dict[str, Any] = {"outputs": outputs}
     if result.cumulative_logprobs is not None:
         cols["cumulative_logprobs"] = pa.array(result.cumulative_logprobs, pa.float64())
-    if isinstance(result, FunctionChunkResult):
-        for name, values in result.carried.items():
-            cols[name] = pa.array(values)
+    for name, values in result.carried.items():  # e.g. finish_reason, a Function's confidence_score
+        cols[name] = pa.array(values)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     pq.write_table(pa.table(cols), tmp)
