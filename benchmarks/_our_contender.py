@@ -6,6 +6,7 @@ Usage::
 
     .venv/bin/python benchmarks/_our_contender.py download JOB_ID DEST.parquet
     .venv/bin/python benchmarks/_our_contender.py dataframe JOB_ID
+    .venv/bin/python benchmarks/_our_contender.py read-floor RESULTS.parquet
     .venv/bin/python benchmarks/_our_contender.py submit MODEL ROWS
     .venv/bin/python benchmarks/_our_contender.py wait JOB_IDS_FILE SECONDS STEADY_FROM [MAX_CONNECTIONS]
 """
@@ -44,7 +45,21 @@ def dataframe(job_id: str) -> dict:
         t0 = time.perf_counter()
         df = client.get_job_results(job_id)
         op = time.perf_counter() - t0
-    return {"op_s": op, "rows": df.height, "columns": df.columns, "rss_before_mb": before}
+    return {"op_s": op, "rows": df.height, "columns": df.columns, "rss_before_mb": before,
+            "frame_mb": df.estimated_size() / 2**20}
+
+
+def read_floor(path: str) -> dict:
+    """The floor for ``dataframe``: ``pl.read_parquet`` of the same results file, already on disk."""
+    import polars as pl
+
+    import sutro_core  # noqa: F401 - the same imports as the contender it is the floor of
+
+    before = _rss_mb()
+    t0 = time.perf_counter()
+    df = pl.read_parquet(path)
+    op = time.perf_counter() - t0
+    return {"op_s": op, "rows": df.height, "frame_mb": df.estimated_size() / 2**20, "rss_before_mb": before}
 
 
 def submit(model: str, rows: int) -> dict:
@@ -116,6 +131,8 @@ def main() -> None:
         report = download(args[0], args[1])
     elif cmd == "dataframe":
         report = dataframe(args[0])
+    elif cmd == "read-floor":
+        report = read_floor(args[0])
     elif cmd == "submit":
         report = submit(args[0], int(args[1]))
     elif cmd == "wait":

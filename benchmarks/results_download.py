@@ -91,6 +91,8 @@ def run(rows: int, repeats: int, with_sdk: bool) -> str:
                                                   job_id, str(out_dir / "ours.parquet")],
             "ours: get_job_results -> DataFrame": [OUR_PYTHON, str(BENCH_DIR / "_our_contender.py"), "dataframe",
                                                    job_id],
+            "floor: pl.read_parquet of the file": [OUR_PYTHON, str(BENCH_DIR / "_our_contender.py"), "read-floor",
+                                                   str(out_dir / "warm.parquet")],
         }  # fmt: skip
         if sdk_python:
             contenders["official SDK: get_job_results (no cache)"] = [
@@ -116,6 +118,7 @@ def run(rows: int, repeats: int, with_sdk: bool) -> str:
         rows_out.append([name, round(m.op_s, 3), round(m.wall_s, 2), round(floor) if floor else "-",
                          round(m.peak_rss_mb), round(m.peak_rss_mb - floor) if floor else "-",
                          round(m.op_s / raw.op_s, 2)])
+    floor = med["floor: pl.read_parquet of the file"]
     lines = [
         f"### 1. Results to parquet: {rows:,} rows, ~{OUTPUT_CHARS}-byte outputs, results file {file_bytes / 1e6:.1f} MB",
         "",
@@ -126,6 +129,10 @@ def run(rows: int, repeats: int, with_sdk: bool) -> str:
                "time / raw"],
               rows_out),
         "",
+        f"- get_job_results -> DataFrame / pl.read_parquet of the file: **{ours_df.op_s / floor.op_s:.2f}x** time "
+        f"(goal <= 1.3x); memory growth {growth(ours_df):.0f} MB for a {ours_df.report.get('frame_mb', 0):.0f} MB frame "
+        f"(**{growth(ours_df) / max(ours_df.report.get('frame_mb', 1), 1):.2f}x**, goal <= 1.2x; the floor: "
+        f"{growth(floor):.0f} MB)",
         f"- download_results / raw curl: **{ours_dl.op_s / raw.op_s:.2f}x** time (target <= 1.25x); "
         f"peak RSS {ours_dl.peak_rss_mb:.0f} MB (target < 200 MB), of which {growth(ours_dl):.0f} MB came during "
         "the download (the rest: the interpreter, imports, client)",

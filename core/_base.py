@@ -6,7 +6,11 @@ The operations here are generators (see ``operations``); each client only drives
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import os
+import ssl
+import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -24,10 +28,26 @@ from .models import FunctionResult, Job, JobStatus, ResultsManifest, Submission
 from .operations import Blocking, Lines, Op
 from .progress import ProgressReporter
 from .request import BatchJobRequest
-from .results import join_original, read_parquet_bytes, shape_results
+from .results import join_original, read_parquet_file, shape_results
 from .retrying import Deadline, DeadlineReached, PollPolicy, RetryPolicy
 
 HOSTED_APP_URL = "https://app.sutro.sh"
+
+
+@functools.lru_cache(maxsize=1)
+def shared_ssl_context() -> ssl.SSLContext:
+    """One TLS context (certifi's CAs, as httpx uses) for every client in the process.
+
+    Building one costs ~40 ms of CPU; a triggerer that makes a client per deferred task would spend
+    that per task (issue 17). An ``SSLContext`` is safe to share between connections and threads.
+    """
+    import certifi
+
+    # As httpx does with trust_env: SSL_CERT_FILE / SSL_CERT_DIR (a company CA) win over certifi's bundle.
+    cafile, capath = os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class ClientBase:
@@ -113,25 +133,32 @@ class ClientBase:
         job = yield from ops.succeeded_job(self.retry, job_id)
         if (job.model_extra or {}).get("dry_run") is True:  # a cost estimate: no results, ever; say so now
             raise DryRunResultsError(job_id)
+        # Spooled to a temp file, then read: a body held in memory costs ~2x its size at peak
+        # (benchmarks/results_download.py, issue 17).
+        fd, tmp = tempfile.mkstemp(prefix="sutro-results-", suffix=".parquet.part")
+        os.close(fd)
         try:
-            content = yield from ops.send(
-                self.retry,
-                protocol.results_file_call(job_id, include_inputs=include_inputs,
-                                           include_cumulative_logprobs=include_cumulative_logprobs),
-            )
-        except SutroAPIError as exc:
-            if exc.code == "dry_run_has_no_results":
-                raise DryRunResultsError(job_id) from exc
-            raise
+            try:
+                yield from ops.send(
+                    self.retry,
+                    protocol.results_file_call(job_id, include_inputs=include_inputs,
+                                               include_cumulative_logprobs=include_cumulative_logprobs, stream_to=tmp),
+                )
+            except SutroAPIError as exc:
+                if exc.code == "dry_run_has_no_results":
+                    raise DryRunResultsError(job_id) from exc
+                raise
 
-        def shape() -> Any:
-            df = shape_results(read_parquet_bytes(content), output_column=output_column, unpack_json=unpack_json,
-                               unwrap_reasoning=unwrap_reasoning)
-            if with_original_df is not None:
-                return join_original(df, with_original_df)
-            return df
+            def shape() -> Any:
+                df = shape_results(read_parquet_file(tmp), output_column=output_column, unpack_json=unpack_json,
+                                   unwrap_reasoning=unwrap_reasoning)
+                if with_original_df is not None:
+                    return join_original(df, with_original_df)
+                return df
 
-        return (yield Blocking(shape))
+            return (yield Blocking(shape))
+        finally:
+            os.unlink(tmp)
 
     def _download_op(
         self,

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 
 from . import lifecycle, operations as ops, protocol
-from ._base import ClientBase
+from ._base import ClientBase, shared_ssl_context
 from .client import _past, _timeout
 from . import compat, tracing
 from .models import CancelResult, FunctionResult, Job, JobStatus, Quota, ResultsManifest, Submission
@@ -60,7 +60,7 @@ class AsyncSutroClient(ClientBase):
         super().__init__(api_key, api_url, timeout=timeout, retry=retry, poll=poll)
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.AsyncClient(base_url=self.api_url + "/", headers=self._headers(), timeout=timeout,
-                                       transport=transport, limits=limits)
+                                       transport=transport, limits=limits, verify=shared_ssl_context())
         # httpcore's pool rescans every queued request and every connection whenever a request starts
         # or ends (quadratic): 1,000 waits polling through one client cost ~3 ms CPU a poll and hit
         # PoolTimeouts (benchmarks/waiting.py). Queueing here instead (O(1) wakeups) keeps the pool's
@@ -249,6 +249,8 @@ class AsyncSutroClient(ClientBase):
         output_column: str = "inference_result",
         unpack_json: bool = True,
         unwrap_reasoning: bool = False,
+        *,
+        disable_cache: bool = False,  # accepted for SDK code; this client keeps no local results cache
     ) -> Any:
         """See ``SutroClient.get_job_results``."""
         return await self._run(self._results_op(job_id, include_inputs, include_cumulative_logprobs,
@@ -349,7 +351,7 @@ class AsyncSutroClient(ClientBase):
         confidence_scoring: bool | None = None,
     ) -> FunctionResult:
         """See ``SutroClient.run_function``."""
-        body = input_data if isinstance(input_data, str) and name else self._function_input(name, input_data)
+        body = self._function_input(name, input_data)
         with tracing.function_run_trace(name, body, langsmith_metadata, langsmith_tags) as traced:
             result = await self._run(ops.send(self.retry, protocol.run_function_call(name, body, confidence_scoring)))
             traced.update(result.model_dump(mode="json", exclude_none=True))

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import httpx
 
 from . import lifecycle, operations as ops, protocol
-from ._base import ClientBase
+from ._base import ClientBase, shared_ssl_context
 from . import compat, tracing
 from .models import CancelResult, FunctionResult, Job, JobStatus, Quota, ResultsManifest, Submission
 from .operations import Blocking, Lines, Op, Sleep
@@ -100,7 +100,7 @@ class SutroClient(ClientBase):
     ) -> None:
         super().__init__(api_key, api_url, timeout=timeout, retry=retry, poll=poll)
         self._http = httpx.Client(base_url=self.api_url + "/", headers=self._headers(), timeout=timeout,
-                                  transport=transport)
+                                  transport=transport, verify=shared_ssl_context())
 
     # ---- driving operations ----------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ Example:
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -49,7 +50,56 @@ TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.
 REATTACHABLE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.STARTING, JobStatus.RUNNING, JobStatus.SUCCEEDED})
 
 
-class Job(BaseModel):
+class _WireMapping:
+    """Read-only ``Mapping`` access to a record, so SDK-style code (``jobs[0]["job_id"]``) works.
+
+    The keys are the fields the server sent (declared ones and extras such as ``datetime_created``);
+    the values are the typed ones (``JobStatus``, ``datetime``), which compare equal to the wire
+    strings where the type is a ``str`` enum. Attribute access is unchanged.
+
+    Example:
+        >>> job = Job.model_validate({"job_id": "job-1", "status": "RUNNING"})
+        >>> job["status"] == "RUNNING", job.get("cost_estimate"), sorted(job)
+        (True, None, ['job_id', 'status'])
+    """
+
+    def _wire_keys(self) -> list[str]:
+        model: Any = self
+        declared = [f for f in type(model).model_fields if f in model.model_fields_set]
+        return declared + list(model.model_extra or {})
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._wire_keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]  # keys, as a Mapping iterates
+        return iter(self._wire_keys())
+
+    def __len__(self) -> int:
+        return len(self._wire_keys())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._wire_keys()
+
+    def keys(self) -> list[str]:
+        """The keys the server sent."""
+        return self._wire_keys()
+
+    def values(self) -> list[Any]:
+        """The values, in key order."""
+        return [getattr(self, k) for k in self._wire_keys()]
+
+    def items(self) -> list[tuple[str, Any]]:
+        """(key, value) pairs, in key order."""
+        return [(k, getattr(self, k)) for k in self._wire_keys()]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when the server did not send it."""
+        return getattr(self, key) if key in self._wire_keys() else default
+
+
+class Job(_WireMapping, BaseModel):
     """One job's record from ``jobs/{id}`` or ``list-jobs``. Unknown fields are kept in ``extra``."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
@@ -98,7 +148,7 @@ class Job(BaseModel):
         return (self.finished_at - start).total_seconds()
 
 
-class Quota(BaseModel):
+class Quota(_WireMapping, BaseModel):
     """Row and token quota for one priority."""
 
     model_config = ConfigDict(extra="allow")
@@ -108,7 +158,7 @@ class Quota(BaseModel):
     token_quota: int | None = None
 
 
-class Prediction(BaseModel):
+class Prediction(_WireMapping, BaseModel):
     """One label's score from a classification Function."""
 
     model_config = ConfigDict(extra="allow")
@@ -117,12 +167,14 @@ class Prediction(BaseModel):
     confidence: float | None = None
 
 
-class FunctionResult(BaseModel):
+class FunctionResult(_WireMapping, BaseModel):
     """The result of ``run_function``: exposes both the classification and the extraction shape.
+
+    Reads as the SDK's dict too (``r["response"]``, ``r.get("output")``).
 
     Example:
         >>> r = client.run_function("ticket-triage", {"text": "I was charged twice"})
-        >>> r.label, r.confidence, [p.label for p in r.predictions]
+        >>> r.label, r.confidence, [p.label for p in r.predictions], r["response"]
     """
 
     model_config = ConfigDict(extra="allow")
@@ -143,6 +195,72 @@ class FunctionResult(BaseModel):
     def is_classification(self) -> bool:
         """True when the result has the classification shape."""
         return self.output is None
+
+
+for _record in (Job, Quota, Prediction, FunctionResult):
+    Mapping.register(_record)
+
+
+class CancelResult(dict):  # type: ignore[type-arg]
+    """What ``cancel_job`` returns: the docs' dict (the server's JSON body) that also acts as the
+    job's new ``JobStatus`` (compares equal to it, has ``.value``, ``.status``, ``.is_terminal``),
+    so both SDK-style and older typed code keep working.
+
+    Example:
+        >>> r = CancelResult("job-1", {"job_id": "job-1", "status": "CANCELLING"})
+        >>> r["status"], r == JobStatus.CANCELLING, r in (JobStatus.CANCELLED, JobStatus.CANCELLING), r.value
+        ('CANCELLING', True, True, 'CANCELLING')
+    """
+
+    def __init__(self, job_id: str, body: Any) -> None:
+        super().__init__(body if isinstance(body, dict) else {"job_id": job_id, "status": body})
+        self.setdefault("job_id", job_id)
+        self.status = _status_of(job_id, body)
+
+    @property
+    def value(self) -> str:
+        """The status as its wire string (``JobStatus.value``)."""
+        return self.status.value
+
+    @property
+    def job_id(self) -> str:
+        """The cancelled job's id."""
+        return str(self["job_id"])
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when the job already ended (CANCELLED, or it had finished before the cancel)."""
+        return self.status.is_terminal
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):  # JobStatus is a str enum
+            return self.status.value == str(getattr(other, "value", other)).upper()
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = None  # type: ignore[assignment]  # a dict: compare with ==, not by hash
+
+    def __str__(self) -> str:  # in log lines ("now %s") it reads as the status
+        return self.status.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.status.value, spec)
+
+    def __reduce__(self) -> Any:  # pickles (Prefect task results) with its status
+        return (CancelResult, (self.job_id, dict(self)))
+
+
+def _status_of(job_id: str, body: Any) -> JobStatus:
+    if isinstance(body, dict):
+        for key in ("status", "job_status"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get(job_id, next(iter(value.values()), None))
+            if value is not None:
+                return JobStatus.parse(value)
+    return JobStatus.parse(body)
 
 
 class Submission(BaseModel):

@@ -18,10 +18,21 @@ from .inputs import _is_pandas, to_polars
 
 OUTPUTS = "outputs"
 REASONING = "reasoning_content"
+FINISH_REASON = "finish_reason"  # per row, from sutro-local's generative engines: "stop" or "length"
 
 
 class ResultsShapeError(SutroError):
     """Results cannot be joined or unpacked as asked (row count mismatch, column clash)."""
+
+
+def read_parquet_file(path: str) -> pl.DataFrame:
+    """A downloaded results file as a DataFrame, its validity checked first (``ResultsFormatError``)."""
+    from pathlib import Path
+
+    from .artifacts import validate_results_file
+
+    validate_results_file(Path(path), "parquet")
+    return pl.read_parquet(path)
 
 
 def read_parquet_bytes(content: bytes) -> pl.DataFrame:
@@ -33,8 +44,9 @@ def _decode_objects(column: pl.Series) -> pl.Series | None:
     """The column decoded as JSON objects (a struct Series), or None if it is not all JSON objects."""
     if column.dtype != pl.String:
         return None
-    non_null = column.drop_nulls()
-    if non_null.len() == 0 or not non_null.str.strip_chars_start().str.starts_with("{").all():
+    # A cheap sniff of the first values (no copy of the whole column); json_decode then checks every row.
+    head = column.drop_nulls().head(64).to_list()
+    if not head or not all(v.lstrip().startswith("{") for v in head):
         return None
     try:
         decoded = column.str.json_decode(infer_schema_length=None)
@@ -59,48 +71,60 @@ def shape_results(
     unpack_json: bool = True,
     unwrap_reasoning: bool = False,
 ) -> pl.DataFrame:
-    """Rename ``outputs`` to ``output_column``; unpack JSON object outputs into columns.
+    """Rename ``outputs`` to ``output_column``; unpack JSON object outputs into columns, as the SDK does.
 
-    Reasoning outputs (``{"content", "reasoning_content"}``) keep a ``reasoning_content`` column
-    unless ``unwrap_reasoning`` drops it; their ``content`` is unpacked like any other output.
+    Every field of a JSON object output becomes a column. A reasoning output
+    (``{"content": ..., "reasoning_content": ...}``) therefore gives ``content`` and
+    ``reasoning_content`` columns; with ``unwrap_reasoning=True`` and object ``content`` the
+    SDK's flattening applies: ``reasoning_content`` plus one column per field of ``content``.
+
+    Example:
+        >>> outs = ['{"content": {"label": "bug"}, "reasoning_content": "it crashes"}']
+        >>> shape_results(pl.DataFrame({"outputs": outs}), unwrap_reasoning=True).columns
+        ['reasoning_content', 'label']
     """
     if OUTPUTS not in df.columns:
         raise ResultsShapeError(f"the results have no {OUTPUTS!r} column (columns: {df.columns})")
     others = [c for c in df.columns if c != OUTPUTS]
     outputs = df[OUTPUTS]
-    if not unpack_json:
-        return df.rename({OUTPUTS: output_column})
-    decoded = _decode_objects(outputs)
+    if unpack_json and FINISH_REASON in df.columns:  # rows cut by max_tokens hold incomplete JSON:
+        # unpack the others; a cut row's fields are null and its finish_reason column says "length"
+        outputs = df.select(pl.when(pl.col(FINISH_REASON).ne_missing("length")).then(pl.col(OUTPUTS))).to_series()
+    decoded = _decode_objects(outputs) if unpack_json else None
     if decoded is None:
         return df.rename({OUTPUTS: output_column})
-    fields = [f.name for f in decoded.dtype.fields]  # type: ignore[union-attr]
-    pieces: list[pl.Series] = []
-    if set(fields) <= {"content", REASONING} and "content" in fields:
+    fields = {f.name: f.dtype for f in decoded.dtype.fields}  # type: ignore[union-attr]
+    if not fields:  # empty objects have no column to carry the rows: keep the raw output
+        return df.rename({OUTPUTS: output_column})
+    pieces = decoded.struct.unnest().get_columns()
+    if unwrap_reasoning and set(fields) == {"content", REASONING} and isinstance(fields["content"], pl.Struct):
         content = decoded.struct.field("content")
-        if content.dtype == pl.String:
-            inner = _decode_objects(content)
-            content = inner if inner is not None else content
-        if isinstance(content.dtype, pl.Struct):
-            pieces.extend(content.struct.unnest().get_columns())
-        else:
-            pieces.append(content.alias(output_column))
-        if REASONING in fields and not unwrap_reasoning:
-            pieces.append(decoded.struct.field(REASONING).alias(REASONING))
-    else:
-        pieces.extend(decoded.struct.unnest().get_columns())
+        pieces = [decoded.struct.field(REASONING), *content.struct.unnest().get_columns()]
     new_names = [p.name for p in pieces]
     _check_clash(others, new_names, "unpacking the JSON outputs")
     return pl.concat([df.select(others), pl.DataFrame(pieces)], how="horizontal")
 
 
 def join_original(results: pl.DataFrame, original: Any) -> Any:
-    """Results placed beside the original rows (same order); pandas in, pandas out."""
-    original_pl = to_polars(original)
-    if original_pl.height != results.height:
+    """Results placed beside the original rows (same order); pandas in, pandas out.
+
+    A pandas frame keeps its index and its columns' dtypes (results are appended positionally,
+    as the SDK does), so joining back on the index lines up.
+
+    Example:
+        >>> join_original(pl.DataFrame({"inference_result": ["r"]}), pd.DataFrame({"t": ["a"]}, index=[10]))
+    """
+    rows = len(original) if _is_pandas(original) else to_polars(original).height
+    if rows != results.height:
         raise ResultsShapeError(
-            f"the original data has {original_pl.height} rows but the results have {results.height}; "
+            f"the original data has {rows} rows but the results have {results.height}; "
             "pass the same DataFrame the job was submitted with"
         )
-    _check_clash(original_pl.columns, results.columns, "joining results to the original DataFrame")
-    joined = pl.concat([original_pl, results], how="horizontal")
-    return joined.to_pandas() if _is_pandas(original) else joined
+    columns = [str(c) for c in original.columns]
+    _check_clash(columns, results.columns, "joining results to the original DataFrame")
+    if _is_pandas(original):
+        combined = original.copy()
+        for name, values in results.to_pandas().items():
+            combined[name] = values.array  # .array: positional, ignores the original's index
+        return combined
+    return pl.concat([to_polars(original), results], how="horizontal")

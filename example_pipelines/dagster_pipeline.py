@@ -1,7 +1,9 @@
 """Dagster example: daily support tickets -> Sutro Function triage + Sutro embeddings, stored as parquet.
 
 When ``SUTRO_DEMO_GENERATION_MODEL`` names a generative model, a ``ticket_replies`` asset drafts a first
-reply to the day's first tickets (see ``example_pipelines.common``); otherwise it is left out.
+reply to the day's first tickets and a ``ticket_fields`` asset runs the ``ticket-fields`` extraction
+Function (JSON schema) over them, stored with typed columns (``customer_name``, ``urgent``,
+``sentiment``); see ``example_pipelines.common``. Otherwise both are left out.
 
 Load it in the Dagster UI (``dagster dev -m example_pipelines.dagster_pipeline``) with SUTRO_API_KEY set
 (and SUTRO_API_URL pointing at a ``sutro-local`` server for a free local run), or run one partition
@@ -28,9 +30,8 @@ from dagster import (
     define_asset_job,
     materialize,
 )
-from dagster_polars import PolarsParquetIOManager
 
-from dagster_sutro import SutroResource, build_sutro_function_asset, build_sutro_inference_asset
+from dagster_sutro import SutroParquetIOManager, SutroResource, build_sutro_function_asset, build_sutro_inference_asset
 from example_pipelines import common
 
 # The shipped dataset covers 2026-01-01 .. 2026-01-07 (end_date is exclusive).
@@ -85,9 +86,20 @@ if GENERATION_MODEL:  # only with a real generative model: outputs are never fak
         partitions_def=DAYS,
         group_name="support",
     )
-    generation_assets = [tickets_needing_reply, ticket_replies]
+    ticket_fields = build_sutro_function_asset(
+        name="ticket_fields",
+        upstream=tickets_needing_reply,
+        function=common.FIELDS_FUNCTION,  # extraction with a JSON schema: one typed column per field
+        input_columns=["text"],
+        output_columns=common.FIELDS_COLUMNS,
+        partitions_def=DAYS,
+        group_name="support",
+    )
+    generation_assets = [tickets_needing_reply, ticket_replies, ticket_fields]
 
-SUTRO_ASSETS = ["ticket_triage", "ticket_embeddings"] + (["ticket_replies"] if GENERATION_MODEL else [])
+SUTRO_ASSETS = ["ticket_triage", "ticket_embeddings"]
+if GENERATION_MODEL:
+    SUTRO_ASSETS += ["ticket_replies", "ticket_fields"]
 
 triage_job = define_asset_job("daily_ticket_triage", selection=AssetSelection.groups("support"), partitions_def=DAYS)
 
@@ -97,7 +109,7 @@ defs = Definitions(
     resources={
         # api_url falls back to SUTRO_API_URL, then the hosted API.
         "sutro": SutroResource(api_key=EnvVar("SUTRO_API_KEY")),
-        "io_manager": PolarsParquetIOManager(base_dir=STORAGE_DIR),
+        "io_manager": SutroParquetIOManager(base_dir=STORAGE_DIR),
     },
 )
 
@@ -116,7 +128,7 @@ def run_partition(
         partition_key=day,
         resources={
             "sutro": SutroResource(api_key=api_key, api_url=api_url),
-            "io_manager": PolarsParquetIOManager(base_dir=storage_dir),
+            "io_manager": SutroParquetIOManager(base_dir=storage_dir),
         },
     )
     summary: dict[str, Any] = {"success": result.success}

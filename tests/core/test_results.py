@@ -26,15 +26,20 @@ def test_json_outputs_unpack_into_columns_and_raw_on_request():
     assert kept["inference_result"].to_list() == raw["outputs"].to_list()
 
 
-def test_reasoning_outputs_keep_reasoning_content_unless_unwrapped():
+def test_reasoning_outputs_unpack_as_the_sdk_does():
     outs = [json.dumps({"content": {"sentiment": "pos"}, "reasoning_content": "because"}),
             json.dumps({"content": {"sentiment": "neg"}, "reasoning_content": "hmm"})]
+    # default: every field of the object is a column (content stays structured), as the SDK
     df = shape_results(pl.DataFrame({"outputs": outs}))
-    assert df.columns == ["sentiment", "reasoning_content"]
+    assert df.columns == ["content", "reasoning_content"]
     assert df["reasoning_content"].to_list() == ["because", "hmm"]
-    assert shape_results(pl.DataFrame({"outputs": outs}), unwrap_reasoning=True).columns == ["sentiment"]
+    assert df["content"].to_list() == [{"sentiment": "pos"}, {"sentiment": "neg"}]
+    # unwrap_reasoning flattens the content and keeps the reasoning (it dropped it before)
+    flat = shape_results(pl.DataFrame({"outputs": outs}), unwrap_reasoning=True)
+    assert flat.columns == ["reasoning_content", "sentiment"] and flat["sentiment"].to_list() == ["pos", "neg"]
     text = [json.dumps({"content": "plain answer", "reasoning_content": "r"})]
-    assert shape_results(pl.DataFrame({"outputs": text}))["inference_result"].to_list() == ["plain answer"]
+    plain = shape_results(pl.DataFrame({"outputs": text}), unwrap_reasoning=True)
+    assert plain.columns == ["content", "reasoning_content"] and plain["content"].to_list() == ["plain answer"]
 
 
 def test_non_json_strings_and_vectors_stay_as_they_are():
@@ -59,3 +64,12 @@ def test_join_original_keeps_order_and_type():
         join_original(results.head(1), pl.DataFrame({"text": ["a", "b"]}))
     with pytest.raises(ResultsShapeError, match="inference_result"):
         join_original(results, pl.DataFrame({"inference_result": ["a", "b"]}))
+
+
+def test_join_original_pandas_keeps_index_and_dtypes():
+    original = pd.DataFrame({"text": pd.Series(["a", "b", "c"], dtype=object), "n": [1, 2, 3]}, index=[10, 20, 30])
+    joined = join_original(pl.DataFrame({"inference_result": ["r1", "r2", "r3"]}), original)
+    assert list(joined.index) == [10, 20, 30]
+    assert joined["text"].dtype == object and joined["n"].dtype == original["n"].dtype
+    assert joined.loc[20, "inference_result"] == "r2"
+    assert "inference_result" not in original.columns  # the caller's frame is not modified
