@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -64,4 +66,56 @@ def resolve_settings(api_key: str | None = None, api_url: str | None = None) -> 
         file_values = _config_file_values()
         api_key = api_key or file_values.get("api_key")
         api_url = api_url or file_values.get("base_url") or file_values.get("api_url")
-    return Settings(api_key=api_key or None, api_url=normalize_api_url(api_url or DEFAULT_API_URL))
+    return Settings(api_key=clean_api_key(api_key), api_url=normalize_api_url(api_url or DEFAULT_API_URL))
+
+
+# What a key looks like where it could show up: a header value, a URL's user-info or query.
+_REDACT_PATTERNS = (
+    re.compile(r"\b(Key|Bearer|Basic)(\s+)[^\s'\",)]+"),           # Authorization header values
+    re.compile(r"(?i)(['\"]?authorization['\"]?\s*[:=]\s*['\"]?)[^'\",})]+"),
+    re.compile(r"(?i)([?&](?:api_key|key|token|access_token)=)[^&\s'\"]+"),
+    re.compile(r"(://[^/\s:@]*:)[^@/\s]+(@)"),                           # user:password@host
+    re.compile(r"\bsk-[A-Za-z0-9_-]{6,}"),                                # sk-... keys anywhere
+)
+
+
+def clean_api_key(api_key: str | None) -> str | None:
+    """The key with surrounding whitespace stripped (a trailing newline from a file or env var);
+    None when empty. A key holding characters an HTTP header cannot carry raises at once, without
+    showing the key.
+
+    Example:
+        >>> clean_api_key("  sk-abc\\n")
+        'sk-abc'
+    """
+    if api_key is None:
+        return None
+    key = api_key.strip()
+    if not key:
+        return None
+    if any(ord(ch) < 0x21 or ord(ch) > 0x7E for ch in key):
+        raise InputValidationError(
+            "api_key", f"the API key ({len(key)} characters) contains whitespace, control or non-ASCII characters; "
+            "copy it again (SUTRO_API_KEY, api_key= or ~/.sutro/config.json)",
+        )  # fmt: skip
+    return key
+
+
+def redact(text: object, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` with API keys masked: the given secrets, ``Key``/``Bearer`` header values, URL
+    passwords and key-like query parameters. Use it on anything that shows a request (log lines,
+    error messages) so a key never reaches a log.
+
+    Example:
+        >>> redact("GET https://u:pw@api.sutro.sh/x?api_key=abc (Authorization: Key sk-live-12345678)")
+        'GET https://u:***@api.sutro.sh/x?api_key=*** (Authorization: ***)'
+    """
+    out = str(text)
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            out = out.replace(secret, "***")
+    out = _REDACT_PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}***", out)
+    out = _REDACT_PATTERNS[1].sub(lambda m: f"{m.group(1)}***", out)
+    out = _REDACT_PATTERNS[2].sub(lambda m: f"{m.group(1)}***", out)
+    out = _REDACT_PATTERNS[3].sub(lambda m: f"{m.group(1)}***{m.group(2)}", out)
+    return _REDACT_PATTERNS[4].sub("***", out)

@@ -91,6 +91,8 @@ def session_server_config(tmp_path: Path) -> dict[str, Any]:
             {"job_priority": 1, "row_quota": 10_000_000, "token_quota": None},
         ],
         "functions_dir": str(functions_dir),
+        # tests serve URL inputs from 127.0.0.1; a real server refuses private addresses (SSRF)
+        "url_inputs": {"allow_private": True},
     }
 
 

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .api import ROUTER_MODULES
+from .bodylimit import BodyLimitMiddleware
 from .config import ServerConfig
 from .errors import ApiError
 from .state import ServerState
@@ -35,10 +36,16 @@ class Settings:
     data_dir: Path
     config: ServerConfig
     run_worker: bool = True
+    public_url: str | None = None  # base of signed result URLs (else config public_url, else the request's)
+
+
+MAX_DETAIL = 2000  # characters of an error detail (details quote client values; see errors.echo)
 
 
 def _error(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     request_id = uuid.uuid4().hex[:16]
+    # never fail while reporting a failure: escape lone surrogates, cap the size
+    detail = str(detail).encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_DETAIL]
     return JSONResponse(
         {"detail": detail, "code": code, "request_id": request_id},
         status_code=status,
@@ -68,8 +75,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code, "http_error")
         return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_: Request, exc: RecursionError) -> JSONResponse:
+        # json.loads of a body nested thousands of levels deep
+        return _error(400, "invalid_request", "the JSON body nests too deeply; flatten it")
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
@@ -97,7 +109,10 @@ def create_app(settings: Settings, state: ServerState | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.sutro = state
+    app.state.public_url = (settings.public_url or settings.config.public_url or "").rstrip("/") or None
     install_error_handlers(app)
+    # counts body bytes as they arrive: an oversized (even chunked) body is cut off with a 413
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.config.max_request_body_bytes)
     for module in ROUTER_MODULES:
         app.include_router(importlib.import_module(module).router)
     # The official SDK (sutro 0.1.67, validation.normalize_api_url) sends every call under
@@ -105,6 +120,10 @@ def create_app(settings: Settings, state: ServerState | None = None) -> FastAPI:
     for module in ROUTER_MODULES:
         if not module.endswith("openai_compat"):  # already /v1-prefixed
             app.include_router(importlib.import_module(module).router, prefix="/v1", include_in_schema=False)
+    # The web console (HTML, session cookie) lives under /console at the root only.
+    from .console import mount_console
+
+    mount_console(app)
     return app
 
 

@@ -83,9 +83,12 @@ class ClassificationRunner:
         self.example_texts = [self._example_text(ex) for ex in examples]
         self.example_labels = [self.labels.index(ex["label"]) for ex in examples]
         self._example_vecs = self._engine.encode(self.example_texts) if examples else None
-        self.system_prompt_tokens = sum(self._engine.count_tokens(
-            [f"{n}: {d}" for n, d in zip(self.labels, self.descriptions)] + self.example_texts
-        ))  # fmt: skip
+        # usage.system_prompt is the prompt's *text* (the docs: "Return one lead qualification label.");
+        # an embedding classifier has no chat prompt, so this is the instruction it stands for.
+        self.system_prompt = str(
+            defn.raw.get("instructions") or defn.description
+            or f"Return one label: {', '.join(self.labels)}."
+        )
 
     def _example_text(self, ex: dict[str, Any]) -> str:
         value = ex.get("input", ex.get("text"))
@@ -144,7 +147,7 @@ class ClassificationRunner:
             "usage": {
                 "input_tokens": self._engine.count_tokens([text])[0],
                 "output_tokens": 1,
-                "system_prompt": self.system_prompt_tokens,
+                "system_prompt": self.system_prompt,
             },
         }
 

@@ -53,12 +53,16 @@ def _serve(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     config = load_config(args.config)
     key = default_key(data_dir)
-    app = create_app(Settings(data_dir=data_dir, config=config))
+    # signed result URLs are built from this, never from a request's Host header
+    local_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    public_url = args.public_url or config.public_url or f"http://{local_host}:{args.port}"
+    app = create_app(Settings(data_dir=data_dir, config=config, public_url=public_url))
     url = f"http://{args.host}:{args.port}"
     _out(f"sutro-local serving at {url}")
     _out(f"API key: {key}")
     _out(f"data dir: {data_dir}   models: {', '.join(sorted(config.models))}")
     _out(f"try: SUTRO_API_URL={url} SUTRO_API_KEY={key}")
+    _out(f"web console: {public_url.rstrip('/')}/console/jobs   (sign in with the API key)")
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
 
@@ -105,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     s.add_argument("--config", default=None, help="YAML config (models, prices, quotas, functions_dir)")
     s.add_argument("--log-level", default="warning")
+    s.add_argument("--public-url", default=None,
+                   help="base URL clients reach this server at, for signed result URLs (config public_url; "
+                        "default http://<host>:<port>)")
     s.set_defaults(func=_serve)
     k = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     kc = k.add_parser("create", help="create an API key and print it")

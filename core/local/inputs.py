@@ -10,18 +10,18 @@ Example:
 
 from __future__ import annotations
 
-import io
 import json
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .errors import ApiError
+from .config import UrlInputsConfig
+from .errors import ApiError, echo
 from .functions import FunctionDef, FunctionInputError
-
-MAX_URL_BYTES = 512 * 1024 * 1024
+from .inputs_url import fetch_url
 
 
 @dataclass
@@ -42,16 +42,19 @@ def _bad(detail: str, code: str = "invalid_inputs") -> ApiError:
 
 
 def resolve_inputs(
-    inputs: Any, function: FunctionDef | None, column_name: Any, id_column_name: Any
-) -> ResolvedInputs:
-    """Validate `inputs` and return the rows; raises ApiError(400) naming the field and the fix."""
+    inputs: Any, function: FunctionDef | None, column_name: Any, id_column_name: Any,
+    *, url_config: UrlInputsConfig | None = None, tmp_dir: Path | None = None, started: float | None = None,
+) -> ResolvedInputs:  # fmt: skip
+    """Validate `inputs` and return the rows; raises ApiError(400) naming the field and the fix.
+    A URL is fetched per `url_config` (public addresses only by default; see inputs_url.py)."""
     if isinstance(inputs, str):
         if urlparse(inputs).scheme not in ("http", "https"):
             raise _bad(
                 "field 'inputs' is a string but not an http(s) URL; pass a list of strings, a list of "
                 "objects for a Function, or an http(s) URL of a csv/parquet file with column_name"
             )
-        return _from_url(inputs, function, column_name, id_column_name)
+        return _from_url(inputs, function, column_name, id_column_name, url_config or UrlInputsConfig(),
+                         tmp_dir or Path(tempfile.gettempdir()), started)  # fmt: skip
     if not isinstance(inputs, list):
         raise _bad(
             f"field 'inputs' must be a list of strings (or of objects for a Function), got {type(inputs).__name__}"
@@ -72,40 +75,39 @@ def resolve_inputs(
     return ResolvedInputs(rows=rows)
 
 
-def _from_url(url: str, function: FunctionDef | None, column_name: Any, id_column_name: Any) -> ResolvedInputs:
-    import httpx
+def _from_url(
+    url: str, function: FunctionDef | None, column_name: Any, id_column_name: Any, cfg: UrlInputsConfig,
+    tmp_dir: Path, started: float | None,
+) -> ResolvedInputs:  # fmt: skip
     import polars as pl
 
     if function is None and not isinstance(column_name, str):
         raise _bad("field 'column_name' is required with a URL input: name the column that holds the rows")
+    fetched = fetch_url(url, cfg, tmp_dir, started)
     try:
-        with httpx.Client(timeout=60, follow_redirects=True) as client:
-            resp = client.get(url)
-    except httpx.HTTPError as exc:
-        raise _bad(f"could not fetch inputs URL {url}: {exc}", "inputs_url_unreachable") from None
-    if resp.status_code != 200:
-        raise _bad(f"inputs URL {url} answered HTTP {resp.status_code}", "inputs_url_unreachable")
-    if len(resp.content) > MAX_URL_BYTES:
-        raise _bad(f"inputs URL {url} is over {MAX_URL_BYTES} bytes")
-    path = urlparse(url).path.lower()
-    ctype = resp.headers.get("content-type", "")
-    try:
-        if path.endswith(".parquet") or "parquet" in ctype:
-            df = pl.read_parquet(io.BytesIO(resp.content))
-        elif path.endswith(".csv") or "csv" in ctype:
-            df = pl.read_csv(io.BytesIO(resp.content), infer_schema_length=0)  # keep text as text
-        else:
-            raise _bad(f"inputs URL {url} must end in .csv or .parquet (or send a csv/parquet content-type)")
-    except ApiError:
-        raise
-    except Exception as exc:  # polars raises many error types for a corrupt file
-        raise _bad(f"inputs URL {url} is not a readable csv/parquet file: {exc}") from None
+        # the final URL (after redirects) decides the format, and the file is read from disk
+        path = urlparse(fetched.final_url).path.lower()
+        ctype = fetched.content_type
+        try:
+            if path.endswith(".parquet") or "parquet" in ctype:
+                df = pl.read_parquet(fetched.path)
+            elif path.endswith(".csv") or "csv" in ctype:
+                df = pl.read_csv(fetched.path, infer_schema_length=0)  # keep text as text
+            else:
+                raise _bad(f"inputs URL {echo(url)} must end in .csv or .parquet (or send a csv/parquet content-type)")
+        except ApiError:
+            raise
+        except Exception as exc:  # polars raises many error types; their messages quote the file: never echo them
+            raise _bad(f"inputs URL {echo(url)} is not a readable csv/parquet file ({type(exc).__name__})") from None
+    finally:
+        fetched.path.unlink(missing_ok=True)
+    url = echo(url)
     if df.height == 0:
         raise _bad(f"inputs URL {url} has no rows")
     ids = None
     if id_column_name is not None:
         if id_column_name not in df.columns:
-            raise _bad(f"field 'id_column_name': column {id_column_name!r} is not in the file; columns: {df.columns}")
+            raise _bad(f"field 'id_column_name': column {echo(id_column_name)} is not in the file; columns: {echo(df.columns)}")
         ids = df[id_column_name].to_list()
     if function is not None:
         # Function rows are objects: the file's columns by name, or the one named column as the
@@ -121,7 +123,7 @@ def _from_url(url: str, function: FunctionDef | None, column_name: Any, id_colum
                 raise _bad(str(exc), "invalid_function_input") from None
         return ResolvedInputs(rows=rows, ids=ids, id_column=id_column_name)
     if column_name not in df.columns:
-        raise _bad(f"field 'column_name': column {column_name!r} is not in the file; columns: {df.columns}")
+        raise _bad(f"field 'column_name': column {echo(column_name)} is not in the file; columns: {echo(df.columns)}")
     values = df[column_name].to_list()
     for i, v in enumerate(values):
         if v is None:

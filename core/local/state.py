@@ -14,6 +14,7 @@ from typing import Any
 
 from .config import ServerConfig
 from .engines.registry import EngineRegistry
+from .fetch_pool import UrlFetchPool
 from .functions import FunctionService
 from .store import Store
 
@@ -31,6 +32,11 @@ class ServerState:
     functions: FunctionService
     secret: bytes
     worker: Any = field(default=None)
+    url_fetches: UrlFetchPool = field(default=None)  # type: ignore[assignment]  # set in __post_init__
+
+    def __post_init__(self) -> None:
+        if self.url_fetches is None:
+            self.url_fetches = UrlFetchPool(self.config.url_inputs.max_concurrent)
 
     @classmethod
     def open(cls, data_dir: Path, config: ServerConfig) -> "ServerState":
@@ -38,6 +44,7 @@ class ServerState:
         data_dir = Path(data_dir).resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         store = Store(data_dir / "sutro-local.db")
+        store.enforce_unique_idempotency_keys(config.dedupe_idempotency_keys)
         engines = EngineRegistry(config)
         functions = FunctionService(store, engines)
         if config.functions_dir is not None:

@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 ACTIVE_STATUSES = ("QUEUED", "STARTING", "RUNNING")
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
   job_cost REAL, cost_estimate REAL, failure_reason TEXT,
   rows_processed INTEGER NOT NULL DEFAULT 0, dry_run INTEGER NOT NULL DEFAULT 0,
-  est_tokens INTEGER NOT NULL DEFAULT 0, params TEXT NOT NULL DEFAULT '{}'
+  est_tokens INTEGER NOT NULL DEFAULT 0, params TEXT NOT NULL DEFAULT '{}', idem_key TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, seq);
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, job_priority, seq);
@@ -54,6 +54,15 @@ CREATE TABLE IF NOT EXISTS functions (
   revision INTEGER NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (owner, name)
 );
 """
+
+# Jobs whose idempotency key a new submit reattaches to (the client's reattachable statuses).
+LIVE_STATUSES = ("QUEUED", "STARTING", "RUNNING", "SUCCEEDED")
+_LIVE_SQL = "status IN ('QUEUED','STARTING','RUNNING','SUCCEEDED')"
+# Unique per key among live non-dry-run jobs: the database itself refuses a second live job with a key.
+_IDEM_UNIQUE = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem_live ON jobs(owner, idem_key) "
+    f"WHERE idem_key IS NOT NULL AND dry_run = 0 AND {_LIVE_SQL}"
+)
 
 JOB_FIELDS = (
     "job_id", "status", "num_rows", "model", "name", "description", "job_priority", "created_at",
@@ -105,12 +114,17 @@ class JobRow:
     dry_run: bool
     est_tokens: int
     params: dict[str, Any]
+    idem_key: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         """The job record as `jobs/{id}` and `list-jobs` return it."""
         out = {f: getattr(self, f) for f in JOB_FIELDS}
         out["failure_reason"] = {"message": self.failure_reason} if self.failure_reason else None
         out["dry_run"] = self.dry_run
+        # The official SDK/CLI (`sutro jobs list`) read these names; ours stay beside them.
+        out["datetime_created"] = out["datetime_added"] = self.created_at
+        out["datetime_started"] = self.started_at
+        out["datetime_completed"] = self.finished_at
         return out
 
     @property
@@ -129,6 +143,40 @@ class Store:
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(_SCHEMA)
+        self._migrate(conn)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring an older database up to date: the idempotency-key column (backfilled from the
+        descriptions that carry the marker) and its lookup index."""
+        from ..idempotency import key_in_description
+
+        cols = {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}
+        if "idem_key" not in cols:
+            with _Tx(conn) as c:
+                if "idem_key" in {r[1] for r in c.execute("PRAGMA table_info(jobs)")}:
+                    return  # another process (e.g. `sutro-local keys create`) migrated meanwhile
+                c.execute("ALTER TABLE jobs ADD COLUMN idem_key TEXT")
+                rows = c.execute("SELECT job_id, description FROM jobs WHERE description LIKE '%[sutro-idempotency-key:%'")
+                for job_id, description in rows.fetchall():
+                    c.execute("UPDATE jobs SET idem_key=? WHERE job_id=?", (key_in_description(description), job_id))
+        conn.execute("CREATE INDEX IF NOT EXISTS jobs_idem ON jobs(owner, idem_key)")
+
+    def enforce_unique_idempotency_keys(self, enabled: bool) -> None:
+        """With dedupe on, add the partial UNIQUE index; off (hosted-like), drop it so that two live
+        jobs may share a key. An old database that already holds duplicate live keys keeps working:
+        the submit transaction (BEGIN IMMEDIATE) still checks before it inserts."""
+        conn = self._conn()
+        if not enabled:
+            conn.execute("DROP INDEX IF EXISTS jobs_idem_live")
+            return
+        try:
+            conn.execute(_IDEM_UNIQUE)
+        except sqlite3.IntegrityError:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "the database holds live jobs sharing an idempotency key (made with dedupe_idempotency_keys: "
+                "false); new duplicates are still refused by the submit transaction")
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -172,15 +220,54 @@ class Store:
 
     def get_job(self, job_id: str, owner: str | None = None) -> JobRow | None:
         """A job by id; with `owner`, only if that key owns it."""
+        if not isinstance(job_id, str) or not job_id.isascii():
+            return None  # job ids are ASCII; this also keeps lone surrogates away from SQLite
         sql, args = "SELECT * FROM jobs WHERE job_id=?", [job_id]
         if owner is not None:
             sql, args = sql + " AND owner=?", [job_id, owner]
         row = self._conn().execute(sql, args).fetchone()
         return _job(row) if row else None
 
-    def list_jobs(self, owner: str) -> list[JobRow]:
-        """A key's jobs, newest first."""
-        rows = self._conn().execute("SELECT * FROM jobs WHERE owner=? ORDER BY seq DESC", (owner,)).fetchall()
+    def create_job(
+        self, job: dict[str, Any], *, dedupe: bool, guard: Callable[[sqlite3.Connection], None] | None = None
+    ) -> tuple[str, bool]:
+        """Insert a job in one BEGIN IMMEDIATE transaction, so concurrent submits serialise here:
+        with `dedupe` and an `idem_key`, a live job of the same owner and key is returned instead
+        (job_id, True); `guard(conn)` runs first inside the transaction (the quota check: raising
+        aborts the insert). Returns (job_id, reattached)."""
+        job = dict(job)
+        job["params"] = json.dumps(job.get("params") or {})
+        cols = ",".join(job)
+        with self._tx() as c:
+            key = job.get("idem_key")
+            if dedupe and key and not job.get("dry_run"):
+                row = c.execute(
+                    f"SELECT job_id FROM jobs WHERE owner=? AND idem_key=? AND dry_run=0 AND {_LIVE_SQL} "
+                    "ORDER BY seq LIMIT 1", (job["owner"], key),
+                ).fetchone()  # fmt: skip
+                if row:
+                    return str(row[0]), True
+            if guard is not None:
+                guard(c)
+            c.execute(f"INSERT INTO jobs({cols}) VALUES ({','.join('?' * len(job))})", tuple(job.values()))
+        return str(job["job_id"]), False
+
+    def live_job_with_key(self, owner: str, key: str) -> str | None:
+        """The id of a live (reattachable) job of `owner` with idempotency `key`, if any."""
+        row = self._conn().execute(
+            f"SELECT job_id FROM jobs WHERE owner=? AND idem_key=? AND dry_run=0 AND {_LIVE_SQL} ORDER BY seq LIMIT 1",
+            (owner, key),
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def list_jobs(self, owner: str, idem_key: str | None = None) -> list[JobRow]:
+        """A key's jobs, newest first; with `idem_key`, only those carrying it (one indexed read)."""
+        if idem_key is None:
+            rows = self._conn().execute("SELECT * FROM jobs WHERE owner=? ORDER BY seq DESC", (owner,)).fetchall()
+        else:
+            rows = self._conn().execute(
+                "SELECT * FROM jobs WHERE owner=? AND idem_key=? ORDER BY seq DESC", (owner, idem_key)
+            ).fetchall()
         return [_job(r) for r in rows]
 
     def update_job(self, job_id: str, **fields: Any) -> None:
@@ -207,9 +294,12 @@ class Store:
         ).fetchall()
         return [_job(r) for r in rows]
 
-    def active_usage(self, owner: str, job_priority: int) -> tuple[int, int]:
-        """(rows, estimated tokens) of a key's queued or running jobs at a priority."""
-        row = self._conn().execute(
+    def active_usage(
+        self, owner: str, job_priority: int, conn: sqlite3.Connection | None = None
+    ) -> tuple[int, int]:
+        """(rows, estimated tokens) of a key's queued or running jobs at a priority (inside a
+        transaction when `conn` is the transaction's connection)."""
+        row = (conn or self._conn()).execute(
             "SELECT COALESCE(SUM(num_rows),0), COALESCE(SUM(est_tokens),0) FROM jobs "
             "WHERE owner=? AND job_priority=? AND dry_run=0 AND status IN ('QUEUED','STARTING','RUNNING')",
             (owner, job_priority),
@@ -272,6 +362,8 @@ class Store:
 
     def get_function(self, owner: str, name: str) -> tuple[dict[str, Any], int] | None:
         """(definition, revision) of a Function the key can see: its own first, then global ones."""
+        if not name.isascii():
+            return None  # Function names are ASCII (and lone surrogates must not reach SQLite)
         row = self._conn().execute(
             "SELECT definition, revision FROM functions WHERE name=? AND owner IN (?, ?) "
             "ORDER BY owner = ? ASC LIMIT 1",

@@ -1,20 +1,26 @@
 """Validate a `batch-inference` body, apply quotas, and create the job (inputs first, then the row).
 
 Example:
-    >>> # job_id = submit_job(state, owner, {"model": "all-minilm-l6-v2", "inputs": ["hi"]})
+    >>> # submit_job(state, owner, {"model": "all-minilm-l6-v2", "inputs": ["hi"]}).job_id
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import shutil
+import sqlite3
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
+from ..idempotency import key_in_description
+
 from .config import DEFAULT_EMBEDDING_MODEL
-from .errors import ApiError
+from .errors import ApiError, echo
 from .functions import FunctionDef
 from .inputs import resolve_inputs, write_inputs
+from .jsonsafe import check_json
 from .state import ServerState
 from .store import utcnow
 
@@ -58,6 +64,11 @@ def _check_schema(schema: Any) -> None:
 
 def resolve_target(state: ServerState, owner: str, model: Any) -> FunctionDef | None:
     """None for a configured model, the FunctionDef for a Function name; 400 listing what exists."""
+    if isinstance(model, list):
+        raise _bad(
+            "field 'model' is a list; one job takes one model: submit one job per model "
+            "(the official SDK's infer_per_model / infer(model=[...]) does that for you)", "unknown_model",
+        )  # fmt: skip
     if not isinstance(model, str) or not model:
         raise _bad("field 'model' is required: a model name or a Function name", "unknown_model")
     if model in state.config.models:
@@ -68,23 +79,34 @@ def resolve_target(state: ServerState, owner: str, model: Any) -> FunctionDef | 
     funcs = [f["name"] for f in state.functions.list(owner)]
     extra = f"; Functions: {', '.join(funcs)}" if funcs else ""
     raise _bad(
-        f"unknown model {model!r}; available models: {', '.join(state.engines.available_models())}{extra}",
+        f"unknown model {echo(model)}; available models: {', '.join(state.engines.available_models())}{extra}",
         "unknown_model",
     )
 
 
-def submit_job(state: ServerState, owner: str, body: Any) -> str:
-    """Create a job from a request body; returns its id. Raises ApiError (400/429) on bad input."""
+@dataclass(frozen=True)
+class Submitted:
+    """What a submit did: the job's id, and whether it is an existing live job with the same
+    idempotency key (reattached) rather than a new one."""
+
+    job_id: str
+    reattached: bool = False
+
+
+def submit_job(state: ServerState, owner: str, body: Any, started: float | None = None) -> Submitted:
+    """Create a job from a request body (or find the live job with the same idempotency key).
+    Raises ApiError (400/429) on bad input."""
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object with at least 'model' and 'inputs'")
+    check_json(body)
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
-        raise _bad(f"unknown field(s) {unknown}; allowed: {sorted(_FIELDS)}")
+        raise _bad(f"unknown field(s) {echo(unknown)}; allowed: {sorted(_FIELDS)}")
     function = resolve_target(state, owner, body.get("model"))
     priority = body.get("job_priority", 0)
     priority = 0 if priority is None else priority
     if not isinstance(priority, int) or isinstance(priority, bool) or priority not in (0, 1):
-        raise _bad(f"field 'job_priority' must be 0 (interactive) or 1 (cheaper, slower), got {priority!r}")
+        raise _bad(f"field 'job_priority' must be 0 (interactive) or 1 (cheaper, slower), got {echo(priority)}")
     name = _opt_type(body, "name", str, "a string")
     if name is not None and len(name) > MAX_NAME:
         raise _bad(f"field 'name' is {len(name)} characters; the limit is {MAX_NAME}")
@@ -104,8 +126,17 @@ def submit_job(state: ServerState, owner: str, body: Any) -> str:
         if cfg.engine == "embedding" and schema is not None:
             raise _bad(f"field 'json_schema' does not apply to embedding model {cfg.name!r}; drop it")
 
-    resolved = resolve_inputs(body.get("inputs"), function, body.get("column_name"), body.get("id_column_name"))
-    if not dry_run:
+    idem_key = key_in_description(description)
+    dedupe = state.config.dedupe_idempotency_keys and idem_key is not None and not dry_run
+    if dedupe:  # cheap early answer (no fetch, no inputs written); the transaction below decides
+        existing = state.store.live_job_with_key(owner, idem_key)
+        if existing:
+            log.info("submit with idempotency key %s reattached to job %s", idem_key, existing)
+            return Submitted(existing, reattached=True)
+    resolved = resolve_inputs(body.get("inputs"), function, body.get("column_name"), body.get("id_column_name"),
+                              url_config=state.config.url_inputs, tmp_dir=state.data_dir / "tmp",
+                              started=started)  # fmt: skip
+    if not dry_run:  # early refusal before the inputs are written; repeated atomically at the insert
         _check_quota(state, owner, priority, len(resolved.rows), resolved.est_tokens())
 
     job_id = "job-" + uuid.uuid4().hex
@@ -124,25 +155,39 @@ def submit_job(state: ServerState, owner: str, body: Any) -> str:
     }
     # inputs land on disk before the row exists, so the worker never sees a job without inputs
     write_inputs(state.job_dir(job_id) / "inputs.parquet", resolved)
-    state.store.insert_job(
-        {
-            "job_id": job_id, "owner": owner, "status": "QUEUED", "model": model, "name": name,
-            "description": description, "job_priority": priority, "num_rows": len(resolved.rows),
-            "created_at": utcnow(), "dry_run": int(dry_run), "est_tokens": resolved.est_tokens(),
-            "params": params,
-        }
-    )  # fmt: skip
+    rows, tokens = len(resolved.rows), resolved.est_tokens()
+    try:
+        created, reattached = state.store.create_job(
+            {
+                "job_id": job_id, "owner": owner, "status": "QUEUED", "model": model, "name": name,
+                "description": description, "job_priority": priority, "num_rows": rows,
+                "created_at": utcnow(), "dry_run": int(dry_run), "est_tokens": tokens,
+                "params": params, "idem_key": idem_key,
+            },
+            dedupe=dedupe,
+            # the quota check and the insert are one transaction: concurrent submits cannot overshoot
+            guard=None if dry_run else (lambda conn: _check_quota(state, owner, priority, rows, tokens, conn)),
+        )  # fmt: skip
+    except BaseException:
+        shutil.rmtree(state.job_dir(job_id), ignore_errors=True)
+        raise
+    if reattached:
+        shutil.rmtree(state.job_dir(job_id), ignore_errors=True)
+        log.info("submit with idempotency key %s reattached to job %s", idem_key, created)
+        return Submitted(created, reattached=True)
     log.info("job %s queued: model=%s rows=%d priority=%d dry_run=%s", job_id, model, len(resolved.rows),
              priority, dry_run)  # fmt: skip
     state.wake_worker()
-    return job_id
+    return Submitted(job_id)
 
 
-def _check_quota(state: ServerState, owner: str, priority: int, rows: int, tokens: int) -> None:
+def _check_quota(
+    state: ServerState, owner: str, priority: int, rows: int, tokens: int, conn: sqlite3.Connection | None = None
+) -> None:
     quota = state.config.quota_for(priority)
     if quota is None:
         return
-    used_rows, used_tokens = state.store.active_usage(owner, priority)
+    used_rows, used_tokens = state.store.active_usage(owner, priority, conn)
     headers = {"Retry-After": str(QUOTA_RETRY_AFTER_S)}
     if quota.row_quota is not None and used_rows + rows > quota.row_quota:
         raise ApiError(

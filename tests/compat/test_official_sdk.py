@@ -24,7 +24,7 @@ SCRIPTS = Path(__file__).parent / "sdk_scripts"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        not CLI.exists(),
+        not CLI.exists() and os.environ.get("SUTRO_REQUIRE_SDK") != "1",  # CI sets it: there a skip is a failure
         reason=f"the official SDK's venv is absent ({VENV}); create it with "
         f"`python3.11 -m venv {VENV} && {VENV}/bin/pip install sutro==0.1.67`",
     ),

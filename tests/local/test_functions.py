@@ -30,7 +30,9 @@ def test_run_one_classification_shape_and_labels(api):
         assert abs(sum(p["confidence"] for p in out["predictions"]) - 1) < 1e-4
         assert out["confidence"] == out["predictions"][0]["confidence"] > 0.25
         assert f"Predicted '{label}'" in out["rationale"] and "nearest example" in out["rationale"]
-        assert out["usage"]["input_tokens"] > 0 and isinstance(out["usage"]["system_prompt"], int)
+        # the docs' usage.system_prompt is the prompt's text ("Return one lead qualification label.")
+        assert out["usage"]["input_tokens"] > 0 and isinstance(out["usage"]["system_prompt"], str)
+        assert out["usage"]["system_prompt"].strip()
 
 
 def test_run_one_without_confidence_scoring(api):
@@ -43,7 +45,9 @@ def test_run_one_without_confidence_scoring(api):
 
 def test_run_one_bad_input_names_the_field(api):
     r = api.post("/functions/ticket-triage/run", json={"input": {"body": "x"}})
-    assert r.status_code == 400 and "missing field 'text'" in r.json()["detail"]
+    # 422: the official SDK raises SutroValidationError only for 422
+    assert r.status_code == 422 and "missing field 'text'" in r.json()["detail"]
+    assert r.json()["code"] == "invalid_function_input"
     r = api.post("/functions/nope/run", json={"input": {"text": "x"}})
     assert r.status_code == 404 and r.json()["code"] == "function_not_found"
 

@@ -97,7 +97,8 @@ def test_meta_endpoints(api, sutro_server):
 
 
 def test_progress_stream_reports_rows_tokens_heartbeats_and_ends(api):
-    job_id = submit(api, model="slow-embed", inputs=["one", "two", "three", "four"])
+    # 8 rows at >= 0.3 s each: long enough for heartbeats (every 1 s) between progress lines
+    job_id = submit(api, model="slow-embed", inputs=["one", "two", "three", "four", "5", "6", "7", "8"])
     lines = []
     with api.stream("GET", f"/stream-job-progress/{job_id}") as resp:
         assert resp.status_code == 200
@@ -108,7 +109,11 @@ def test_progress_stream_reports_rows_tokens_heartbeats_and_ends(api):
     kinds = {line["update_type"] for line in lines}
     assert kinds == {"progress", "tokens", "heartbeat"}
     progress = [line["result"] for line in lines if line["update_type"] == "progress"]
-    assert progress == sorted(progress) and progress[-1] == 4 and len(progress) >= 3
+    assert progress == sorted(progress) and progress[-1] == 8 and len(progress) >= 3
+    # the official SDK polls status on a heartbeat and stops once terminal: progress must come
+    # first, and the stream must end on the final progress + tokens lines
+    assert lines[0]["update_type"] == "progress"
+    assert [line["update_type"] for line in lines[-2:]] == ["progress", "tokens"] and lines[-2]["result"] == 8
     tokens = [line["result"] for line in lines if line["update_type"] == "tokens"][-1]
     assert tokens["input_tokens"] > 0 and set(tokens) == {"input_tokens", "output_tokens", "total_tokens_processed_per_second"}
     assert api.get(f"/job-status/{job_id}").json()["job_status"][job_id] == "SUCCEEDED"

@@ -48,8 +48,9 @@ def test_csv_zip_and_json_formats(done_job):
     with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
         [name] = zf.namelist()
         df = pl.read_csv(zf.read(name))
-    assert df.columns == ["inputs", "outputs"] and df["inputs"].to_list() == ["alpha", "beta", "gamma", "delta"]
-    assert len(json.loads(df["outputs"][0])) == 384
+    # the docs: "CSV format: outputs are in a column named after the job_id"
+    assert df.columns == ["inputs", job_id] and df["inputs"].to_list() == ["alpha", "beta", "gamma", "delta"]
+    assert len(json.loads(df[job_id][0])) == 384
     body = api.get(f"/jobs/{job_id}/results", params={"result_format": "json"}).json()
     assert list(body) == ["outputs"] and len(body["outputs"]) == 4
     inline = api.post("/job-results", json={"job_id": job_id}).json()["results"]

@@ -12,7 +12,9 @@ from sutro_core.local.store import Store
 
 def test_default_config_serves_minilm_with_a_quota_per_priority():
     cfg = load_config(None)
-    assert list(cfg.models) == ["all-minilm-l6-v2"] and cfg.models["all-minilm-l6-v2"].engine == "embedding"
+    assert list(cfg.models) == ["all-minilm-l6-v2", "smollm2-135m-instruct"]
+    assert cfg.models["all-minilm-l6-v2"].engine == "embedding"
+    assert cfg.models["smollm2-135m-instruct"].engine == "transformers"
     assert [q.job_priority for q in cfg.quotas] == [0, 1]
     assert cfg.chunk_size_for("all-minilm-l6-v2") == 64
 

@@ -16,20 +16,22 @@ from ..store import KeyRecord
 AUTH_HINT = "send the header 'Authorization: Key <api key>' (sutro-local prints a key on start)"
 
 
-def get_state(request: Request) -> ServerState:
-    """The ServerState of the app handling the request."""
+async def get_state(request: Request) -> ServerState:
+    """The ServerState of the app handling the request (async: no thread-pool hop)."""
     return request.app.state.sutro
 
 
-def require_key(request: Request, authorization: str | None = Header(default=None)) -> KeyRecord:
+async def require_key(request: Request, authorization: str | None = Header(default=None)) -> KeyRecord:
     """The caller's key record; 401 when missing, malformed or unknown. Keys are read from the
-    store on every request, so keys created by `sutro-local keys create` work without a restart."""
+    store on every request, so keys created by `sutro-local keys create` work without a restart.
+    Async on purpose: one indexed SQLite read in the event loop, so auth never waits for a free
+    worker thread when slow routes hold them all."""
     if not authorization:
         raise ApiError(401, "missing_api_key", f"missing API key; {AUTH_HINT}")
     scheme, _, key = authorization.strip().partition(" ")
     if scheme.lower() not in ("key", "bearer") or not key.strip():
         raise ApiError(401, "malformed_authorization", f"malformed Authorization header; {AUTH_HINT}")
-    record = get_state(request).store.resolve_key(key.strip())
+    record = request.app.state.sutro.store.resolve_key(key.strip())
     if record is None:
         raise ApiError(401, "invalid_api_key", "invalid API key; create one with `sutro-local keys create NAME`")
     return record

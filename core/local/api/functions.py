@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Depends
 
 from ..errors import ApiError
 from ..functions import FunctionDefinitionError, FunctionInputError
+from ..jsonsafe import check_json
 from ..state import ServerState
 from ..store import KeyRecord
 from .deps import get_state, require_key
@@ -32,11 +33,13 @@ def run_function(
         raise ApiError(404, "function_not_found", f"Function {name!r} not found for this API key")
     if not isinstance(body, dict) or "input" not in body:
         raise ApiError(400, "invalid_request", f"body must be {{\"input\": {{...}}}} with fields {list(defn.inputs)}")
+    check_json(body)  # e.g. a lone surrogate in the input: 400, not a 500 later
     scoring = body.get("confidence_scoring", True)
     try:
         out = state.functions.runner(defn).run_one(body["input"], confidence_scoring=bool(scoring))
     except FunctionInputError as exc:
-        raise ApiError(400, "invalid_function_input", str(exc)) from None
+        # 422, not 400: the official SDK maps only 422 to SutroValidationError (a bare HTTPError otherwise)
+        raise ApiError(422, "invalid_function_input", str(exc)) from None
     # the official SDK's FunctionRunResult also reads these two
     out.setdefault("request_id", uuid.uuid4().hex[:16])
     out.setdefault("function", {"name": defn.name, "type": defn.type, "model": defn.model, "source": "sutro-local"})

@@ -18,7 +18,7 @@ router = APIRouter(tags=["meta"])
 
 
 @router.get("/health")
-def health(state: ServerState = Depends(get_state)) -> dict[str, Any]:
+async def health(state: ServerState = Depends(get_state)) -> dict[str, Any]:
     """Liveness (no key needed): the server is up and its worker thread alive."""
     worker = state.worker
     return {"status": "ok", "worker_alive": bool(worker and worker.is_alive())}

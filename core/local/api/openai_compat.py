@@ -25,6 +25,7 @@ from ..engines.base import EngineInputError
 from ..engines.registry import UnknownModelError
 from ..engines.sampling import parse_sampling_params
 from ..errors import ApiError
+from ..jsonsafe import check_json
 from ..state import ServerState
 from ..store import KeyRecord
 from .deps import get_state, require_key
@@ -67,6 +68,7 @@ def chat_completions(
     """One chat completion (OpenAI wire shape) from a configured transformers model."""
     if not isinstance(body, dict):
         raise _bad("body must be a JSON object with 'model' and 'messages'")
+    check_json(body)
     model = body.get("model")
     engine = _engine(state, model)
     if body.get("stream"):

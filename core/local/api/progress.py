@@ -38,27 +38,36 @@ def _rate(job: JobRow) -> float:
 
 
 async def _lines(state: ServerState, job_id: str) -> AsyncIterator[bytes]:
+    """Progress and tokens on every change; a heartbeat every ``heartbeat_seconds``.
+
+    The official SDK polls the job's status on each heartbeat and stops reading once it is terminal,
+    so (1) the first line is progress, never a heartbeat; (2) no heartbeat goes out while fresher
+    progress is waiting; (3) a terminal job always gets a final progress + tokens line before the close.
+    """
     last_rows, last_tokens = -1, None
-    last_heartbeat = 0.0
+    last_heartbeat = time.monotonic()  # the first heartbeat waits a full interval: progress comes first
     while True:
         job = await run_in_threadpool(state.store.get_job, job_id)
         if job is None:
             return
-        now = time.monotonic()
-        if job.rows_processed != last_rows:
+        final = job.is_terminal
+        if job.rows_processed != last_rows or final:
             last_rows = job.rows_processed
             yield _line({"update_type": "progress", "result": job.rows_processed})
         tokens = (job.input_tokens, job.output_tokens)
-        if tokens != last_tokens:
+        if tokens != last_tokens or final:
             last_tokens = tokens
             yield _line({"update_type": "tokens", "result": {
                 "input_tokens": job.input_tokens, "output_tokens": job.output_tokens,
                 "total_tokens_processed_per_second": _rate(job)}})  # fmt: skip
-        if now - last_heartbeat >= state.config.heartbeat_seconds:
-            last_heartbeat = now
-            yield _line({"update_type": "heartbeat"})
-        if job.is_terminal:
+        if final:
             return
+        if time.monotonic() - last_heartbeat >= state.config.heartbeat_seconds:
+            fresh = await run_in_threadpool(state.store.get_job, job_id)
+            if fresh is not None and not fresh.is_terminal and fresh.rows_processed == last_rows:
+                last_heartbeat = time.monotonic()
+                yield _line({"update_type": "heartbeat"})
+            continue  # something changed since the read above: send it before any heartbeat
         await asyncio.sleep(POLL_S)
 
 

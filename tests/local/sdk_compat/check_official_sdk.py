@@ -7,7 +7,8 @@ The SDK pins old polars/pyarrow/pandas, so it runs from its own venv, not the pr
     SUTRO_API_URL=http://127.0.0.1:8484 SUTRO_API_KEY=... /tmp/sdkvenv/bin/python \
         tests/local/sdk_compat/check_official_sdk.py
 
-Exits non-zero on the first mismatch. (Not collected by pytest: the file name has no test_ prefix.)
+Exits non-zero on the first mismatch. (Not collected by pytest: the file name has no test_ prefix;
+tests/compat/test_official_sdk.py runs it against the fixtures' server when `.venv-sdk` exists.)
 """
 
 from __future__ import annotations
