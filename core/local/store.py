@@ -237,8 +237,11 @@ class Store:
         aborts the insert). Returns (job_id, reattached)."""
         job = dict(job)
         job["params"] = json.dumps(job.get("params") or {})
-        cols = ",".join(job)
         with self._tx() as c:
+            # Stamped inside the serialising transaction, to the microsecond: created_at order is commit
+            # order, which a client closing a same-key race relies on (it keeps the earliest job).
+            job["created_at"] = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+            cols = ",".join(job)
             key = job.get("idem_key")
             if dedupe and key and not job.get("dry_run"):
                 row = c.execute(
