@@ -3,8 +3,11 @@
 Same inputs, same batch size, same torch threads, on the same machine:
 
 - embedding engine (all-MiniLM-L6-v2) vs ``SentenceTransformer.encode`` (normalised, numpy)
-- transformers engine (the tiny random-weight test Llama, greedy, ``max_tokens`` 16) vs
-  ``model.generate`` on the same chat-templated, left-padded batches
+- transformers engine on SmolLM2-135M-Instruct (sutro-local's default chat model, its default dtype,
+  greedy, ``max_tokens`` 32) vs ``model.generate`` on the same chat-templated, left-padded batches;
+  compared in generated tokens per second (tokens up to each row's end-of-sequence, both sides)
+
+The server's peak RSS (VmHWM, both models loaded and run) is reported too.
 
 The raw call runs in its own process after loading the model (load time excluded). The job is timed
 from submit to SUCCEEDED (status polled every 20 ms, so the poll adds <= 20 ms) on a server whose
@@ -18,8 +21,8 @@ by a 10 ms status poll (the server's own latency) and by ``SutroClient.await_job
 
 Usage::
 
-    .venv/bin/python benchmarks/local_engines.py --quick      # 256 embedding rows, 64 generation rows, 2 repeats
-    .venv/bin/python benchmarks/local_engines.py              # 2,048 and 512 rows, 3 repeats
+    .venv/bin/python benchmarks/local_engines.py --quick      # 256 embedding rows, 16 generation rows, 2 repeats
+    .venv/bin/python benchmarks/local_engines.py              # 2,048 and 64 rows, 3 repeats
 """
 
 from __future__ import annotations
@@ -33,13 +36,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # support.tiny_llama
 
 EMBED_BATCH = 32
 EMBED_CHUNK = 256
-GEN_BATCH = 8
-GEN_CHUNK = 32
-GEN_MAX_TOKENS = 16
+GEN_MODEL = "smollm2-135m-instruct"
+GEN_BATCH = 8  # the default config's batch and chunk size
+GEN_CHUNK = 8
+GEN_MAX_TOKENS = 32
+EOS_ID = 2  # SmolLM2's <|im_end|>
 # torch's thread count is process-global, so in one sutro-local process the last engine loaded sets it
 # for all; both engines and both raw calls use 1 (on the shared 2-core box also the fastest, steadiest).
 THREADS = {"embedding": 1, "transformers": 1}
@@ -52,15 +56,22 @@ def texts(n: int, words: int = 20) -> list[str]:
     return [f"#{i} " + " ".join(_WORDS[(i * 7 + k * 3) % len(_WORDS)] for k in range(words)) for i in range(n)]
 
 
-def server_config(tiny_llama: str, gen_chunk: int = GEN_CHUNK) -> dict:
+def gen_dtype() -> str:
+    """The dtype the default config runs SmolLM2 in on this machine."""
+    from sutro_core.local.engines.smollm2 import default_dtype
+
+    return default_dtype()
+
+
+def server_config(gen_chunk: int = GEN_CHUNK) -> dict:
     """The two engines under test, with the batch sizes and threads the raw calls use."""
     return {
         "models": {
             "all-minilm-l6-v2": {"engine": "embedding", "chunk_size": EMBED_CHUNK,
                                  "options": {"batch_size": EMBED_BATCH, "threads": THREADS["embedding"]}},
-            "tiny-llama": {"engine": "transformers", "chunk_size": gen_chunk,
-                           "options": {"path": tiny_llama, "batch_size": GEN_BATCH, "max_tokens": GEN_MAX_TOKENS,
-                                       "threads": THREADS["transformers"]}},
+            GEN_MODEL: {"engine": "transformers", "chunk_size": gen_chunk,
+                        "options": {"builtin": "smollm2", "batch_size": GEN_BATCH, "max_tokens": GEN_MAX_TOKENS,
+                                    "threads": THREADS["transformers"], "dtype": gen_dtype()}},
         },
         "quotas": [{"job_priority": 0, "row_quota": None}, {"job_priority": 1, "row_quota": None}],
     }  # fmt: skip
@@ -89,33 +100,42 @@ def raw_embedding(n: int, repeats: int) -> list[float]:
     return times
 
 
-def raw_generate(n: int, repeats: int, path: str) -> list[float]:
-    """Seconds per greedy ``model.generate`` over n chat-templated rows in left-padded batches."""
+def raw_generate(n: int, repeats: int) -> tuple[list[float], int]:
+    """Seconds per greedy ``model.generate`` over n chat-templated rows in left-padded batches, and the
+    tokens generated (each row up to its end-of-sequence token)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from sutro_core.local.engines.smollm2 import prepare
+
+    path = str(prepare())
     torch.set_num_threads(THREADS["transformers"])
     tok = AutoTokenizer.from_pretrained(path)
     tok.padding_side = "left"
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, gen_dtype())).eval()
     prompts = [tok.apply_chat_template([{"role": "user", "content": r}], tokenize=False, add_generation_prompt=True)
                for r in texts(n)]  # fmt: skip
 
-    def run_all() -> None:
+    def run_all() -> int:
+        tokens = 0
         for i in range(0, n, GEN_BATCH):
             enc = tok(prompts[i : i + GEN_BATCH], return_tensors="pt", padding=True, add_special_tokens=False)
             with torch.inference_mode():
-                model.generate(**enc, max_new_tokens=GEN_MAX_TOKENS, do_sample=False, pad_token_id=tok.pad_token_id)
+                out = model.generate(**enc, max_new_tokens=GEN_MAX_TOKENS, do_sample=False,
+                                     pad_token_id=tok.pad_token_id, eos_token_id=EOS_ID)  # fmt: skip
+            for row in out[:, enc["input_ids"].shape[1] :].tolist():
+                tokens += row.index(EOS_ID) if EOS_ID in row else len(row)
+        return tokens
 
     run_all()  # warm-up
-    times = []
+    times, tokens = [], 0
     for _ in range(repeats):
         t0 = time.perf_counter()
-        run_all()
+        tokens = run_all()
         times.append(time.perf_counter() - t0)
-    return times
+    return times, tokens
 
 
 # ---- jobs ----------------------------------------------------------------------------------------
@@ -123,6 +143,11 @@ def raw_generate(n: int, repeats: int, path: str) -> list[float]:
 
 def job_seconds(url: str, key: str, model: str, rows: list[str], interval: float = 0.02) -> float:
     """Submit -> SUCCEEDED seconds of one job, polling its status every ``interval`` seconds."""
+    return job_run(url, key, model, rows, interval)[0]
+
+
+def job_run(url: str, key: str, model: str, rows: list[str], interval: float = 0.02) -> tuple[float, int]:
+    """Submit -> SUCCEEDED seconds of one job, and its output tokens."""
     import httpx
 
     with httpx.Client(base_url=url, headers={"Authorization": f"Key {key}"}, timeout=600) as http:
@@ -136,9 +161,18 @@ def job_seconds(url: str, key: str, model: str, rows: list[str], interval: float
                 break
             time.sleep(interval)
         elapsed = time.perf_counter() - t0
+        out_tokens = int(http.get(f"/jobs/{job_id}").json()["job"].get("output_tokens") or 0)
     if status != "SUCCEEDED":
         raise RuntimeError(f"{model} job {job_id} ended {status}")
-    return elapsed
+    return elapsed, out_tokens
+
+
+def peak_rss_mb(pid: int) -> float:
+    """A process's peak resident memory so far (Linux VmHWM), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def client_latency(url: str, key: str, model: str) -> float:
@@ -155,46 +189,58 @@ def client_latency(url: str, key: str, model: str) -> float:
 def run(n_embed: int, n_gen: int, repeats: int, gen_chunk: int = GEN_CHUNK) -> str:
     """Measure both engines and the 1-row latency; return the markdown section."""
     from _common import OUR_PYTHON, bench_server, command_line, machine_line, measure, save_section, table  # noqa: F401
-    from support.tiny_llama import cached_tiny_llama
 
-    tiny = str(cached_tiny_llama())
     me = Path(__file__).resolve()
     raw: dict[str, list[float]] = {"embedding": [], "transformers": []}
+    raw_tokens = 0
 
-    def measure_raw() -> None:
-        for kind, n, extra in (("embedding", n_embed, []), ("transformers", n_gen, [tiny])):
-            m = measure([OUR_PYTHON, str(me), "--raw", kind, str(n), str(repeats), *extra])
+    def measure_raw(times: int = 1) -> None:
+        nonlocal raw_tokens
+        for kind, n in (("embedding", n_embed), ("transformers", n_gen)):
+            m = measure([OUR_PYTHON, str(me), "--raw", kind, str(n), str(times)])
             if m.returncode != 0:
                 raise RuntimeError(f"raw {kind} failed:\n{m.stderr_tail}")
             raw[kind] += m.report["times"]
+            raw_tokens = m.report.get("tokens", raw_tokens)
 
-    measure_raw()  # before and after the jobs: drift on the shared machine hits both sides
     jobs: dict[str, list[float]] = {"embedding": [], "transformers": []}
-    with bench_server("engines", server_config(tiny, gen_chunk)) as srv:
+    job_tokens = 0
+    with bench_server("engines", server_config(gen_chunk)) as srv:
         url, key = srv.url, srv.api_key
-        for model in ("all-minilm-l6-v2", "tiny-llama"):  # load both models before timing
+        for model in ("all-minilm-l6-v2", GEN_MODEL):  # load both models before timing
             job_seconds(url, key, model, texts(4))
         for _ in range(repeats):
+            # A raw run (own process; the idle server waits) right before each job pair, and one after
+            # the last: the shared machine's drift then hits both sides alike.
+            measure_raw()
             jobs["embedding"].append(job_seconds(url, key, "all-minilm-l6-v2", texts(n_embed)))
-            jobs["transformers"].append(job_seconds(url, key, "tiny-llama", texts(n_gen)))
+            seconds, job_tokens = job_run(url, key, GEN_MODEL, texts(n_gen))
+            jobs["transformers"].append(seconds)
         one_server = [job_seconds(url, key, "all-minilm-l6-v2", ["one row"], interval=0.01) for _ in range(5)]
         one_client = [client_latency(url, key, "all-minilm-l6-v2") for _ in range(3)]
-    measure_raw()
+        server_rss = peak_rss_mb(srv.proc.pid)
+        measure_raw()
     rows = []
     overhead = {}
     for kind, n, label, raw_label in (
         ("embedding", n_embed, "embedding engine (MiniLM)", "SentenceTransformer.encode"),
-        ("transformers", n_gen, f"transformers engine (tiny Llama, {GEN_MAX_TOKENS} new tokens)", "model.generate"),
+        ("transformers", n_gen, f"transformers engine (SmolLM2-135M, {gen_dtype()}, <= {GEN_MAX_TOKENS} new tokens)",
+         "model.generate"),
     ):
         # Best of N on both sides: on a shared, loaded machine the least-disturbed run is the best estimate.
         r, j = min(raw[kind]), min(jobs[kind])
         overhead[kind] = j / r - 1
         rows.append([label, n, raw_label, round(n / r, 1), round(n / j, 1), f"{100 * overhead[kind]:+.0f}%"])
+    # Paired: each job against the mean of the raw runs just before and after it (same machine weather).
+    paired = {
+        kind: sorted(j / ((raw[kind][i] + raw[kind][i + 1]) / 2) - 1 for i, j in enumerate(jobs[kind]))
+        for kind in jobs
+    }
     lines = [
         f"### 4. Local engines: job throughput vs the raw model call",
         "",
         f"Command: `{command_line()}`  ",
-        machine_line() + f" Best of {2 * repeats} raw runs (half before, half after the jobs) and of {repeats} "
+        machine_line() + f" Best of {repeats + 1} raw runs (interleaved with the jobs) and of {repeats} "
         f"job(s). Batch sizes: embedding {EMBED_BATCH} (chunks of "
         f"{EMBED_CHUNK} rows), generation {GEN_BATCH} (chunks of {gen_chunk}); torch threads: embedding "
         f"{THREADS['embedding']}, generation {THREADS['transformers']}.",
@@ -207,15 +253,22 @@ def run(n_embed: int, n_gen: int, repeats: int, gen_chunk: int = GEN_CHUNK) -> s
         f"- 1-row job, submit -> SUCCEEDED: **{1000 * statistics.median(one_server):.0f} ms** seen by a 10 ms "
         f"status poll (server latency, median of 5); {statistics.median(one_client):.2f} s until "
         "`SutroClient.await_job_completion` returns (its first poll comes after ~1 s, median of 3).",
-        f"- target <= 10% overhead: embedding {100 * overhead['embedding']:+.0f}%, "
-        f"transformers {100 * overhead['transformers']:+.0f}%.",
+        f"- generation, tokens/s: raw `model.generate` **{raw_tokens / min(raw['transformers']):.1f}** "
+        f"({raw_tokens} tokens), sutro-local job **{job_tokens / min(jobs['transformers']):.1f}** "
+        f"({job_tokens} tokens; log-probabilities and finish reasons recorded).",
+        f"- target <= 10% overhead (best of each side): embedding {100 * overhead['embedding']:+.0f}%, "
+        f"transformers {100 * overhead['transformers']:+.0f}%. Paired (each job vs the raw runs just before "
+        "and after it), median [range]: "
+        + "; ".join(f"{k} {100 * statistics.median(v):+.0f}% [{100 * v[0]:+.0f}% .. {100 * v[-1]:+.0f}%]"
+                    for k, v in paired.items()) + ".",
+        f"- sutro-local peak RSS (both models loaded and run): **{server_rss:.0f} MB**.",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="256 embedding rows, 64 generation rows, 2 repeats")
+    parser.add_argument("--quick", action="store_true", help="256 embedding rows, 16 generation rows, 2 repeats")
     parser.add_argument("--embed-rows", type=int, default=None)
     parser.add_argument("--gen-rows", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
@@ -226,12 +279,15 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.raw:
-        kind, n, repeats, *rest = args.raw
-        times = raw_embedding(int(n), int(repeats)) if kind == "embedding" else raw_generate(int(n), int(repeats), rest[0])
-        print(json.dumps({"times": times}))
+        kind, n, repeats = args.raw[:3]
+        if kind == "embedding":
+            print(json.dumps({"times": raw_embedding(int(n), int(repeats))}))
+        else:
+            times, tokens = raw_generate(int(n), int(repeats))
+            print(json.dumps({"times": times, "tokens": tokens}))
         return
     n_embed = args.embed_rows or (256 if args.quick else 2048)
-    n_gen = args.gen_rows or (64 if args.quick else 512)
+    n_gen = args.gen_rows or (16 if args.quick else 64)
     repeats = args.repeats or (2 if args.quick else 3)
     section = run(n_embed, n_gen, repeats, args.gen_chunk)
     print(section)

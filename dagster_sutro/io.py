@@ -76,9 +76,12 @@ class SutroParquetIOManager(PolarsParquetIOManager):
         if "://" not in source and "://" not in target.replace("file://", ""):
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             shutil.move(source, target)  # a rename on one filesystem; a streamed copy across
-            return None
-        import fsspec
+        else:
+            import fsspec
 
-        with fsspec.open(source, "rb") as src, path.open("wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
+            with fsspec.open(source, "rb") as src, path.open("wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        # dagster-polars reads the stored object's schema/row count afterwards: point it at the new home.
+        obj._ldf = pl.scan_parquet(target, storage_options=getattr(path, "storage_options", None) or None)._ldf
+        obj.manifest = obj.manifest.model_copy(update={"uri": target})
         return None

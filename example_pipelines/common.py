@@ -7,8 +7,9 @@ Sutro unchanged:
   connection, the Dagster resource and the Prefect block).
 - ``SUTRO_DEMO_EMBEDDING_MODEL``: the embedding model (default ``all-minilm-l6-v2``).
 - ``SUTRO_DEMO_GENERATION_MODEL``: a generative model the API serves; when unset, the generation
-  steps are left out (never faked). ``example_pipelines.demo`` sets it when it configures sutro-local
-  with a local model folder or an OpenAI-compatible server (see ``GENERATION_HELP``).
+  steps are left out (never faked). ``example_pipelines.demo`` sets it for its sutro-local: the
+  built-in ``smollm2-135m-instruct``, or ``demo-llm`` when given a model folder or an
+  OpenAI-compatible server (see ``GENERATION_HELP``).
 - ``SUTRO_DEMO_OUTPUT``: where the Airflow and Prefect pipelines write parquet (default ``.demo/output``).
 
 Example:
@@ -36,21 +37,26 @@ FIRST_DAY, LAST_DAY = "2026-01-01", "2026-01-07"
 DEMO_DAY = "2026-01-05"
 
 TRIAGE_FUNCTION = "ticket-triage"
+FIELDS_FUNCTION = "ticket-fields"  # extraction with a JSON schema, on the generative model (Dagster example)
+FIELDS_COLUMNS = ["customer_name", "urgent", "sentiment"]
 REVIEW_FUNCTION = "review-topic"
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 
+# Worded for small models too (the default is a 135M one): a plain instruction, no negations to echo.
 REPLY_SYSTEM_PROMPT = (
-    "You are a friendly customer support agent. Write a short first reply (at most two sentences) to the "
-    "customer's ticket. Do not promise refunds or dates."
+    "You are a helpful customer support agent. Reply to the customer's message in two short sentences."
 )
-REPLY_SAMPLING = {"temperature": 0.0, "max_tokens": 80}
+REPLY_SAMPLING = {"temperature": 0.0, "max_tokens": 48}  # rows cut here have finish_reason "length"
 
 GENERATION_HELP = """\
-Generation steps skipped: no generative model is configured (outputs are never faked).
-To enable them, give sutro-local a model and run the demo again:
-  SUTRO_DEMO_MODEL_DIR=/path/to/hf-model-folder ./run demo          # e.g. a Qwen2.5-0.5B-Instruct download (CPU ok)
-  SUTRO_DEMO_OPENAI_URL=http://localhost:11434 SUTRO_DEMO_OPENAI_MODEL=llama3.2 ./run demo   # Ollama, vLLM, ...
-Against hosted Sutro set SUTRO_DEMO_GENERATION_MODEL (e.g. qwen-3-4b) instead."""
+Generation steps skipped: this API was given no generative model (outputs are never faked).
+Set SUTRO_DEMO_GENERATION_MODEL to a model it serves (e.g. qwen-3-4b on hosted Sutro, after publishing the
+ticket-fields Function), or unset SUTRO_API_URL to run on sutro-local's built-in smollm2-135m-instruct."""
+
+GENERATION_NOTE = """\
+Drafted replies and ticket fields come from {model}{small}: outputs are what the model wrote.
+A bigger model: SUTRO_DEMO_MODEL_DIR=/path/to/hf-model-folder ./run demo, or
+SUTRO_DEMO_OPENAI_URL=http://localhost:11434 SUTRO_DEMO_OPENAI_MODEL=llama3.2 ./run demo (Ollama, vLLM, ...)."""
 
 
 def embedding_model() -> str:
@@ -68,9 +74,9 @@ def generation_model() -> str | None:
 
 
 def generation_rows() -> int:
-    """How many tickets a day get a drafted reply (``SUTRO_DEMO_GENERATION_ROWS``, default 10):
+    """How many tickets a day get a drafted reply (``SUTRO_DEMO_GENERATION_ROWS``, default 4):
     generation on a CPU is slow, the rest of the demo is not."""
-    raw = os.environ.get("SUTRO_DEMO_GENERATION_ROWS", "10")
+    raw = os.environ.get("SUTRO_DEMO_GENERATION_ROWS", "4")
     try:
         n = int(raw)
     except ValueError:

@@ -7,8 +7,10 @@ on an ephemeral API), check every parquet file it reports against the Sutro job,
 the server. Exits 1 when any pipeline or check fails.
 
 With ``SUTRO_API_URL`` and ``SUTRO_API_KEY`` already set, no local server is started: the same pipelines
-run against that API (hosted Sutro). Generation steps run only with a generative model
-(``SUTRO_DEMO_MODEL_DIR``, ``SUTRO_DEMO_OPENAI_URL`` or, for hosted Sutro, ``SUTRO_DEMO_GENERATION_MODEL``).
+run against that API (hosted Sutro). Generation steps (drafted replies, the ``ticket-fields`` extraction
+Function) run on sutro-local's built-in ``smollm2-135m-instruct`` (a 135M model: development and CI
+quality), on a bigger model given with ``SUTRO_DEMO_MODEL_DIR`` / ``SUTRO_DEMO_OPENAI_URL``, or, for hosted
+Sutro, on ``SUTRO_DEMO_GENERATION_MODEL``.
 
 Example:
     $ ./run demo                                   # == .venv/bin/python -m example_pipelines.demo
@@ -36,6 +38,7 @@ log = logging.getLogger("example_pipelines.demo")
 
 PIPELINES = ("airflow", "dagster", "prefect")
 LOCAL_GENERATION_MODEL = "demo-llm"
+BUILTIN_GENERATION_MODEL = "smollm2-135m-instruct"  # sutro-local's default chat model (in sutro-local.yaml)
 
 
 @dataclass
@@ -58,15 +61,16 @@ def server_config() -> tuple[dict[str, Any], str | None]:
     """The sutro-local config for the demo, and the generative model's name when one is configured.
 
     Starts from ``example_pipelines/sutro-local.yaml``: ``all-minilm-l6-v2`` (embeddings, and the
-    classification Functions in ``example_pipelines/functions``); adds, when asked for, a generative model
-    named ``demo-llm``:
+    classification Functions in ``example_pipelines/functions``) and ``smollm2-135m-instruct`` (the
+    generation steps and the ``ticket-fields`` extraction Function); adds, when asked for, a bigger
+    generative model named ``demo-llm`` for the reply-drafting steps:
     ``SUTRO_DEMO_MODEL_DIR`` (a local Hugging Face model folder, transformers engine) or
     ``SUTRO_DEMO_OPENAI_URL`` + ``SUTRO_DEMO_OPENAI_MODEL`` (an OpenAI-compatible server: vLLM, Ollama, ...).
 
     Example:
         >>> cfg, gen = server_config()         # with neither variable set
         >>> sorted(cfg["models"]), gen
-        (['all-minilm-l6-v2'], None)
+        (['all-minilm-l6-v2', 'smollm2-135m-instruct'], 'smollm2-135m-instruct')
     """
     import yaml
 
@@ -100,7 +104,10 @@ def server_config() -> tuple[dict[str, Any], str | None]:
         if os.environ.get("SUTRO_DEMO_OPENAI_API_KEY"):
             options["api_key_env"] = "SUTRO_DEMO_OPENAI_API_KEY"  # the key stays out of the config file
         models[LOCAL_GENERATION_MODEL] = {"engine": "openai", "price": gen_price, "options": options}
-    return config, (LOCAL_GENERATION_MODEL if LOCAL_GENERATION_MODEL in models else None)
+    for name in (LOCAL_GENERATION_MODEL, BUILTIN_GENERATION_MODEL):
+        if name in models:
+            return config, name
+    return config, None
 
 
 def _fresh(path: Path) -> Path:
@@ -324,6 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     _say("\n" + format_summary(runs) + "\n")
     if not gen_model:
         _say(common.GENERATION_HELP + "\n")
+    elif server is not None:
+        small = ""
+        if gen_model == BUILTIN_GENERATION_MODEL:
+            small = " (a 135M model for local development and CI; expect rough answers)"
+        _say(common.GENERATION_NOTE.format(model=gen_model, small=small) + "\n")
     failed = [r.pipeline for r in runs if not r.ok]
     if failed:
         _say(f"demo FAILED: {', '.join(failed)} (logs in {_relative(str(workdir / 'logs'))}/)")

@@ -42,13 +42,17 @@ class ChunkResult:
 
     ``outputs`` holds strings for generative engines (JSON text when a schema was given,
     ``{"content", "reasoning_content"}`` JSON for reasoning models) and lists of floats for
-    embedding engines. ``cumulative_logprobs`` is None when the engine has none.
+    embedding engines. ``cumulative_logprobs`` is None when the engine has none. ``carried`` holds
+    extra per-row columns the worker writes into the results file beside ``outputs``: generative
+    engines carry ``finish_reason`` ("stop", or "length" when ``max_tokens`` cut the row; such a
+    row's JSON-schema output is the raw, incomplete text).
     """
 
     outputs: list[Any]
     input_tokens: list[int]
     output_tokens: list[int]
     cumulative_logprobs: list[float] | None = None
+    carried: dict[str, list[Any]] = field(default_factory=dict)
 
 
 class EngineInputError(ValueError):

@@ -64,6 +64,7 @@ class _Reply:
     prompt_tokens: int
     completion_tokens: int
     logprob: float | None
+    finish_reason: str | None = None  # the server's: "stop", "length" (cut by max_tokens), ...
 
 
 class OpenAIEngine:
@@ -152,6 +153,7 @@ class OpenAIEngine:
             input_tokens=[r.prompt_tokens for r in replies],
             output_tokens=[r.completion_tokens for r in replies],
             cumulative_logprobs=logprobs if all(lp is not None for lp in logprobs) else None,  # type: ignore[arg-type]
+            carried={"finish_reason": [r.finish_reason for r in replies]},
         )
 
     def _body(self, row: str, params: ChunkParams, s: SamplingSettings, seed: int | None) -> dict[str, Any]:
@@ -244,6 +246,7 @@ def _parse_reply(resp: httpx.Response, row: int, json_content: bool) -> _Reply:
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
         logprob=logprob,
+        finish_reason=str(choice["finish_reason"]) if choice.get("finish_reason") is not None else None,
     )
 
 

