@@ -1,16 +1,18 @@
-"""Errors the provider raises beyond ``sutro_core``'s own (which it raises as they are).
+"""Errors the provider raises beyond ``sutro_core``'s own, and the mapping of the core's "do not retry".
 
 Example::
 
-    try:
-        operator.execute_complete(context, event)
-    except SutroJobError:
-        ...  # the trigger gave up; the job may still be running and a retry reattaches
+    with fail_fast():
+        client.start(spec, scope=scope)   # CostLimitExceededError -> AirflowFailException (no retry)
 """
 
 from __future__ import annotations
 
-from sutro_core import JobTimeoutError, SutroError
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from airflow.sdk.exceptions import AirflowFailException
+from sutro_core import JobTimeoutError, SutroError, is_retryable
 
 
 class SutroTriggerEventError(SutroError):
@@ -25,14 +27,26 @@ class SutroJobError(SutroError):
 
 
 class SutroTaskTimeoutError(JobTimeoutError):
-    """The job did not finish within the task's ``timeout``; the task cancelled it (or says it could not)."""
+    """The job did not finish within the task's ``timeout``; it was cancelled (``cancelled`` says whether)."""
 
-    def __init__(self, job_id: str, status: str, waited: float, cancelled: bool) -> None:
-        super().__init__(job_id, status, waited)
-        self.cancelled = cancelled
-        outcome = "it was cancelled" if cancelled else "cancelling it failed, so it may still be running"
-        message = (
-            f"job {job_id} was still {status} when the task's timeout of {waited:.0f}s ran out; {outcome}. "
-            "Raise timeout= if the job needs longer"
-        )
-        self.args = (message,)
+    def __init__(self, job_id: str, status: str, waited: float, cancelled: bool | None) -> None:
+        super().__init__(job_id, status, waited, cancelled=cancelled)
+        self.args = (f"{self.args[0]}. Raise the task's timeout= if the job needs longer",)
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """Turn errors a retry cannot fix (``sutro_core.is_retryable`` False: bad input, the cost gate, a FAILED or
+    CANCELLED job, a bad key) into ``AirflowFailException``, so Airflow spends no retry on them.
+
+    Example::
+
+        with fail_fast():
+            raise JobFailedError("job-1", "row 3 too long")     # -> AirflowFailException
+    """
+    try:
+        yield
+    except SutroError as exc:
+        if is_retryable(exc):
+            raise
+        raise AirflowFailException(f"{type(exc).__name__}: {exc} (not retried: a retry cannot fix this)") from exc

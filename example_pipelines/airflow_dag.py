@@ -1,16 +1,22 @@
 """Airflow example: a day's support tickets -> Sutro triage Function + embeddings (+ drafted replies) -> parquet.
 
 Point ``AIRFLOW__CORE__DAGS_FOLDER`` at ``example_pipelines/`` (with the repo root on ``PYTHONPATH``, as
-the DAG imports ``example_pipelines.common``) and set a ``sutro_default`` connection (API key in *password*,
-API URL in *host*), e.g.::
+the DAG imports ``example_pipelines.common``; ``example_pipelines/.airflowignore`` keeps the other modules
+out of parsing), migrate a fresh ``AIRFLOW_HOME`` once, and set a ``sutro_default`` connection (API key in
+*password*, API URL in *host*), e.g.::
 
     export PYTHONPATH=$PWD AIRFLOW__CORE__DAGS_FOLDER=$PWD/example_pipelines
-    export AIRFLOW_CONN_SUTRO_DEFAULT='{"conn_type": "sutro", "host": "http://127.0.0.1:8484", "password": "KEY"}'
+    airflow db migrate
+    airflow connections add sutro_default --conn-type sutro --conn-host http://127.0.0.1:8484 --conn-password KEY
     airflow dags test support_ticket_triage 2026-01-05
 
-The deferrable batch operators chain on the upstream ``extract_tickets`` task (its XCom is the input
-file); each writes parquet under ``SUTRO_DEMO_OUTPUT`` and returns a small manifest, which flows through
-XCom to ``report``. ``draft_replies`` exists only when ``SUTRO_DEMO_GENERATION_MODEL`` names a generative
+The tickets cover 2026-01-01 .. 2026-01-07. A run whose logical date is one of those days processes that
+day; ``dag_run.conf["day"]`` picks one explicitly; any other run (``airflow dags trigger`` without a logical
+date, the UI's *Trigger* defaulting to today, a scheduled run) processes the latest data day and says so
+in ``extract_tickets``' log. The deferrable batch operators chain on the upstream ``extract_tickets`` task
+(its XCom is the input file); each writes parquet under ``<output>/airflow/<day>/`` and returns a small
+manifest, which flows through XCom to ``report``. ``<output>`` is ``SUTRO_DEMO_OUTPUT`` when set, else the
+absolute ``.demo/output`` folder of this checkout (never relative to the scheduler's working directory). ``draft_replies`` exists only when ``SUTRO_DEMO_GENERATION_MODEL`` names a generative
 model (see ``example_pipelines.common``).
 
 Example:
@@ -23,6 +29,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, ObjectStoragePath, task
@@ -33,7 +41,11 @@ from example_pipelines import common
 log = logging.getLogger(__name__)
 
 DAG_ID = "support_ticket_triage"
-OUT = common.output_root().rstrip("/") + "/airflow/{{ ds }}"
+#: SUTRO_DEMO_OUTPUT, else this checkout's .demo/output: absolute, whatever the scheduler's working directory.
+OUTPUT_ROOT = os.environ.get("SUTRO_DEMO_OUTPUT") or str(Path(__file__).resolve().parents[1] / ".demo" / "output")
+#: The data day extract_tickets chose (templated at run time; see _data_day).
+DAY = "{{ ti.xcom_pull(task_ids='extract_tickets')['day'] }}"
+OUT = OUTPUT_ROOT.rstrip("/") + "/airflow/" + DAY
 FAST_POLL = {"poll_interval": 1.0, "max_poll_interval": 10.0}  # small demo jobs finish in seconds
 
 
@@ -41,24 +53,37 @@ def _as_storage_path(uri: str) -> ObjectStoragePath:
     return ObjectStoragePath(uri if "://" in uri else f"file://{uri}")
 
 
+def _data_day(ds: str | None, conf: dict[str, Any] | None) -> str:
+    """The dataset day this run processes: ``conf["day"]``, else the logical date's day when the dataset has
+    it, else the latest data day (a manual trigger has no logical date; the UI's defaults to today)."""
+    if conf and conf.get("day"):
+        return str(conf["day"])  # load_tickets rejects a day outside the dataset, naming the range
+    if ds is not None and common.FIRST_DAY <= ds <= common.LAST_DAY:
+        return ds
+    why = "this run has no logical date" if ds is None else f"the logical date {ds} is outside the dataset"
+    log.warning("%s: processing the latest data day %s (tickets cover %s..%s; pick one with conf "
+                "{\"day\": \"YYYY-MM-DD\"})", why, common.LAST_DAY, common.FIRST_DAY, common.LAST_DAY)
+    return common.LAST_DAY
+
+
 with DAG(
     DAG_ID,
     schedule="@daily",
     start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
-    end_date=dt.datetime(2026, 1, 7, tzinfo=dt.timezone.utc),
+    # No end_date: a run past it would turn green with zero tasks. Days beyond the data use the latest one.
     catchup=False,
     tags=["sutro", "example"],
     doc_md=__doc__,
 ) as dag:
 
     @task
-    def extract_tickets(ds: str | None = None) -> dict[str, Any]:
+    def extract_tickets(ds: str | None = None, dag_run: Any = None) -> dict[str, Any]:
         """Write the day's tickets (and the few that get a drafted reply) as parquet; return their URIs."""
-        assert ds is not None  # Airflow injects it
-        tickets = common.load_tickets(ds)
+        day = _data_day(ds, getattr(dag_run, "conf", None))
+        tickets = common.load_tickets(day)
         if tickets.is_empty():
-            raise ValueError(f"no tickets for {ds}; run a day from {common.FIRST_DAY} to {common.LAST_DAY}")
-        folder = _as_storage_path(common.output_root()) / "airflow" / ds
+            raise ValueError(f"no tickets for {day}; run a day from {common.FIRST_DAY} to {common.LAST_DAY}")
+        folder = _as_storage_path(OUTPUT_ROOT) / "airflow" / day
         folder.mkdir(parents=True, exist_ok=True)
         uris = {}
         for name, frame in (("tickets", tickets), ("reply_sample", tickets.head(common.generation_rows()))):
@@ -66,8 +91,8 @@ with DAG(
             with path.open("wb") as fh:
                 frame.write_parquet(fh)
             uris[name] = str(path)
-        log.info("Extracted %d tickets for %s to %s", tickets.height, ds, uris["tickets"])
-        return {**uris, "rows": tickets.height}
+        log.info("Extracted %d tickets for %s to %s", tickets.height, day, uris["tickets"])
+        return {**uris, "rows": tickets.height, "day": day}
 
     extracted = extract_tickets()
 

@@ -1,8 +1,9 @@
 """Prefect example: a day's tickets and product reviews -> Sutro Functions + embeddings (+ drafted replies).
 
-Each Sutro job is a ``sutro_batch_job`` subflow (submit or reattach, wait, parquet, manifest) that leaves a
-job link, a preview table, a parquet link and a summary in the run's Artifacts; the flow adds a markdown
-report of its own (``support-insights-report``).
+Each Sutro job is a ``sutro_batch_job`` subflow named after its step and job (submit or reattach, wait,
+parquet, manifest) that leaves a job link, a preview table, a parquet link and a summary in its Artifacts;
+this run gets the table of all its jobs (``support-insights-sutro-jobs``) and a markdown report of its
+own (``support-insights-report``). Cancelling a run (also a deployed one) cancels its Sutro jobs.
 
 Credentials come from a saved ``SutroCredentials`` block when ``credentials_block`` names one, else from
 ``SUTRO_API_KEY`` / ``SUTRO_API_URL``. Run one day from the shell::
@@ -23,11 +24,11 @@ import os
 from typing import Any
 
 import polars as pl
-from prefect import flow, task
+from prefect import task
 from prefect.artifacts import acreate_markdown_artifact
 
 from example_pipelines import common
-from prefect_sutro import SutroCredentials, load_results, sutro_batch_job
+from prefect_sutro import SutroCredentials, load_results, sutro_batch_job, sutro_flow
 
 POLL = {"poll_interval_seconds": 1.0, "max_poll_interval_seconds": 10.0}  # small demo jobs finish in seconds
 
@@ -68,7 +69,9 @@ def _report(day: str, triage: pl.DataFrame, reviews: pl.DataFrame, topics: pl.Da
     return "\n".join(lines)
 
 
-@flow(name="support-insights", log_prints=False)
+# @sutro_flow, not @flow: a runner that cancels this deployed flow runs only this flow's hooks (not its
+# subflows'), so it is this flow that must cancel the Sutro jobs, even when its process is frozen or gone.
+@sutro_flow(name="support-insights", log_prints=False)
 async def support_insights(day: str = common.DEMO_DAY, credentials_block: str | None = None) -> dict[str, Any]:
     """Triage the day's tickets, tag its reviews by topic, embed the tickets, draft replies if a
     generative model is configured; return the manifests (uri, rows, job_id, tokens, cost) by step.

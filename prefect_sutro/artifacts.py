@@ -18,7 +18,7 @@ from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact, 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.utilities.context import get_task_and_flow_run_ids
-from sutro_core import Job, ResultsManifest, Submission
+from sutro_core import Job, JobHandle, ResultsManifest
 
 _KEY_RE = re.compile(r"^[a-z0-9-]+$")
 # Long cells (embedding vectors, long texts) are shortened so the preview stays readable.
@@ -85,25 +85,41 @@ def _fmt(value: Any, fmt: str = "{}") -> str:
     return "n/a" if value is None else fmt.format(value)
 
 
+def format_usd(value: float | None) -> str:
+    """A dollar amount readable at any size: cents for normal costs, two significant digits below a cent.
+
+    Example:
+        >>> format_usd(12.5), format_usd(0.00002), format_usd(0.000234), format_usd(0), format_usd(None)
+        ('$12.50', '$0.00002', '$0.00023', '$0.00', 'n/a')
+    """
+    if value is None:
+        return "n/a"
+    if value == 0 or abs(value) >= 0.01:
+        return f"${value:,.2f}"
+    digits = -math.floor(math.log10(abs(value))) + 1  # two significant digits
+    return f"${value:.{digits}f}".rstrip("0")
+
+
 def summary_markdown(manifest: ResultsManifest, job: Job | None, job_url: str | None) -> str:
     """The markdown summary of a finished job and its results file.
 
     Example:
         >>> print(summary_markdown(manifest, job, "https://app.sutro.sh/jobs/job-1"))  # doctest: +SKIP
     """
-    job_ref = f"[`{manifest.job_id}`]({job_url})" if job_url else f"`{manifest.job_id}`"
+    # No code spans in the heading: Prefect's renderer shows their backticks literally there.
+    job_ref = f"[{manifest.job_id}]({job_url})" if job_url else manifest.job_id
     duration = job.duration_seconds if job else None
     lines = [
         f"### Sutro job {job_ref}",
         "",
-        "| | |",
+        "| Field | Value |",
         "|---|---|",
         f"| Model / Function | `{manifest.model or (job.model if job else None) or 'n/a'}` |",
         f"| Status | {job.status.value if job else 'SUCCEEDED'} |",
         f"| Rows | {manifest.rows} |",
         f"| Input tokens | {_fmt(manifest.input_tokens)} |",
         f"| Output tokens | {_fmt(manifest.output_tokens)} |",
-        f"| Cost (USD) | {_fmt(manifest.cost, '${:.4f}')} |",
+        f"| Cost (USD) | {format_usd(manifest.cost)} |",
         f"| Duration | {_fmt(duration, '{:.1f} s')} |",
         f"| Results | `{manifest.uri}` ({manifest.bytes} bytes, {manifest.format}) |",
         f"| Columns | {', '.join(f'`{c}`' for c in manifest.columns) or 'n/a'} |",
@@ -115,26 +131,34 @@ def summary_markdown(manifest: ResultsManifest, job: Job | None, job_url: str | 
 # back by the cancellation hook when it runs in another process (a Prefect runner or worker).
 JOB_ID_METADATA = "sutro_job_id"
 CREDENTIALS_BLOCK_METADATA = "sutro_credentials_block_id"
+API_URL_METADATA = "sutro_api_url"
+HANDLE_METADATA = "sutro_handle"
+# "false" when the flow run opted out (sutro_batch_job(cancel_on_cancellation=False)): no hook cancels it.
+CANCEL_METADATA = "sutro_cancel_on_cancellation"
 
 
 async def publish_submission_artifact(
-    submission: Submission,
-    job_url: str,
-    model: str,
+    handle: JobHandle,
     key: str | None = None,
     credentials_block_id: UUID | str | None = None,
+    cancel_on_cancellation: bool = True,
 ) -> UUID:
-    """A link artifact to the job's page, created as soon as the job id is known (a durable record).
+    """A link artifact to the job's page, created as soon as the job is started (the durable record).
 
-    Its metadata carries the job id and the id of the saved credentials block (never the key), so a
-    cancellation hook in another process can find and cancel the job.
+    Its metadata carries the job's handle (``JobHandle.to_json()``: id, key, API URL, never the API key),
+    the job id and the id of the saved credentials block, so a cancellation hook in another process (a
+    Prefect runner or worker) can find and cancel the job.
 
     Example:
-        >>> url = client.job_url(sub.job_id)  # doctest: +SKIP
-        >>> await publish_submission_artifact(sub, url, "all-minilm-l6-v2")  # doctest: +SKIP
+        >>> await publish_submission_artifact(handle, key="ticket-triage")  # doctest: +SKIP
     """
-    verb = "Reattached to" if submission.reattached else "Submitted"
-    metadata = {JOB_ID_METADATA: submission.job_id}
+    verb = "Reattached to" if handle.reattached else "Submitted"
+    metadata = {
+        JOB_ID_METADATA: handle.job_id,
+        API_URL_METADATA: handle.api_url,
+        HANDLE_METADATA: handle.to_json(),
+        CANCEL_METADATA: str(cancel_on_cancellation).lower(),
+    }
     if credentials_block_id:
         metadata[CREDENTIALS_BLOCK_METADATA] = str(credentials_block_id)
     task_run_id, flow_run_id = get_task_and_flow_run_ids()
@@ -143,9 +167,9 @@ async def publish_submission_artifact(
             artifact=ArtifactCreate(
                 type="markdown",
                 key=_sub_key(key, "job"),
-                description=f"{verb} Sutro job `{submission.job_id}` on `{model}` "
-                f"(status {submission.status.value}).",
-                data=f"[Sutro job {submission.job_id}]({job_url})",
+                description=f"{verb} Sutro job `{handle.job_id}` on `{handle.model}` "
+                f"(status {handle.status}).",
+                data=f"[Sutro job {handle.job_id}]({handle.url})",
                 metadata_=metadata,
                 flow_run_id=flow_run_id,
                 task_run_id=task_run_id,

@@ -3,8 +3,9 @@
 Two records say which jobs a flow run started:
 - in process: the submit tasks register each job under its flow run and root flow run (used when the
   Prefect engine runs the hook itself, e.g. a flow run outside a runner);
-- durable: the job-link artifact each submit creates carries the job id and the saved credentials
-  block's id in its metadata (used when a Prefect runner/worker runs the hook in its own process).
+- durable: the job-link artifact each submit creates carries the job's handle, its API URL and the saved
+  credentials block's id in its metadata (used when a Prefect runner/worker runs the hook in its own
+  process; without a saved block, SUTRO_API_KEY of that process authenticates).
 The ``cancel_sutro_jobs`` hook reads both and cancels the jobs that are not yet terminal.
 
 Example:
@@ -17,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any
 from uuid import UUID
@@ -28,9 +30,15 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterParentFlowRunId,
 )
-from sutro_core import SutroError
+from sutro_core import JobHandle, SutroError
 
-from .artifacts import CREDENTIALS_BLOCK_METADATA, JOB_ID_METADATA
+from .artifacts import (
+    API_URL_METADATA,
+    CANCEL_METADATA,
+    CREDENTIALS_BLOCK_METADATA,
+    HANDLE_METADATA,
+    JOB_ID_METADATA,
+)
 from .credentials import SutroCredentials
 
 logger = logging.getLogger(__name__)
@@ -81,27 +89,29 @@ def active_jobs(flow_run_id: str) -> dict[str, SutroCredentials]:
         return dict(_active.get(str(flow_run_id), {}))
 
 
-def _cancel(job_id: str, credentials: SutroCredentials, flow_run_id: str) -> bool:
+def _cancel(job_id: str, credentials: SutroCredentials, flow_run_id: str, handle: str | None = None) -> bool:
+    """The core cancel (of the recorded handle when there is one): bounded, skips terminal jobs, never
+    raises a SutroError (it logs instead)."""
+    reason = f"Prefect flow run {flow_run_id} was cancelled"
     try:
-        with credentials.get_client() as client:
-            if client.get_job(job_id).is_terminal:
-                return False
-            status = client.cancel_job(job_id)
-    except SutroError as exc:
-        logger.error("Could not cancel Sutro job %s of flow run %s: %s", job_id, flow_run_id, exc)
-        return False
-    logger.info(
-        "Cancelled Sutro job %s (now %s) because flow run %s was cancelled",
-        job_id,
-        getattr(status, "value", status),
-        flow_run_id,
-    )
-    return True
+        target: JobHandle | str = JobHandle.from_json(handle) if handle else job_id
+    except (SutroError, ValueError):  # a handle written by a newer or broken writer: the id still cancels
+        target = job_id
+    with credentials.get_client() as client:
+        accepted = client.cancel(target, reason=reason)
+    if accepted:
+        logger.info("Cancelled Sutro job %s because flow run %s was cancelled", job_id, flow_run_id)
+    return accepted
 
 
-def _recorded_jobs(flow_run_id: str) -> dict[str, str | None]:
-    """Job id -> credentials block id, from the job-link artifacts of this flow run and its subflow runs."""
-    found: dict[str, str | None] = {}
+def recorded_jobs(flow_run_id: str) -> dict[str, dict[str, str]]:
+    """Job id -> its job-link artifact's metadata, for this flow run and its subflow runs.
+
+    Example:
+        >>> recorded_jobs("3b28b852-...")   # doctest: +SKIP
+        {'job-123': {'sutro_job_id': 'job-123', 'sutro_credentials_block_id': '...'}}
+    """
+    found: dict[str, dict[str, str]] = {}
     with get_client(sync_client=True) as client:
         run_ids, frontier = [UUID(flow_run_id)], [UUID(flow_run_id)]
         for _ in range(_MAX_SUBFLOW_DEPTH):
@@ -122,16 +132,23 @@ def _recorded_jobs(flow_run_id: str) -> dict[str, str | None]:
             for artifact in page:
                 meta = artifact.metadata_ or {}
                 if JOB_ID_METADATA in meta:
-                    found[meta[JOB_ID_METADATA]] = meta.get(CREDENTIALS_BLOCK_METADATA)
+                    found[meta[JOB_ID_METADATA]] = dict(meta)
             if len(page) < _PAGE:
                 return found
             offset += _PAGE
 
 
-def _load_credentials(block_id: str) -> SutroCredentials:
-    with get_client(sync_client=True) as client:
-        document = client.read_block_document(UUID(block_id))
-    return SutroCredentials._from_block_document(document)
+def _load_credentials(meta: dict[str, str]) -> SutroCredentials | None:
+    """The saved block the job was submitted with; else SUTRO_API_KEY of this (runner) process."""
+    block_id = meta.get(CREDENTIALS_BLOCK_METADATA)
+    if block_id:
+        with get_client(sync_client=True) as client:
+            document = client.read_block_document(UUID(block_id))
+        return SutroCredentials._from_block_document(document)
+    key, url = os.environ.get("SUTRO_API_KEY"), meta.get(API_URL_METADATA)
+    if key and url:
+        return SutroCredentials(api_key=key, api_url=url)
+    return None
 
 
 def cancel_jobs_for_flow_run(flow_run_id: str) -> list[str]:
@@ -152,31 +169,28 @@ def cancel_jobs_for_flow_run(flow_run_id: str) -> list[str]:
             cancelled.append(job_id)
         unregister_job(job_id)
     try:
-        recorded = _recorded_jobs(flow_run_id)
+        recorded = recorded_jobs(flow_run_id)
     except Exception as exc:  # noqa: BLE001 - an unreachable Prefect API must not hide the in-process cancels
         logger.error("Could not read the Sutro jobs recorded for flow run %s: %s", flow_run_id, exc)
         recorded = {}
-    for job_id, block_id in recorded.items():
-        if job_id in handled:
+    for job_id, meta in recorded.items():
+        if job_id in handled or meta.get(CANCEL_METADATA) == "false":  # handled, or its run opted out
             continue
-        if not block_id:
+        try:
+            credentials = _load_credentials(meta)
+        except Exception as exc:  # noqa: BLE001 - one missing block must not stop the other cancels
+            logger.error("Could not load the credentials for Sutro job %s: %s", job_id, exc)
+            continue
+        if credentials is None:
             logger.warning(
-                "Flow run %s started Sutro job %s with unsaved credentials, so it cannot be cancelled from "
-                "here; cancel it in Sutro, and pass a saved SutroCredentials block "
-                "(SutroCredentials.load(...)) "
-                "to let cancellation reach it",
+                "Flow run %s started Sutro job %s with unsaved credentials and SUTRO_API_KEY is not set "
+                "here, so it cannot be cancelled from this process; cancel it in Sutro, and pass a saved "
+                "SutroCredentials block (SutroCredentials.load(...)) or set SUTRO_API_KEY for the runner",
                 flow_run_id,
                 job_id,
             )
             continue
-        try:
-            credentials = _load_credentials(block_id)
-        except Exception as exc:  # noqa: BLE001 - one missing block must not stop the other cancels
-            logger.error(
-                "Could not load the credentials block %s for Sutro job %s: %s", block_id, job_id, exc
-            )
-            continue
-        if _cancel(job_id, credentials, flow_run_id):
+        if _cancel(job_id, credentials, flow_run_id, meta.get(HANDLE_METADATA)):
             cancelled.append(job_id)
     return cancelled
 

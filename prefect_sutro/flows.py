@@ -1,7 +1,8 @@
 """``sutro_batch_job``: a flow that submits (or reattaches), waits, and writes the results to parquet.
 
 It returns the results manifest (a small dict), not the DataFrame; ``load_results`` reads it back.
-Cancelling the flow run cancels the remote job unless ``cancel_on_cancellation=False``.
+Cancelling the flow run cancels the remote job unless ``cancel_on_cancellation=False``. Its run is named
+after the step and the job (``ticket-triage · job-…``), so a parent run lists its subflows readably.
 
 Example:
     >>> import asyncio
@@ -19,15 +20,32 @@ Example:
 from collections.abc import Sequence
 from typing import Any
 
-from prefect import flow
+import logging
+
+from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
 from sutro_core import InputValidationError
 
-from .cancellation import cancel_sutro_jobs
 from .credentials import SutroCredentials
+from .hooks import sutro_flow
 from .tasks import download_results_to_parquet, submit_batch_function, submit_batch_inference, wait_for_job
 
+logger = logging.getLogger(__name__)
 
-@flow(name="sutro-batch-job", on_cancellation=[cancel_sutro_jobs])
+
+async def _rename_run(name: str) -> None:
+    """Name this flow run (a readable subflow name instead of a random one); best effort."""
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return
+    try:
+        async with get_client() as client:
+            await client.update_flow_run(ctx.flow_run.id, name=name[:200])
+    except Exception as exc:  # noqa: BLE001 - a name is cosmetic; the job must go on
+        logger.debug("could not rename flow run %s: %s", ctx.flow_run.id, exc)
+
+
+@sutro_flow(name="sutro-batch-job")
 async def sutro_batch_job(
     data: Any,
     output_path: str,
@@ -51,13 +69,17 @@ async def sutro_batch_job(
     artifact_key: str | None = None,
     idempotency_scope: str | None = None,
     cancel_on_cancellation: bool = True,
+    cancel_on_timeout: bool = True,
+    carry_columns: list[str] | None = None,
 ) -> dict[str, Any]:
     """Run one Sutro batch job end to end: submit (retry-safe) -> wait -> parquet -> manifest dict.
 
     Give exactly one of ``model`` (batch inference) or ``function_name`` (a Sutro Function; ``column`` then
     lists the Function's input columns). ``output_path`` is a local path or an fsspec URI. Retrying the
     flow run (or a parent flow that calls it) reattaches to the job already submitted; identical calls
-    in one flow run share one job unless ``idempotency_scope`` tells them apart.
+    in one flow run share one job unless ``idempotency_scope`` tells them apart. A DataFrame input's
+    columns are carried into the results file (``carry_columns`` picks them; ``[]`` for none); past
+    ``timeout`` seconds of waiting the job is cancelled unless ``cancel_on_timeout=False``.
 
     Example:
         >>> manifest = await sutro_batch_job(tickets_df, "s3://bucket/triage.parquet", creds,
@@ -69,6 +91,8 @@ async def sutro_batch_job(
             "give exactly one: model='all-minilm-l6-v2' for batch inference, "
             "or function_name='ticket-triage' for a Sutro Function",
         )
+    step = artifact_key or name or function_name or model or "sutro-job"
+    await _rename_run(step)
     common: dict[str, Any] = {
         "sutro_credentials": sutro_credentials,
         "job_priority": job_priority,
@@ -79,7 +103,7 @@ async def sutro_batch_job(
         "idempotency_scope": idempotency_scope,
     }
     if model is not None:
-        submission = await submit_batch_inference(
+        handle = await submit_batch_inference(
             data,
             model,
             column=column,
@@ -91,19 +115,32 @@ async def sutro_batch_job(
         )
     else:
         columns = [column] if isinstance(column, str) else column
-        submission = await submit_batch_function(function_name, data, columns=columns, **common)
-    await wait_for_job(
-        submission,
+        handle = await submit_batch_function(function_name, data, columns=columns, **common)
+    await _rename_run(f"{step} · {handle.job_id}")
+    # Waited in the flow body, not as a task run: when the run is cancelled Prefect marks every task
+    # still in flight Crashed and logs "Crash detected!" in red (its engine does that for any task); a
+    # wait here lets the cancel read as what it is, the flow run Cancelled.
+    await wait_for_job.fn(
+        handle,
         sutro_credentials,
         timeout=timeout,
         poll_interval_seconds=poll_interval_seconds,
         max_poll_interval_seconds=max_poll_interval_seconds,
+        cancel_on_timeout=cancel_on_timeout,
     )
     return await download_results_to_parquet(
-        submission,
+        handle,
         output_path,
         sutro_credentials,
         include_inputs=include_inputs,
         preview_rows=preview_rows,
         artifact_key=artifact_key,
+        carry=_carry(data, carry_columns),
     )
+
+
+def _carry(data: Any, carry_columns: list[str] | None) -> Any:
+    """The input columns the results file carries: a DataFrame's (all, or ``carry_columns``), else none."""
+    if not hasattr(data, "columns") or carry_columns == []:
+        return None
+    return data if carry_columns is None else data[list(carry_columns)]

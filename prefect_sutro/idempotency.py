@@ -52,6 +52,32 @@ async def root_flow_run_id(flow_run_id: UUID, parent_task_run_id: UUID | None) -
     return current
 
 
+# own flow run id -> (root flow run id, root flow name): the walk costs API calls, and both never change.
+_roots: dict[UUID, tuple[UUID, str]] = {}
+
+
+async def current_root() -> tuple[UUID, str] | None:
+    """(root flow run id, root flow name) of the current flow run; None outside any flow run.
+
+    Example:
+        >>> await current_root()   # doctest: +SKIP
+        (UUID('3b28b852-...'), 'support-insights')
+    """
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None:
+        return None
+    own = ctx.flow_run
+    if own.id not in _roots:
+        root = await root_flow_run_id(own.id, own.parent_task_run_id)
+        if root == own.id:
+            name = ctx.flow.name if ctx.flow else ""
+        else:
+            async with get_client() as client:
+                name = (await client.read_flow((await client.read_flow_run(root)).flow_id)).name
+        _roots[own.id] = (root, name)
+    return _roots[own.id]
+
+
 async def prefect_retry_scope(extra_scope: str | None = None) -> tuple[str, ...]:
     """The parts of the current Prefect run that stay the same across retries of this step.
 

@@ -1,63 +1,75 @@
 """Prefect tasks for Sutro: submit (retry-safe), wait, download to parquet, run a Function, cancel.
 
-All tasks are ``async`` (waiting awaits, so no worker thread is held while a job runs). Await them in an
-async flow; in a sync flow use ``.submit(...).result()``. Every task takes a ``SutroCredentials`` block
-and calls the core client; none speaks HTTP, polls or writes parquet itself.
+Each task is a thin translation of the core job lifecycle (``client.start`` / ``wait`` / ``finish`` /
+``cancel``): what stays here is how Prefect names the step (the idempotency key's scope), where the job
+handle is recorded (the job-link artifact, read back by the cancellation hooks), and which errors Prefect
+may retry (``retry_condition_fn`` from ``is_retryable``: bad input, the cost gate, a FAILED or CANCELLED
+job are never retried). All tasks are ``async``: await them in an async flow, in a sync flow use
+``.submit(...).result()``.
 
 Example:
-    >>> from prefect import flow
-    >>> from prefect_sutro import SutroCredentials
+    >>> from prefect_sutro import SutroCredentials, sutro_flow
     >>> from prefect_sutro.tasks import submit_batch_inference, wait_for_job, download_results_to_parquet
-    >>> @flow
+    >>> @sutro_flow
     ... async def embed_reviews(reviews: list[str]) -> dict:
     ...     creds = await SutroCredentials.load("sutro")
-    ...     sub = await submit_batch_inference(reviews, "all-minilm-l6-v2", creds)
-    ...     await wait_for_job(sub, creds)
-    ...     return await download_results_to_parquet(sub, "out/reviews.parquet", creds)
+    ...     handle = await submit_batch_inference(reviews, "all-minilm-l6-v2", creds)
+    ...     await wait_for_job(handle, creds)
+    ...     return await download_results_to_parquet(handle, "out/reviews.parquet", creds)
 """
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_run_logger
 from sutro_core import (
-    BatchJobRequest,
+    AsyncSutroClient,
     FunctionResult,
     Job,
     JobError,
+    JobHandle,
+    JobSpec,
     JobStatus,
     PollPolicy,
     Submission,
+    is_retryable,
 )
 
 from .artifacts import check_artifact_key, publish_results_artifacts, publish_submission_artifact
-from .cancellation import register_job, unregister_job
+from .cancellation import OPT_OUT_PARAMETER, register_job, unregister_job
 from .credentials import SutroCredentials
-from .idempotency import prefect_idempotency_key, root_flow_run_id
+from .hooks import check_runner_cancellation
+from .idempotency import current_root, prefect_idempotency_key
 from .results import head_results
+from .summary import record_job
 
-JobRef = Submission | Job | str
+JobRef = JobHandle | Submission | Job | dict | str
+
+
+def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:  # noqa: ARG001 - Prefect's
+    """``retry_condition_fn``: retry only what a retry can fix (``sutro_core.is_retryable``).
+
+    Example:
+        >>> from sutro_core import JobFailedError
+        >>> from prefect.states import Failed
+        >>> retry_unless_permanent(None, None, Failed(data=JobFailedError("job-1", "bad prompt")))
+        False
+    """
+    exc = getattr(state, "data", None)
+    return not isinstance(exc, BaseException) or is_retryable(exc)
+
 
 # Why NO_CACHE: the durable record of a submit is the job on the Sutro server, found again through the
-# idempotency key. A Prefect result cache would replay a stale Submission, pinning a retry to a job that
-# has since FAILED or been CANCELLED instead of submitting anew (and would hash whole DataFrames).
-_TASK_DEFAULTS: dict[str, Any] = {"cache_policy": NO_CACHE}
-
-
-def _job_id(job: JobRef) -> str:
-    if isinstance(job, (Submission, Job)):
-        return job.job_id
-    if isinstance(job, str) and job.strip():
-        return job.strip()
-    raise ValueError(
-        f"job must be a job id string, a Submission or a Job (from submit_batch_inference/wait_for_job), "
-        f"got {type(job).__name__}"
-    )
+# idempotency key. A Prefect result cache would replay a stale handle, pinning a retry to a job that has
+# since FAILED or been CANCELLED instead of submitting anew (and would hash whole DataFrames).
+_TASK_DEFAULTS: dict[str, Any] = {"cache_policy": NO_CACHE, "retry_condition_fn": retry_unless_permanent}
 
 
 def _check_credentials(sutro_credentials: Any) -> SutroCredentials:
@@ -69,61 +81,100 @@ def _check_credentials(sutro_credentials: Any) -> SutroCredentials:
     return sutro_credentials
 
 
+async def _handle(job: JobRef, client: AsyncSutroClient) -> JobHandle:
+    """The job's handle: as recorded, or rebuilt from a job id (a job submitted elsewhere)."""
+    if isinstance(job, JobHandle):
+        return job
+    if isinstance(job, dict):
+        return JobHandle.from_dict(job)
+    if isinstance(job, (Submission, Job)):
+        job_id = job.job_id
+    elif isinstance(job, str) and job.strip():
+        job_id = job.strip()
+    else:
+        raise ValueError(
+            "job must be the handle a submit task returned, a job id string, or a Job; "
+            f"got {type(job).__name__}"
+        )
+    model = job.model if isinstance(job, Job) else (await client.get_job(job_id)).model
+    return JobHandle(job_id=job_id, api_url=client.api_url, url=client.job_url(job_id),
+                     started_at=time.time(), model=model)
+
+
 async def _flow_run_ids() -> list[str]:
     """This flow run and its root: the runs whose cancellation should cancel a job submitted here."""
     ctx = FlowRunContext.get()
-    if ctx is None or ctx.flow_run is None:
+    root = await current_root()
+    if ctx is None or ctx.flow_run is None or root is None:
         return []
-    own = ctx.flow_run
-    root = await root_flow_run_id(own.id, own.parent_task_run_id)
-    return [str(own.id), str(root)]
+    return [str(ctx.flow_run.id), str(root[0])]
 
 
-async def _submit(
-    request: BatchJobRequest,
+async def default_job_name(step: str | None = None) -> str | None:
+    """``<root flow name>/<step>`` (the step: ``artifact_key``, else the task run's name), at most 45
+    characters: how a Prefect-created job is found again in the Sutro UI.
+
+    Example:
+        >>> await default_job_name("ticket-triage")   # doctest: +SKIP
+        'support-insights/ticket-triage'
+    """
+    root = await current_root()
+    task_ctx = TaskRunContext.get()
+    step = step or (task_ctx.task_run.name if task_ctx else None)
+    parts = [p for p in ((root[1] if root else None), step) if p]
+    return "/".join(parts)[:45] or None
+
+
+async def _record(job_id: str, **fields: Any) -> None:
+    root = await current_root()
+    if root is not None:
+        await record_job(root[0], root[1], job_id, **fields)
+
+
+async def _start(
+    spec: JobSpec,
     sutro_credentials: SutroCredentials,
     *,
-    max_cost_usd: float | None,
     idempotency_key: str | None,
     idempotency_scope: str | None,
     artifact_key: str | None,
-) -> Submission:
+) -> JobHandle:
     logger = get_run_logger()
     creds = _check_credentials(sutro_credentials)
-    check_artifact_key(artifact_key)
-    key = idempotency_key or await prefect_idempotency_key(request.fingerprint, idempotency_scope)
+    key = idempotency_key or await prefect_idempotency_key(spec.fingerprint, idempotency_scope)
     # Looked up before submitting, so nothing slow stands between the job's creation and its registration.
     run_ids = await _flow_run_ids()
+    # Only the key, no scope: a Prefect task called many times in one flow run (map, gather, several
+    # sutro_batch_job subflows) shares one (flow, task) scope, and core cancels a scope's other live jobs.
     async with creds.get_async_client() as client:
-        # The core dry-runs against max_cost_usd only for a job it is about to submit, never on a reattach.
-        submission = await client.submit_job(request, idempotency_key=key, max_cost_usd=max_cost_usd)
-        job_url = client.job_url(submission.job_id)
-    if submission.cost_estimate is not None:
-        logger.info("Cost estimate $%.6g is within max_cost_usd=$%.6g", submission.cost_estimate, max_cost_usd)
-    register_job(run_ids, submission.job_id, creds)
-    if submission.reattached:
-        logger.info(
-            "Reattached to Sutro job %s (%s) with idempotency key %s: not submitting again",
-            submission.job_id,
-            submission.status.value,
-            key,
-        )
-    else:
-        logger.info(
-            "Submitted Sutro job %s on %s (%s rows): %s",
-            submission.job_id,
-            request.model,
-            request.num_rows,
-            job_url,
-        )
+        handle = await client.start(spec, idempotency_key=key)
+    ctx = FlowRunContext.get()
+    cancel = not (ctx is not None and (ctx.parameters or {}).get(OPT_OUT_PARAMETER) is False)
+    if cancel:  # an opted-out run's job must not be cancelled by its parent's hook either
+        register_job(run_ids, handle.job_id, creds)
+    block_id = getattr(creds, "_block_document_id", None)
+    # The durable record first: the runner-side cancellation hook finds the job through it.
     await publish_submission_artifact(
-        submission,
-        job_url,
-        request.model,
-        key=artifact_key,
-        credentials_block_id=getattr(creds, "_block_document_id", None),
+        handle, key=artifact_key, credentials_block_id=block_id, cancel_on_cancellation=cancel
     )
-    return submission
+    if handle.cost_estimate is not None:
+        logger.info(
+            "Cost estimate $%.6g is within max_cost_usd=$%.6g", handle.cost_estimate, spec.max_cost_usd
+        )
+    if handle.reattached:
+        logger.info("Reattached to Sutro job %s (%s) with idempotency key %s: not submitting again",
+                    handle.job_id, handle.status, key)
+    else:
+        logger.info("Submitted Sutro job %s on %s (%s rows): %s", handle.job_id, handle.model,
+                    spec.request.num_rows, handle.url)
+    root = await current_root()
+    if root is not None:
+        await check_runner_cancellation(
+            logger, root[0], handle.job_id, bool(block_id), bool(os.environ.get("SUTRO_API_KEY"))
+        )
+    await _record(handle.job_id, step=artifact_key or spec.request.name, url=handle.url, status=handle.status,
+                  rows=spec.request.num_rows)
+    return handle
 
 
 @task(name="submit_batch_inference", task_run_name="submit-{model}", **_TASK_DEFAULTS)
@@ -144,41 +195,31 @@ async def submit_batch_inference(
     idempotency_key: str | None = None,
     idempotency_scope: str | None = None,
     artifact_key: str | None = None,
-) -> Submission:
+) -> JobHandle:
     """Submit a batch inference job, or reattach to the one an earlier try of this step submitted.
 
     ``data`` is a list of strings, a polars/pandas DataFrame (with ``column``), a local csv/parquet/txt
     file, or an http(s) URL of a csv/parquet file. The idempotency key is scoped on the root flow run,
     flow and task names and the job's fingerprint, so task and flow retries reattach instead of paying
     twice; pass ``idempotency_scope`` to run two identical jobs on purpose in one flow run. With
-    ``max_cost_usd`` a dry run gates the submit. Returns the ``Submission`` (``job_id``, ``reattached``).
+    ``max_cost_usd`` a dry run gates the submit. Returns the ``JobHandle`` (``job_id``, ``reattached``,
+    ``url``; ``to_dict()`` is JSON).
 
     Example:
-        >>> sub = await submit_batch_inference(["great product", "arrived broken"], "all-minilm-l6-v2",
-        ...                                    creds)   # doctest: +SKIP
-        >>> sub.job_id                                   # doctest: +SKIP
+        >>> handle = await submit_batch_inference(["great product", "arrived broken"], "all-minilm-l6-v2",
+        ...                                       creds)   # doctest: +SKIP
+        >>> handle.job_id                                    # doctest: +SKIP
     """
-    request = BatchJobRequest.for_inference(
-        data,
-        model,
-        column=column,
-        system_prompt=system_prompt,
-        output_schema=output_schema,
-        sampling_params=sampling_params,
-        job_priority=job_priority,
-        random_seed_per_input=random_seed_per_input,
-        truncate_rows=truncate_rows,
-        name=name,
-        description=description,
+    check_artifact_key(artifact_key)
+    spec = JobSpec.for_inference(
+        data, model, column=column, system_prompt=system_prompt, output_schema=output_schema,
+        sampling_params=sampling_params, job_priority=job_priority,
+        random_seed_per_input=random_seed_per_input, truncate_rows=truncate_rows,
+        name=name or await default_job_name(artifact_key), description=description,
+        carry_columns=[], max_cost_usd=max_cost_usd,
     )
-    return await _submit(
-        request,
-        sutro_credentials,
-        max_cost_usd=max_cost_usd,
-        idempotency_key=idempotency_key,
-        idempotency_scope=idempotency_scope,
-        artifact_key=artifact_key,
-    )
+    return await _start(spec, sutro_credentials, idempotency_key=idempotency_key,
+                        idempotency_scope=idempotency_scope, artifact_key=artifact_key)
 
 
 @task(name="submit_batch_function", task_run_name="submit-{function_name}", **_TASK_DEFAULTS)
@@ -194,26 +235,23 @@ async def submit_batch_function(
     idempotency_key: str | None = None,
     idempotency_scope: str | None = None,
     artifact_key: str | None = None,
-) -> Submission:
+) -> JobHandle:
     """Submit a Sutro Function over many rows as a batch job (retry-safe, like ``submit_batch_inference``).
 
     ``data`` is a list of dicts keyed by the Function's inputs, or a DataFrame whose ``columns`` are them.
 
     Example:
-        >>> sub = await submit_batch_function("ticket-triage", [{"text": "I was charged twice"}],
-        ...                                   creds)   # doctest: +SKIP
+        >>> handle = await submit_batch_function("ticket-triage", [{"text": "I was charged twice"}],
+        ...                                      creds)   # doctest: +SKIP
     """
-    request = BatchJobRequest.for_function(
-        function_name, data, columns=columns, job_priority=job_priority, name=name, description=description
-    )
-    return await _submit(
-        request,
-        sutro_credentials,
+    check_artifact_key(artifact_key)
+    spec = JobSpec.for_function(
+        function_name, data, columns=columns, job_priority=job_priority,
+        name=name or await default_job_name(artifact_key), description=description, carry_columns=[],
         max_cost_usd=max_cost_usd,
-        idempotency_key=idempotency_key,
-        idempotency_scope=idempotency_scope,
-        artifact_key=artifact_key,
     )
+    return await _start(spec, sutro_credentials, idempotency_key=idempotency_key,
+                        idempotency_scope=idempotency_scope, artifact_key=artifact_key)
 
 
 @task(name="wait_for_job", **_TASK_DEFAULTS)
@@ -223,49 +261,44 @@ async def wait_for_job(
     timeout: float | None = 7200,
     poll_interval_seconds: float = 1.0,
     max_poll_interval_seconds: float = 30.0,
+    cancel_on_timeout: bool = True,
 ) -> Job:
-    """Wait for a job to finish (core backoff polling, awaited, with a wall-clock ``timeout`` in seconds).
+    """Wait for a job to finish (core backoff polling, awaited, within ``timeout`` seconds from now).
 
     Polls start every ``poll_interval_seconds`` and back off to ``max_poll_interval_seconds``.
     Returns the SUCCEEDED ``Job``. A FAILED job raises ``JobFailedError`` carrying the server's reason; a
-    CANCELLED job raises ``JobCancelledError`` (cancelled is never success); running past ``timeout``
-    raises ``JobTimeoutError`` and leaves the job running (``timeout=None`` waits as long as it takes).
+    CANCELLED job raises ``JobCancelledError`` (cancelled is never success); past ``timeout`` the job is
+    cancelled (``cancel_on_timeout=False`` leaves it running) and ``JobTimeoutError`` raised.
 
     Example:
-        >>> done = await wait_for_job(sub, creds, timeout=3600)   # doctest: +SKIP
-        >>> done.output_tokens                                     # doctest: +SKIP
+        >>> done = await wait_for_job(handle, creds, timeout=3600)   # doctest: +SKIP
+        >>> done.output_tokens                                        # doctest: +SKIP
     """
     logger = get_run_logger()
-    job_id = _job_id(job)
     creds = _check_credentials(sutro_credentials)
-    if poll_interval_seconds <= 0 or max_poll_interval_seconds < poll_interval_seconds:
-        raise ValueError(
-            "poll_interval_seconds must be > 0 and max_poll_interval_seconds >= poll_interval_seconds "
-            f"(got {poll_interval_seconds} and {max_poll_interval_seconds})"
-        )
     poll = PollPolicy(initial_interval=poll_interval_seconds, max_interval=max_poll_interval_seconds)
-    async with creds.get_async_client(poll=poll) as client:
+    async with creds.get_async_client() as client:
+        handle = (await _handle(job, client)).model_copy(update={
+            "deadline": None if timeout is None else time.time() + timeout,
+            "poll": poll.to_dict(), "cancel_on_timeout": cancel_on_timeout,
+        })
         try:
-            finished = await client.await_job_completion(
-                job_id,
-                timeout=timeout,
-                obtain_results=False,
-                # Status changes go to the task run's log, so the Prefect UI shows the job's progress.
-                on_status=lambda status: logger.info("Sutro job %s is %s", job_id, status.value),
+            # Status changes go to the run's log, so the Prefect UI shows the job's progress.
+            finished = await client.wait(
+                handle,
+                on_status=lambda status: logger.info("Sutro job %s is %s", handle.job_id, status.value),
             )
         except JobError as exc:
-            if exc.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value):
-                unregister_job(job_id)
-            logger.error("Sutro job %s did not succeed: %s", job_id, exc)
+            ended = exc.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+            if ended or getattr(exc, "cancelled", False):  # cancelled: the timeout cancelled it
+                unregister_job(handle.job_id)
+                await _record(handle.job_id, status=exc.status if ended else "CANCELLED (timeout)")
+            logger.error("Sutro job %s did not succeed: %s", handle.job_id, exc)
             raise
-    unregister_job(job_id)
-    logger.info(
-        "Sutro job %s SUCCEEDED (%s rows, %s input / %s output tokens)",
-        job_id,
-        finished.num_rows,
-        finished.input_tokens,
-        finished.output_tokens,
-    )
+    unregister_job(handle.job_id)
+    await _record(handle.job_id, status=finished.status.value, rows=finished.num_rows, cost=finished.job_cost)
+    logger.info("Sutro job %s SUCCEEDED (%s rows, %s input / %s output tokens)", handle.job_id,
+                finished.num_rows, finished.input_tokens, finished.output_tokens)
     return finished
 
 
@@ -278,36 +311,39 @@ async def download_results_to_parquet(
     create_artifacts: bool = True,
     preview_rows: int = 10,
     artifact_key: str | None = None,
+    carry: Any = None,
 ) -> dict[str, Any]:
-    """Stream a SUCCEEDED job's results to parquet at ``path`` (local path or any fsspec URI).
+    """Write a SUCCEEDED job's results at ``path`` (local path or fsspec URI) in the one results shape.
 
-    Returns the manifest dict (``uri, format, rows, bytes, job_id, model, columns, input_tokens,
-    output_tokens, cost, created_at``), never the DataFrame; read it back with ``load_results``. Creates
-    a preview table, a link to the file and a markdown summary artifact unless ``create_artifacts=False``.
+    The file holds ``carry``'s columns (a DataFrame row-aligned with the inputs, e.g. their ids), the
+    outputs unpacked into columns (JSON schema / Function fields; other outputs in ``inference_result``)
+    and the ``sutro.*`` footer, streamed and written atomically. Returns the manifest dict (``uri, rows,
+    bytes, job_id, model, columns, tokens, cost``); ``load_results`` reads it back. Creates a preview
+    table, a link to the file and a markdown summary artifact unless ``create_artifacts=False``.
 
     Example:
         >>> manifest = await download_results_to_parquet(
-        ...     sub, "s3://bucket/reviews.parquet", creds)   # doctest: +SKIP
-        >>> manifest["rows"]                                 # doctest: +SKIP
+        ...     handle, "s3://bucket/reviews.parquet", creds, carry=reviews_df.select("review_id")
+        ... )  # doctest: +SKIP
+        >>> manifest["rows"]  # doctest: +SKIP
     """
     logger = get_run_logger()
-    job_id = _job_id(job)
     creds = _check_credentials(sutro_credentials)
     check_artifact_key(artifact_key)
     if not isinstance(path, str) or not path.strip():
         raise ValueError("path must be a local file path or an fsspec URI such as 's3://bucket/out.parquet'")
     async with creds.get_async_client() as client:
-        manifest = await client.download_results(job_id, path, include_inputs=include_inputs)
-        details = await client.get_job(job_id) if create_artifacts else None
-        job_url = client.job_url(job_id)
-    logger.info(
-        "Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, job_id, manifest.uri, manifest.bytes
-    )
+        handle = (await _handle(job, client)).model_copy(update={"include_inputs": include_inputs})
+        manifest = await client.finish(handle, carry=carry, destination=path)
+        details = await client.get_job(handle.job_id) if create_artifacts else None
+    logger.info("Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, handle.job_id, manifest.uri,
+                manifest.bytes)
     if create_artifacts:
         preview = head_results(manifest, preview_rows) if preview_rows > 0 else None
         await publish_results_artifacts(
-            manifest, details, preview, job_url=job_url, preview_rows_count=preview_rows, key=artifact_key
+            manifest, details, preview, job_url=handle.url, preview_rows_count=preview_rows, key=artifact_key
         )
+    await _record(handle.job_id, status="SUCCEEDED", rows=manifest.rows, cost=manifest.cost, uri=manifest.uri)
     return manifest.to_dict()
 
 
@@ -337,16 +373,18 @@ async def run_function(
 
 @task(name="cancel_job", **_TASK_DEFAULTS)
 async def cancel_job(job: JobRef, sutro_credentials: SutroCredentials) -> JobStatus:
-    """Cancel a Sutro job; returns its new status (CANCELLING or CANCELLED).
+    """Cancel a Sutro job unless it is already terminal; returns its status after the cancel.
 
     Example:
-        >>> await cancel_job(sub, creds)   # doctest: +SKIP
+        >>> await cancel_job(handle, creds)   # doctest: +SKIP
         <JobStatus.CANCELLED: 'CANCELLED'>
     """
-    job_id = _job_id(job)
     creds = _check_credentials(sutro_credentials)
     async with creds.get_async_client() as client:
-        status = await client.cancel_job(job_id)
-    unregister_job(job_id)
-    get_run_logger().info("Cancelled Sutro job %s (now %s)", job_id, status.value)
+        handle = await _handle(job, client)
+        await client.cancel(handle, reason="cancel_job was called")
+        status = (await client.get_job(handle.job_id)).status
+    unregister_job(handle.job_id)
+    await _record(handle.job_id, status=status.value)
+    get_run_logger().info("Cancelled Sutro job %s (now %s)", handle.job_id, status.value)
     return status

@@ -5,11 +5,12 @@
 * ``SutroRunFunctionOperator`` - one synchronous Function call; returns its (small) result.
 
 The batch operators defer to ``SutroJobTrigger`` by default (no worker slot is held while the job runs);
-``deferrable=False`` waits in the worker instead. Either way they are retry-safe: the job is submitted under
-an idempotency key derived from dag_id/task_id/run_id/map_index (never try_number) and what the job
-computes, its id is pushed to XCom before any waiting, and a retried try reattaches to a job that is still
-running or already succeeded instead of submitting (and paying for) it again. Results go to a parquet file;
-XCom only gets a manifest (job id, uri, rows, tokens, cost).
+``deferrable=False`` waits in the worker instead. Both are the core lifecycle (``sutro_core.JobSpec`` ->
+``client.start`` under the scope ``("airflow", dag_id, task_id, run_id, map_index)``, never try_number ->
+the handle to XCom before any waiting -> ``wait`` -> ``finish``): a retried or cleared try reattaches to
+the job instead of paying for it again, changed inputs replace it. Results go to a parquet file in the one
+results shape (carried input columns + unpacked outputs); XCom gets only its manifest. Errors a retry
+cannot fix fail the task with ``AirflowFailException`` (no retries spent).
 
 Example::
 
@@ -30,31 +31,24 @@ Example::
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from sutro_core import (
-    BatchJobRequest,
     InputValidationError,
-    JobCancelledError,
-    JobFailedError,
+    JobHandle,
+    JobSpec,
     JobStatus,
-    JobTimeoutError,
     PollPolicy,
-    SutroClient,
-    idempotency_key,
 )
+from sutro_core.lifecycle import check_max_cost, step_key
 
 from airflow_provider_sutro.errors import SutroJobError, SutroTaskTimeoutError
-from airflow_provider_sutro.events import validate_event
 from airflow_provider_sutro.hooks.sutro import SutroHook
 from airflow_provider_sutro.io import output_uri_to_str, resolve_inputs
 from airflow_provider_sutro.links import SutroJobLink, record_job
-from airflow_provider_sutro.triggers.sutro import SutroJobTrigger
+from airflow_provider_sutro.task import SutroTaskMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -63,8 +57,9 @@ if TYPE_CHECKING:
 DEFAULT_TIMEOUT_S = 24 * 60 * 60
 
 
-class _SutroBatchOperator(BaseOperator):
-    """Shared machinery of the batch operators: submit-or-reattach, wait (deferred or not), write results."""
+class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
+    """Shared by the batch operators: the job spec from the templated fields, then the core lifecycle
+    (``start`` -> record the handle -> defer to the trigger, or ``run`` in the worker -> ``finish``)."""
 
     template_fields: Sequence[str] = ("inputs", "output_uri", "job_name", "description")
     template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json"}
@@ -88,13 +83,13 @@ class _SutroBatchOperator(BaseOperator):
         max_cost_usd: float | None = None,
         cancel_on_kill: bool = True,
         include_inputs: bool = False,
+        carry_columns: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if timeout is None or float(timeout) <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        if max_cost_usd is not None and float(max_cost_usd) < 0:
-            raise ValueError(f"max_cost_usd must be >= 0 dollars, got {max_cost_usd!r}")
+        check_max_cost(max_cost_usd)  # the core's rule, checked when the DAG is parsed
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise InputValidationError("timeout", f"must be a positive number of seconds, got {timeout!r}")
         self.inputs = inputs
         self.output_uri = output_uri
         self.sutro_conn_id = sutro_conn_id
@@ -102,184 +97,99 @@ class _SutroBatchOperator(BaseOperator):
         self.job_name = job_name
         self.description = description
         self.deferrable = deferrable
-        self.timeout = float(timeout)
-        self.poll_interval = float(poll_interval)
-        self.max_poll_interval = float(max_poll_interval)
-        self.max_transient_errors = int(max_transient_errors)
-        self.max_cost_usd = None if max_cost_usd is None else float(max_cost_usd)
+        self.timeout = timeout
+        self.poll_interval = poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.max_transient_errors = max_transient_errors
+        self.max_cost_usd = max_cost_usd
         self.cancel_on_kill = cancel_on_kill
         self.include_inputs = include_inputs
-        self.job_id: str | None = None
+        self.carry_columns = carry_columns
+        self.handle: JobHandle | None = None
 
     # -- what subclasses provide -------------------------------------------------------------------
-    def build_request(self, data: Any) -> BatchJobRequest:
-        """The validated job for this task's (resolved) inputs."""
+    def build_spec(self, data: Any, **settings: Any) -> JobSpec:
+        """The job for this task's (resolved) inputs; ``settings`` are the shared ``JobSpec`` fields."""
         raise NotImplementedError
 
-    # -- plumbing ---------------------------------------------------------------------------------
-    @cached_property
-    def hook(self) -> SutroHook:
-        """The hook for ``sutro_conn_id``."""
-        return SutroHook(sutro_conn_id=self.sutro_conn_id)
+    def _wait_seconds(self) -> float:
+        """``timeout``, or ``execution_timeout`` when shorter: Airflow does not apply execution_timeout to a
+        deferred task, so the handle's deadline (where the core cancels the job) stands in for it."""
+        if self.execution_timeout is None:
+            return self.timeout
+        return min(self.timeout, self.execution_timeout.total_seconds())
 
-    @cached_property
-    def client(self) -> SutroClient:
-        """The synchronous core client (polls with this task's interval and transient-error budget)."""
-        poll = PollPolicy(
-            initial_interval=self.poll_interval,
-            max_interval=max(self.max_poll_interval, self.poll_interval),
-            max_transient_errors=self.max_transient_errors,
-        )
-        return self.hook.get_conn(poll=poll)
-
-    def _idempotency_key(self, context: Context, request: BatchJobRequest) -> str:
-        ti = context["ti"]
-        # Never try_number: every try of this task instance must find the same job.
-        return idempotency_key(
-            "airflow", ti.dag_id, ti.task_id, ti.run_id, ti.map_index, fingerprint=request.fingerprint
-        )
-
-    def _record_job(self, context: Context, job_id: str) -> None:
-        """Push the job id (and its link) to XCom before any waiting, so it is never lost."""
-        self.job_id = job_id
-        record_job(self, context, job_id, self.client.job_url(job_id))
-
-    def _close_client(self) -> None:
-        client = self.__dict__.pop("client", None)  # the next use (e.g. on_kill) opens a fresh one
-        if client is not None:
-            client.close()
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        """Submit (or reattach to) the job, then defer to the trigger or wait here; returns the manifest."""
+    def _spec(self) -> JobSpec:
+        settings = {
+            "carry_columns": self.carry_columns, "output_uri": output_uri_to_str(self.output_uri),
+            "max_cost_usd": self.max_cost_usd, "include_inputs": self.include_inputs,
+            "timeout": self._wait_seconds(), "cancel_on_timeout": True, "cancel_on_interrupt": self.cancel_on_kill,
+            "poll": PollPolicy(initial_interval=self.poll_interval, max_interval=self.max_poll_interval,
+                               max_transient_errors=self.max_transient_errors),
+        }
         try:
-            return self._submit_and_wait(context)
-        finally:
-            self._close_client()
-
-    def _submit_and_wait(self, context: Context) -> dict[str, Any]:
-        try:
-            request = self.build_request(resolve_inputs(self.inputs))
+            return self.build_spec(resolve_inputs(self.inputs), **settings)
         except InputValidationError as exc:
             if exc.field != "data":
                 raise
             # The core calls it "data"; in this operator the parameter is "inputs".
             raise InputValidationError("inputs", str(exc).split(": ", 1)[-1]) from exc
-        output_uri_to_str(self.output_uri)  # fail on a missing destination before paying for a job
-        key = self._idempotency_key(context, request)
-        # The core dry-runs against max_cost_usd only when it is about to submit (not when reattaching).
-        submission = self.client.submit_job(request, idempotency_key=key, max_cost_usd=self.max_cost_usd)
-        if submission.cost_estimate is not None:
-            self.log.info("Estimated cost $%.6g is within max_cost_usd=$%.6g", submission.cost_estimate,
-                          self.max_cost_usd)
-        self._record_job(context, submission.job_id)
-        if submission.reattached:
-            self.log.info(
-                "Reattached to job %s (%s) from an earlier try", submission.job_id, submission.status.value
-            )
-        else:
-            self.log.info(
-                "Submitted job %s (%s rows): %s", submission.job_id, request.num_rows, self.sutro_job_url
-            )
 
-        if submission.status is JobStatus.SUCCEEDED:
-            return self._write_results(submission.job_id)
-        if self.deferrable:
-            wait_s = self._wait_seconds()
-            self.defer(
-                trigger=SutroJobTrigger(
-                    job_id=submission.job_id,
-                    end_time=time.time() + wait_s,
-                    sutro_conn_id=self.sutro_conn_id,
-                    poll_interval=self.poll_interval,
-                    max_poll_interval=self.max_poll_interval,
-                    max_transient_errors=self.max_transient_errors,
-                    cancel_on_kill=self.cancel_on_kill,
-                ),
-                method_name="execute_complete",
-                kwargs={"job_id": submission.job_id},
-                # A backstop only: the trigger's own deadline fires first, with a clean timeout event.
-                timeout=timedelta(seconds=wait_s + self.max_poll_interval + 60),
-            )
-        return self._wait_in_worker(submission.job_id)
+    @staticmethod
+    def _scope(context: Context) -> tuple[Any, ...]:
+        ti = context["ti"]
+        # Never try_number: every try (retry, clear) of this task instance must find the same job.
+        return ("airflow", ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
 
-    def _wait_seconds(self) -> float:
-        """How long to wait for the job: ``timeout``, or ``execution_timeout`` when that is shorter, so the
-        trigger's own timeout event (which cancels the job) fires before Airflow's deferral timeout (which
-        would leave the job running)."""
-        if self.execution_timeout is None:
-            return self.timeout
-        return min(self.timeout, self.execution_timeout.total_seconds())
+    def _record(self, context: Context, handle: JobHandle) -> None:
+        self.handle = handle
+        record_job(self, context, handle)
+        how = "Reattached to" if handle.reattached else "Started"
+        self.log.info("%s job %s (%s): %s", how, handle.job_id, handle.status, handle.url)
 
-    def _wait_in_worker(self, job_id: str) -> dict[str, Any]:
-        try:
-            self.client.await_job_completion(job_id, timeout=self._wait_seconds(), obtain_results=False)
-        except JobTimeoutError as exc:
-            cancelled = self._cancel_quietly(job_id, "it did not finish before the timeout")
-            raise SutroTaskTimeoutError(job_id, exc.status, exc.waited, cancelled) from exc
-        return self._write_results(job_id)
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Start (or reattach to) the job, record its handle, then defer, or wait here; returns the manifest."""
+        with self._step():
+            spec = self._spec()
+            if not self.deferrable:
+                outcome = self.client.run(spec, scope=self._scope(context),
+                                          on_handle=lambda handle: self._record(context, handle))
+                return self._log_manifest(outcome.manifest.to_dict())
+            handle = self.client.start(spec, scope=self._scope(context))
+            self._record(context, handle)
+            if handle.status == JobStatus.SUCCEEDED.value:
+                return self._finish(handle, spec)
+            self._defer_on(handle, handle.seconds_left() or 0.0)
 
-    def execute_complete(
-        self, context: Context, event: Any = None, job_id: str | None = None
-    ) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: Any = None,
+                         handle: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired: only ``success`` writes results; everything else fails the task."""
-        try:
-            return self._complete(event, job_id)
-        finally:
-            self._close_client()
+        with self._step():
+            return self._complete(context, event, handle)
 
-    def _complete(self, event: Any, job_id: str | None) -> dict[str, Any]:
-        event = validate_event(event, expected_job_id=job_id)
-        job_id = self.job_id = event["job_id"]
-        self.sutro_job_url = self.client.job_url(job_id)  # this is a fresh operator instance
+    def _complete(self, context: Context, event: Any, handle_dict: dict[str, Any] | None) -> dict[str, Any]:
+        handle, event = self._resume(context, event, handle_dict)
         status = event["status"]
         if status == "success":
-            return self._write_results(job_id)
-        if status == "failed":
-            raise JobFailedError(job_id, event.get("reason") or event.get("message"))
-        if status == "cancelled":
-            raise JobCancelledError(job_id)
+            spec = self._spec()  # the templated inputs again: their carried columns go into the results
+            if handle.idempotency_key and step_key(spec, self._scope(context), None)[0] != handle.idempotency_key:
+                raise InputValidationError(
+                    "inputs", f"the inputs changed while job {handle.job_id} ran, so its results no longer "
+                    "match them; clear the task to run it on the current inputs")
+            return self._finish(handle, spec)
         if status == "timeout":
-            cancelled = self._cancel_quietly(job_id, "it did not finish before the timeout")
-            status_then = event.get("job_status") or "RUNNING"
-            raise SutroTaskTimeoutError(job_id, status_then, self._wait_seconds(), cancelled)
-        raise SutroJobError(
-            f"gave up waiting for job {job_id}: {event.get('message')}. The job may still be running; "
-            "a retry of this task reattaches to it"
-        )
+            raise SutroTaskTimeoutError(handle.job_id, event.get("job_status") or "RUNNING", self._wait_seconds(),
+                                        event.get("cancelled"))
+        raise SutroJobError(f"gave up waiting for job {handle.job_id}: {event.get('message')}. The job may still be "
+                            "running; a retry of this task reattaches to it")
 
-    def _write_results(self, job_id: str) -> dict[str, Any]:
-        uri = output_uri_to_str(self.output_uri)
-        manifest = self.client.download_results(job_id, uri, include_inputs=self.include_inputs).to_dict()
-        self.log.info(
-            "Wrote %s rows of job %s to %s (%s bytes)",
-            manifest.get("rows"),
-            job_id,
-            manifest.get("uri"),
-            manifest.get("bytes"),
-        )
+    def _finish(self, handle: JobHandle, spec: JobSpec) -> dict[str, Any]:
+        return self._log_manifest(self.client.finish(handle, carry=spec.carry).to_dict())
+
+    def _log_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.log.info("Wrote %s rows of job %s to %s (%s bytes)", manifest.get("rows"), manifest.get("job_id"),
+                      manifest.get("uri"), manifest.get("bytes"))
         return manifest
-
-    def _cancel_quietly(self, job_id: str, why: str) -> bool:
-        """Best-effort cancel; True when the service accepted it."""
-        try:
-            # A client of its own: on_kill runs in a signal handler, maybe in the middle of another request.
-            with self.hook.get_conn() as client:
-                status = client.cancel_job(job_id)
-        except Exception as exc:  # noqa: BLE001 - best effort; the warning says the job may still run
-            self.log.warning("Could not cancel job %s (%s); it may still be running: %s", job_id, why, exc)
-            return False
-        self.log.warning(
-            "Cancelled job %s because %s (now %s)", job_id, why, getattr(status, "value", status)
-        )
-        return True
-
-    def on_kill(self) -> None:
-        """Cancel the job when the task is killed while waiting in the worker (``deferrable=False``).
-
-        A killed *deferred* task is cancelled by ``SutroJobTrigger.on_kill`` instead.
-        """
-        if self.job_id and self.cancel_on_kill:
-            self._cancel_quietly(self.job_id, "the task was killed")
 
 
 class SutroBatchInferenceOperator(_SutroBatchOperator):
@@ -303,6 +213,7 @@ class SutroBatchInferenceOperator(_SutroBatchOperator):
     :param max_cost_usd: run a dry run first and fail, before anything billed, if the estimate exceeds it.
     :param cancel_on_kill: cancel the job when the task is killed.
     :param include_inputs: also write each row's input (an ``inputs`` column) into the results file.
+    :param carry_columns: input columns copied into the results (table inputs; default all, ``[]`` none).
 
     Example::
 
@@ -344,26 +255,18 @@ class SutroBatchInferenceOperator(_SutroBatchOperator):
         self.truncate_rows = truncate_rows
         self.random_seed_per_input = random_seed_per_input
 
-    def build_request(self, data: Any) -> BatchJobRequest:
+    def build_spec(self, data: Any, **settings: Any) -> JobSpec:
         """The inference job for ``data``.
 
         Example::
 
-            op.build_request(["a", "b"]).num_rows    # 2
+            op.build_spec(["a", "b"]).request.num_rows    # 2
         """
-        return BatchJobRequest.for_inference(
-            data,
-            model=self.model,
-            column=self.column,
-            id_column=self.id_column,
-            job_priority=self.job_priority,
-            output_schema=self.output_schema,
-            system_prompt=self.system_prompt,
-            sampling_params=self.sampling_params,
-            random_seed_per_input=self.random_seed_per_input,
-            truncate_rows=self.truncate_rows,
-            name=self.job_name,
-            description=self.description,
+        return JobSpec.for_inference(
+            data, self.model, column=self.column, id_column=self.id_column, job_priority=self.job_priority,
+            output_schema=self.output_schema, system_prompt=self.system_prompt,
+            sampling_params=self.sampling_params, random_seed_per_input=self.random_seed_per_input,
+            truncate_rows=self.truncate_rows, name=self.job_name, description=self.description, **settings,
         )
 
 
@@ -404,20 +307,16 @@ class SutroBatchFunctionOperator(_SutroBatchOperator):
         self.function_name = function_name
         self.columns = columns
 
-    def build_request(self, data: Any) -> BatchJobRequest:
+    def build_spec(self, data: Any, **settings: Any) -> JobSpec:
         """The batch Function job for ``data``.
 
         Example::
 
-            op.build_request([{"text": "hi"}]).num_rows    # 1
+            op.build_spec([{"text": "hi"}]).request.num_rows    # 1
         """
-        return BatchJobRequest.for_function(
-            self.function_name,
-            data,
-            columns=self.columns,
-            job_priority=self.job_priority,
-            name=self.job_name,
-            description=self.description,
+        return JobSpec.for_function(
+            self.function_name, data, columns=self.columns, job_priority=self.job_priority, name=self.job_name,
+            description=self.description, **settings,
         )
 
 
@@ -462,11 +361,11 @@ class SutroRunFunctionOperator(BaseOperator):
                 "input must be a non-empty dict of the Function's fields, e.g. {'text': '...'}; "
                 f"got {self.input!r}"
             )
-        client = SutroHook(sutro_conn_id=self.sutro_conn_id).get_conn()
         kwargs: dict[str, Any] = {}
         if self.confidence_scoring is not None:
             kwargs["confidence_scoring"] = self.confidence_scoring
-        result = client.run_function(self.function_name, self.input, **kwargs)
+        with SutroHook(sutro_conn_id=self.sutro_conn_id).get_conn() as client:
+            result = client.run_function(self.function_name, self.input, **kwargs)
         payload = result.model_dump(mode="json")
         answer = payload.get("response") or payload.get("output")
         self.log.info("Function %s answered %r", self.function_name, answer)

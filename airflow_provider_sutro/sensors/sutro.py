@@ -1,8 +1,8 @@
 """``SutroJobSensor``: wait for a Sutro job submitted elsewhere (another DAG, a notebook, the SDK).
 
 Deferrable by default: the wait runs in the triggerer through ``SutroJobTrigger``. The sensor succeeds only
-when the job SUCCEEDED; FAILED and CANCELLED fail it with the server's reason. With ``output_uri`` it also
-writes the job's results to parquet and returns the manifest.
+when the job SUCCEEDED; FAILED and CANCELLED fail it with the server's reason (no retries spent). With
+``output_uri`` it also writes the job's results to parquet and returns the manifest.
 
 Example::
 
@@ -19,25 +19,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
-from sutro_core import JobCancelledError, JobFailedError, JobStatus, JobTimeoutError, SutroClient
+from sutro_core import JobCancelledError, JobFailedError, JobHandle, JobStatus, JobTimeoutError, PollPolicy
 
-from airflow_provider_sutro.errors import SutroJobError
-from airflow_provider_sutro.events import validate_event
+from airflow_provider_sutro.errors import SutroJobError, fail_fast
 from airflow_provider_sutro.hooks.sutro import SutroHook
 from airflow_provider_sutro.io import output_uri_to_str
 from airflow_provider_sutro.links import SutroJobLink, record_job
-from airflow_provider_sutro.triggers.sutro import SutroJobTrigger
+from airflow_provider_sutro.task import SutroTaskMixin
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class SutroJobSensor(BaseSensorOperator):
+class SutroJobSensor(SutroTaskMixin, BaseSensorOperator):
     """Wait until a Sutro job finishes; succeed only if it SUCCEEDED.
 
     :param job_id: the job to wait for (templated).
@@ -46,10 +43,10 @@ class SutroJobSensor(BaseSensorOperator):
     :param deferrable: wait in the triggerer (default) instead of poking from a worker.
     :param max_transient_errors: failed polls tolerated by the trigger before it gives up.
     :param cancel_on_kill: cancel the job when the sensor is killed. Off by default: the job belongs to
-        whoever submitted it.
+        whoever submitted it (for the same reason a timeout never cancels it).
 
     ``timeout`` (seconds) and ``poke_interval`` are the usual sensor arguments; the deferred wait uses
-    ``timeout`` as its absolute deadline and ``poke_interval`` as its first poll interval.
+    ``timeout`` as its deadline and ``poke_interval`` as its first poll interval.
 
     Example::
 
@@ -76,17 +73,18 @@ class SutroJobSensor(BaseSensorOperator):
         self.sutro_conn_id = sutro_conn_id
         self.output_uri = output_uri
         self.deferrable = deferrable
-        self.max_poll_interval = float(max_poll_interval)
-        self.max_transient_errors = int(max_transient_errors)
+        self.max_poll_interval = max_poll_interval
+        self.max_transient_errors = max_transient_errors
         self.cancel_on_kill = cancel_on_kill
 
-    @cached_property
-    def client(self) -> SutroClient:
-        """The synchronous core client."""
-        return SutroHook(sutro_conn_id=self.sutro_conn_id).get_conn()
-
-    def _record(self, context: Context) -> None:
-        record_job(self, context, self.job_id, self.client.job_url(self.job_id))
+    def _handle(self) -> JobHandle:
+        """A handle for a job started elsewhere: never cancelled at the deadline (it is not ours)."""
+        now = time.time()
+        poll = PollPolicy(initial_interval=float(self.poke_interval), max_interval=self.max_poll_interval,
+                          max_transient_errors=self.max_transient_errors)
+        return JobHandle(job_id=self.job_id, api_url=self.client.api_url, url=self.client.job_url(self.job_id),
+                         started_at=now, deadline=now + float(self.timeout), poll=poll.to_dict(),
+                         cancel_on_timeout=False, cancel_on_interrupt=self.cancel_on_kill)
 
     def _check(self) -> bool:
         job = self.client.get_job(self.job_id)
@@ -99,60 +97,36 @@ class SutroJobSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         """One look at the job: True when SUCCEEDED, raises when FAILED/CANCELLED, else False."""
-        return self._check()
+        with fail_fast():
+            return self._check()
 
     def execute(self, context: Context) -> Any:
         """Record the job, then defer (or poke in the worker); returns the manifest when asked to write one."""
         if not self.job_id or not isinstance(self.job_id, str):
             raise ValueError(f"job_id must be a Sutro job id string, got {self.job_id!r}")
-        self._record(context)
-        if not self.deferrable:
-            super().execute(context)
-            return self._finish()
-        if self._check():
-            return self._finish()
-        self.defer(
-            trigger=SutroJobTrigger(
-                job_id=self.job_id,
-                end_time=time.time() + float(self.timeout),
-                sutro_conn_id=self.sutro_conn_id,
-                poll_interval=float(self.poke_interval),
-                max_poll_interval=self.max_poll_interval,
-                max_transient_errors=self.max_transient_errors,
-                cancel_on_kill=self.cancel_on_kill,
-            ),
-            method_name="execute_complete",
-            kwargs={"job_id": self.job_id},
-            timeout=timedelta(seconds=float(self.timeout) + self.max_poll_interval + 60),
-        )
+        with self._step():
+            self.handle = handle = self._handle()
+            record_job(self, context, handle)
+            if not self.deferrable:
+                super().execute(context)
+                return self._finish(handle)
+            if self._check():
+                return self._finish(handle)
+            self._defer_on(handle, float(self.timeout))
 
-    def execute_complete(self, context: Context, event: Any = None, job_id: str | None = None) -> Any:
+    def execute_complete(self, context: Context, event: Any = None, handle: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired; only ``success`` passes."""
-        event = validate_event(event, expected_job_id=job_id)
-        self.sutro_job_url = self.client.job_url(self.job_id)  # this is a fresh operator instance
-        status = event["status"]
-        if status == "success":
-            return self._finish()
-        if status == "failed":
-            raise JobFailedError(event["job_id"], event.get("reason") or event.get("message"))
-        if status == "cancelled":
-            raise JobCancelledError(event["job_id"])
-        if status == "timeout":
-            # The job is someone else's: report the timeout, leave the job alone.
-            raise JobTimeoutError(event["job_id"], event.get("job_status") or "RUNNING", float(self.timeout))
-        raise SutroJobError(f"gave up waiting for job {event['job_id']}: {event.get('message')}")
+        with self._step():
+            job_handle, event = self._resume(context, event, handle)
+            if event["status"] == "success":
+                return self._finish(job_handle)
+            if event["status"] == "timeout":  # the job is someone else's: report the timeout, leave the job alone
+                raise JobTimeoutError(job_handle.job_id, event.get("job_status") or "RUNNING", float(self.timeout))
+            raise SutroJobError(f"gave up waiting for job {job_handle.job_id}: {event.get('message')}")
 
-    def _finish(self) -> Any:
+    def _finish(self, handle: JobHandle) -> Any:
         if self.output_uri is None:
             return None
-        manifest = self.client.download_results(self.job_id, output_uri_to_str(self.output_uri)).to_dict()
+        manifest = self.client.finish(handle, destination=output_uri_to_str(self.output_uri)).to_dict()
         self.log.info("Wrote %s rows of job %s to %s", manifest.get("rows"), self.job_id, manifest.get("uri"))
         return manifest
-
-    def on_kill(self) -> None:
-        """Cancel the job on kill only when ``cancel_on_kill=True`` (the job belongs to its submitter)."""
-        if self.cancel_on_kill and self.job_id:
-            try:
-                self.client.cancel_job(self.job_id)
-            except Exception as exc:  # noqa: BLE001 - best effort; logged
-                self.log.warning("Could not cancel job %s: %s", self.job_id, exc)

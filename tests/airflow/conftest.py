@@ -8,11 +8,14 @@ this module, before anything imports airflow.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
 _AIRFLOW_HOME = tempfile.mkdtemp(prefix="sutro-airflow-home-")
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)  # no home outlives the run
 os.makedirs(os.path.join(_AIRFLOW_HOME, "dags"), exist_ok=True)
 os.environ.update(
     {
@@ -34,19 +37,21 @@ if "airflow" in sys.modules:  # pragma: no cover - only when another plugin impo
 
 import json
 import re
+import shutil
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 
 @pytest.fixture(scope="session", autouse=True)
-def airflow_db() -> str:
-    """``airflow db migrate`` once per session, in the throwaway AIRFLOW_HOME."""
+def airflow_db() -> Iterator[str]:
+    """``airflow db migrate`` once per session, in the throwaway AIRFLOW_HOME (removed at the end)."""
     airflow_bin = os.path.join(os.path.dirname(sys.executable), "airflow")
     subprocess.run([airflow_bin, "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
-    return _AIRFLOW_HOME
+    yield _AIRFLOW_HOME
+    shutil.rmtree(_AIRFLOW_HOME, ignore_errors=True)
 
 
 def _api_url(sutro_server: Any) -> str:
@@ -142,9 +147,9 @@ class DagRunResult:
 def run_dag() -> Callable[..., DagRunResult]:
     """Run a DAG object end to end with ``dag.test()`` and return a ``DagRunResult``."""
 
-    def _run(dag: Any, **run_conf: Any) -> DagRunResult:
+    def _run(dag: Any, *, test_kwargs: dict[str, Any] | None = None, **run_conf: Any) -> DagRunResult:
         _register(dag)
-        return DagRunResult(dag.test(run_conf=run_conf or None))
+        return DagRunResult(dag.test(run_conf=run_conf or None, **(test_kwargs or {})))
 
     return _run
 

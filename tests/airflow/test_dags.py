@@ -107,7 +107,8 @@ def test_batch_function_end_to_end(
     assert len(trigger_runs) == 1 and manifest["job_id"] == trigger_runs[0]
     df = pl.read_parquet(out)
     assert df.height == 3 == manifest["rows"]
-    assert "confidence_score" in df.columns
+    # The one results shape: the Function's outputs unpacked into columns (no JSON string to parse).
+    assert {"label", "rationale", "confidence_score"} <= set(df.columns)
     assert "inputs" in df.columns  # include_inputs=True
     assert [j.model for j in sutro_client.list_jobs()] == ["ticket-triage"]
 
@@ -151,6 +152,9 @@ def test_inputs_from_an_upstream_task_and_object_storage(
     result = run_dag(dag)
     assert result.state == "success"
     assert result.xcoms("from_upstream")["return_value"]["rows"] == 2
+    # Table inputs carry their columns into the results, row-aligned with the outputs.
+    upstream = pl.read_parquet(tmp_path / "a.parquet")
+    assert upstream["id"].to_list() == [1, 2] and "inference_result" in upstream.columns
     manifest = result.xcoms("from_object_storage")["return_value"]
     assert manifest["rows"] == 3 and manifest["uri"].startswith("memory://")
     assert fsspec.filesystem("memory").exists(manifest["uri"])
@@ -211,11 +215,14 @@ def test_failed_job_fails_the_task(
             inputs=["fine", LONG_ROW],
             truncate_rows=False,
             output_uri=str(out),
+            retries=2,
+            retry_delay=dt.timedelta(seconds=0),
             **FAST,
         )
     result = run_dag(dag)
     assert result.state == "failed"
     assert result.task_state("embed") == "failed"
+    assert result.try_number("embed") == 1  # a FAILED job is not retried: a retry cannot fix it
     [job] = sutro_client.list_jobs()
     assert job.status is JobStatus.FAILED and job.failure_reason
     assert result.xcoms("embed")["sutro_job_id"] == job.job_id  # recorded before waiting
@@ -314,10 +321,13 @@ def test_cost_gate_blocks_before_any_billed_job(
             inputs=TICKETS,
             max_cost_usd=0.0,
             output_uri=str(tmp_path / "out.parquet"),
+            retries=2,
+            retry_delay=dt.timedelta(seconds=0),
             **FAST,
         )
     result = run_dag(dag)
     assert result.state == "failed"
+    assert result.try_number("embed") == 1  # the cost gate is not retried
     jobs = sutro_client.list_jobs()
     # Only the dry run exists: nothing billed was submitted.
     assert len(jobs) == 1 and jobs[0].cost_estimate is not None and jobs[0].cost_estimate > 0
@@ -438,3 +448,20 @@ def test_lost_submit_response_is_recovered_without_a_second_job(
     assert result.state == "success"
     [job] = sutro_client.list_jobs()
     assert result.xcoms("embed")["return_value"]["job_id"] == job.job_id
+
+
+def test_the_trigger_logs_each_status_once(
+    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """It logged every status line twice (its own line and the core's)."""
+    with _dag(dag_id) as dag:
+        SutroBatchInferenceOperator(task_id="embed", model="slow-embed", inputs=["a", "b", "c"],
+                                    output_uri=str(tmp_path / "out.parquet"), **FAST)
+    with caplog.at_level("INFO"):
+        result = run_dag(dag)
+    assert result.state == "success"
+    [job] = sutro_client.list_jobs()
+    lines = [r.getMessage() for r in caplog.records if job.job_id in r.getMessage()]
+    succeeded = [line for line in lines if "SUCCEEDED" in line and " is " in line]
+    assert len(succeeded) == 1, lines

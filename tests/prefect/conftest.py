@@ -1,29 +1,62 @@
 """One Prefect test server for the whole session, and Sutro credentials blocks for the test server.
 
 PREFECT_HOME and analytics are set before anything imports prefect, so runs stay offline and leave
-nothing in the user's ~/.prefect.
+nothing in the user's ~/.prefect. The server is our own PrefectTestServer rather than Prefect's
+harness: it dies with this process even when this process is SIGKILLed, and its home is removed.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-"))
+_HOME = tempfile.mkdtemp(prefix="sutro-prefect-home-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+os.environ.setdefault("PREFECT_HOME", _HOME)
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-import pytest
-from prefect.testing.utilities import prefect_test_harness
+import pytest  # noqa: E402
+from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
 
-from prefect_sutro import SutroCredentials
+from prefect_sutro import SutroCredentials  # noqa: E402
+from support.prefect_server import PrefectTestServer  # noqa: E402
+
+
+def _drain_prefect_workers() -> None:
+    """Flush the log and event workers before the server goes (as Prefect's own harness does)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        import inspect
+
+        try:
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        except RuntimeError:  # the worker was never started
+            pass
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
 
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_harness():
-    """A temporary Prefect server (SQLite) shared by every Prefect test of the session (~10 s to start)."""
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
+    """A temporary Prefect server (SQLite) shared by every Prefect test of the session (~10-30 s to start)."""
+    server = PrefectTestServer(home=os.path.join(_HOME, "server")).start()
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server
+            _drain_prefect_workers()
+    finally:
+        server.stop()
 
 
 @pytest.fixture

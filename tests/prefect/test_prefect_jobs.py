@@ -65,18 +65,20 @@ async def test_batch_inference_flow_writes_parquet_and_artifacts(
     assert Path(manifest["uri"].removeprefix("file://")).resolve() == out.resolve() and out.exists()
     df = load_results(manifest)
     assert df.height == 3
-    vectors = df["outputs"].to_list()
+    vectors = df["inference_result"].to_list()  # the one results shape: non-JSON outputs in inference_result
     assert all(len(v) == 384 for v in vectors) and vectors[0] != vectors[1]
 
     jobs = sutro_client.list_jobs()
     assert [j.job_id for j in jobs] == [manifest["job_id"]] and jobs[0].status is JobStatus.SUCCEEDED
 
     artifacts = {a.key: a for a in await _artifacts(state.state_details.flow_run_id)}
-    assert set(artifacts) == {f"reviews-embeddings-{k}" for k in ("job", "preview", "parquet", "summary")}
+    assert set(artifacts) == {f"reviews-embeddings-{k}" for k in ("job", "preview", "parquet", "summary")} | {
+        "sutro-batch-job-sutro-jobs"  # the run's job table (this run is its own root)
+    }
     table = artifacts["reviews-embeddings-preview"]
     assert table.type == "table"
     rows = table.data if isinstance(table.data, list) else json.loads(table.data)
-    assert len(rows) == 3 and "384 items" in rows[0]["outputs"]
+    assert len(rows) == 3 and "384 items" in rows[0]["inference_result"]
     job_link = artifacts["reviews-embeddings-job"]
     assert manifest["job_id"] in job_link.data and job_link.metadata_["sutro_job_id"] == manifest["job_id"]
     assert out.name in artifacts["reviews-embeddings-parquet"].data
@@ -91,6 +93,46 @@ async def test_batch_inference_flow_writes_parquet_and_artifacts(
         "Duration",
     ):
         assert needle in summary.data, (needle, summary.data)
+    heading, _, header = summary.data.splitlines()[:3]
+    assert "`" not in heading and header == "| Field | Value |"
+    assert "$0.0000 " not in summary.data and "| Cost (USD) | $0.0" in summary.data  # 3 tiny rows: cents round to 0
+
+
+async def test_parent_run_gets_named_subflows_and_one_job_table(sutro_credentials, sutro_client, tmp_path: Path):
+    @flow(name="Review Pipeline")
+    async def parent():
+        a = await sutro_batch_job(REVIEWS, str(tmp_path / "a.parquet"), sutro_credentials, model="all-minilm-l6-v2",
+                                  artifact_key="review-vectors", **FAST)
+        b = await sutro_batch_job([{"text": t} for t in TICKETS], str(tmp_path / "b.parquet"), sutro_credentials,
+                                  function_name="ticket-triage", column=["text"], **FAST)
+        return a, b
+
+    state = await parent(return_state=True)
+    a, b = await state.result()
+    root = state.state_details.flow_run_id
+    async with get_client() as client:
+        children = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[root]))
+        )
+    assert sorted(c.name for c in children) == sorted(
+        [f"review-vectors · {a['job_id']}", f"ticket-triage · {b['job_id']}"]
+    )
+    jobs = {j.job_id: j for j in sutro_client.list_jobs()}
+    assert jobs[a["job_id"]].name == "Review Pipeline/review-vectors"
+    assert jobs[b["job_id"]].name == "Review Pipeline/submit-ticket-triage"
+
+    [table] = [x for x in await _artifacts(root) if x.key == "review-pipeline-sutro-jobs"]
+    lines = table.data.splitlines()
+    assert lines[2] == "| Step | Job | Status | Rows | Cost (USD) | Results |"
+    rows = [line for line in lines if line.startswith("| ") and "[" in line]
+    assert len(rows) == 2, table.data
+    for manifest, step in ((a, "review-vectors"), (b, "Review Pipeline/submit-ticket-triage")):
+        [row] = [r for r in rows if manifest["job_id"] in r]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == step and cells[2] == "SUCCEEDED" and cells[3] == str(manifest["rows"])
+        assert f"/console/jobs/{manifest['job_id']})" in cells[1]
+        assert cells[4].startswith("$") and cells[4] != "$0.0000" and cells[5] == f"`{manifest['uri']}`"
+    assert lines[-1].startswith("2 jobs, total cost $")
 
 
 async def test_function_batch_flow_unpacks_label_columns(sutro_credentials, sutro_client, tmp_path: Path):
@@ -112,8 +154,10 @@ async def test_function_batch_flow_unpacks_label_columns(sutro_credentials, sutr
     assert df["label"].to_list()[:2] == ["billing", "bug"]  # near-copies of the Function's examples
     assert all(0.0 <= c <= 1.0 for c in df["confidence_score"].to_list())
     assert len(sutro_client.list_jobs()) == 1
-    # The raw file keeps the service's columns; load_results(unpack_json=False) shows them.
-    assert "outputs" in load_results(manifest, unpack_json=False).columns
+    # The one results shape: the DataFrame's columns are carried (ids first), outputs already unpacked.
+    raw = load_results(manifest, unpack_json=False)
+    assert raw.columns[:2] == ["ticket_id", "text"] and "label" in raw.columns and "outputs" not in raw.columns
+    assert raw["ticket_id"].to_list() == ["t1", "t2", "t3"]
 
     artifacts = {a.key: a for a in await _artifacts(state.state_details.flow_run_id)}
     preview = artifacts["triage-preview"].data
@@ -136,7 +180,7 @@ def test_tasks_work_in_a_sync_flow(sutro_credentials, sutro_client):
     @flow
     def sync_pipeline():
         sub = submit_batch_inference.submit(REVIEWS[:2], "all-minilm-l6-v2", sutro_credentials).result()
-        job = wait_for_job.submit(sub, sutro_credentials, **FAST).result()
+        job = wait_for_job.submit(sub.job_id, sutro_credentials, **FAST).result()  # a bare job id works too
         return sub, job
 
     sub, job = sync_pipeline()
@@ -183,6 +227,19 @@ async def test_cost_gate_blocks_before_any_billed_job(sutro_credentials, sutro_c
     # Only the dry run exists on the server: nothing billed was submitted.
     jobs = sutro_client.list_jobs()
     assert len(jobs) == 1 and jobs[0].cost_estimate is not None
+
+
+async def test_errors_a_retry_cannot_fix_are_not_retried(sutro_credentials, sutro_client):
+    @flow
+    async def gated():
+        return await submit_batch_inference.with_options(retries=2, retry_delay_seconds=0)(
+            REVIEWS, "all-minilm-l6-v2", sutro_credentials, max_cost_usd=0.0
+        )
+
+    state = await gated(return_state=True)
+    with pytest.raises(CostLimitExceededError):
+        await state.result()
+    assert len(sutro_client.list_jobs()) == 1, "one dry run: the cost gate was not retried"
 
 
 async def test_cost_gate_lets_a_cheap_job_through(sutro_credentials, sutro_client, tmp_path: Path):
@@ -267,7 +324,7 @@ async def test_results_to_an_fsspec_uri(sutro_credentials, sutro_client):
     manifest = await sutro_batch_job(REVIEWS, uri, sutro_credentials, model="all-minilm-l6-v2", **FAST)
     assert manifest["uri"] == uri and manifest["rows"] == 3
     df = load_results(manifest)
-    assert df.height == 3 and len(df["outputs"][0]) == 384
+    assert df.height == 3 and len(df["inference_result"][0]) == 384
 
 
 async def test_generative_model_path(sutro_credentials, sutro_client, tmp_path: Path):
@@ -282,7 +339,7 @@ async def test_generative_model_path(sutro_credentials, sutro_client, tmp_path: 
         **FAST,
     )
     df = load_results(manifest)
-    assert df.height == 2 and df["outputs"].dtype == pl.String
+    assert df.height == 2 and df["inference_result"].dtype == pl.String
     assert manifest["input_tokens"] > 0 and manifest["output_tokens"] > 0
     (job,) = sutro_client.list_jobs()
     assert job.model == "tiny-llama" and job.status is JobStatus.SUCCEEDED

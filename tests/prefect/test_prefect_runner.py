@@ -1,32 +1,24 @@
 """A real Prefect runner cancels a deployed sutro_batch_job run: the runner kills the flow's process and
-runs the on_cancellation hook in its own process, which must still find and cancel the Sutro job."""
+runs the on_cancellation hook in its own process, which must still find and cancel the Sutro job. A
+normal cancel reads as a cancel: no task run Crashed, no red "Crash detected!" in the run's log."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId, TaskRunFilter, TaskRunFilterFlowRunId
 from prefect.runner import Runner
 from prefect.states import Cancelling
 from sutro_core import JobStatus
 
 from prefect_sutro import SutroCredentials, sutro_batch_job
+from prefect_waits import wait_for
 
 pytestmark = pytest.mark.slow
-
-
-async def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_runner_cancellation_cancels_the_sutro_job(
@@ -56,7 +48,7 @@ async def test_runner_cancellation_cancels_the_sutro_job(
             jobs = await asyncio.to_thread(sutro_client.list_jobs)
             return jobs[0] if jobs and jobs[0].status is JobStatus.RUNNING else None
 
-        job = await _wait_for(running_job, 120, "the deployed flow run to start its Sutro job")
+        job = await wait_for(running_job, 120, "the deployed flow run to start its Sutro job")
         async with get_client() as client:
             await client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
 
@@ -64,14 +56,23 @@ async def test_runner_cancellation_cancels_the_sutro_job(
             j = await asyncio.to_thread(sutro_client.get_job, job.job_id)
             return j.status in (JobStatus.CANCELLING, JobStatus.CANCELLED)
 
-        await _wait_for(job_cancelled, 90, "the runner's on_cancellation hook to cancel the Sutro job")
+        await wait_for(job_cancelled, 90, "the runner's on_cancellation hook to cancel the Sutro job")
 
         async def run_cancelled():
             async with get_client() as client:
                 run = await client.read_flow_run(flow_run.id)
             return run.state is not None and run.state.is_cancelled()
 
-        await _wait_for(run_cancelled, 60, "the flow run to be Cancelled")
+        await wait_for(run_cancelled, 60, "the flow run to be Cancelled")
+        await asyncio.sleep(3)  # the killed process's last logs
+        async with get_client() as client:
+            logs = await client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run.id])))
+            task_runs = await client.read_task_runs(
+                task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run.id]))
+            )
+        assert not [log.message for log in logs if "Crash detected" in log.message]
+        assert not [t.name for t in task_runs if t.state and t.state.is_crashed()]
+        assert job.name == "sutro-batch-job/submit-slow-embed"
     finally:
         await runner.astop()
         runner_task.cancel()

@@ -5,15 +5,19 @@ the end of the run, which docs/reliability.md quotes.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import os
+import shutil
 import tempfile
 
 # Some bad-input cases build Airflow operators and import Prefect in this process: keep both off the
 # user's ~/airflow and ~/.prefect when this folder runs alone (the adapters' own conftests, when they
-# load first, have already set these).
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="sutro-rel-airflow-"))
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="sutro-rel-prefect-"))
+# load first, have already set these). A home made here is removed when the run ends.
+for _var, _prefix in (("AIRFLOW_HOME", "sutro-rel-airflow-"), ("PREFECT_HOME", "sutro-rel-prefect-")):
+    if _var not in os.environ:
+        os.environ[_var] = tempfile.mkdtemp(prefix=_prefix)
+        atexit.register(shutil.rmtree, os.environ[_var], ignore_errors=True)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import pytest

@@ -1,12 +1,13 @@
-"""Runs one Prefect flow run in its own process (the process a test may SIGKILL), against the
-ephemeral Prefect API kept in PREFECT_HOME, so a second process can run the same flow run again.
+"""Runs one Prefect flow run in its own process (the process a test may SIGKILL), against the Prefect
+API at PREFECT_API_URL (a server the test owns, so a second process can run the same flow run again
+and a killed driver leaves no server behind).
 
 ``main("first")`` creates the flow run, writes its id to RELIABILITY_FLOW_RUN_FILE, and runs it;
 ``main("rerun")`` puts that flow run back to Scheduled (what a retry after a crash does) and runs it
 again. The last output line is JSON: {"state", "manifest"}.
 
 Example:
-    $ PREFECT_HOME=/tmp/ph SUTRO_API_KEY=... SUTRO_API_URL=... RELIABILITY_OUTPUT=/tmp/o.parquet \
+    $ PREFECT_API_URL=http://127.0.0.1:4200/api PREFECT_HOME=/tmp/ph SUTRO_API_KEY=... SUTRO_API_URL=... RELIABILITY_OUTPUT=/tmp/o.parquet \
       RELIABILITY_FLOW_RUN_FILE=/tmp/run-id python -c "from reliability.prefect_driver import main; main('first')"
 """
 
@@ -37,6 +38,8 @@ async def _main(mode: str) -> None:
     from prefect.flow_engine import run_flow
     from prefect.states import Scheduled
 
+    if not os.environ.get("PREFECT_API_URL"):  # never start an ephemeral server a kill would orphan
+        raise SystemExit("PREFECT_API_URL must point at the test's Prefect server")
     run_file = Path(os.environ["RELIABILITY_FLOW_RUN_FILE"])
     async with get_client() as client:
         if mode == "first":

@@ -1,0 +1,143 @@
+"""One table of all the Sutro jobs of a flow run, on the run a user opens: the root flow run.
+
+Each submit adds a row (step, job link, status, rows), the wait and the download update it (status,
+cost, parquet URI). The artifact is created once and then updated in place, so the parent run's
+Artifacts tab shows one ``<flow-name>-sutro-jobs`` table, not one per subflow. Writing it is best
+effort: a Prefect API hiccup here never fails a task.
+
+Example:
+    >>> await record_job(root_id, "support-insights", "job-1", step="ticket-triage",
+    ...                  url="http://127.0.0.1:8484/console/jobs/job-1", status="RUNNING")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+from .artifacts import format_usd
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_METADATA = "sutro_run_summary"  # the rows as JSON, so another process (a retry) can add to them
+
+
+# root flow run id -> (artifact id | None, job id -> row). Process-local; rebuilt from the API on a miss.
+_state: dict[str, tuple[UUID | None, dict[str, dict[str, Any]]]] = {}
+_locks: dict[tuple[int, str], asyncio.Lock] = {}
+
+
+def summary_key(flow_name: str) -> str:
+    """The artifact key of a flow's job table: its name as lowercase letters, digits and dashes.
+
+    Example:
+        >>> summary_key("Support Insights")
+        'support-insights-sutro-jobs'
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", flow_name.lower()).strip("-") or "flow"
+    return f"{slug}-sutro-jobs"
+
+
+def render(rows: dict[str, dict[str, Any]]) -> str:
+    """The markdown table of ``rows`` (job id -> fields), with a total cost line.
+
+    Example:
+        >>> print(render({"j1": {"step": "triage", "url": "http://x/j1", "status": "SUCCEEDED", "rows": 3,
+        ...                      "cost": 0.00002, "uri": "/tmp/t.parquet"}}))
+        ### Sutro jobs of this flow run
+        <BLANKLINE>
+        | Step | Job | Status | Rows | Cost (USD) | Results |
+        |---|---|---|---|---|---|
+        | triage | [j1](http://x/j1) | SUCCEEDED | 3 | $0.00002 | `/tmp/t.parquet` |
+        <BLANKLINE>
+        1 job, total cost $0.00002
+    """
+    lines = [
+        "### Sutro jobs of this flow run",
+        "",
+        "| Step | Job | Status | Rows | Cost (USD) | Results |",
+        "|---|---|---|---|---|---|",
+    ]
+    total = 0.0
+    for job_id, row in rows.items():
+        url = row.get("url")
+        job = f"[{job_id}]({url})" if url else job_id
+        uri = row.get("uri")
+        cost = row.get("cost")
+        total += cost or 0.0
+        cells = [
+            str(row.get("step") or ""),
+            job,
+            str(row.get("status") or ""),
+            "" if row.get("rows") is None else str(row["rows"]),
+            format_usd(cost) if cost is not None else "",
+            f"`{uri}`" if uri else "",
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += ["", f"{len(rows)} job{'s' if len(rows) != 1 else ''}, total cost {format_usd(total)}"]
+    return "\n".join(lines)
+
+
+def _lock(root: str) -> asyncio.Lock:
+    # Keyed by event loop too: a sync flow runs async tasks on other loops, and a Lock is tied to one.
+    return _locks.setdefault((id(asyncio.get_running_loop()), root), asyncio.Lock())
+
+
+async def _find_existing(
+    client: Any, root_id: UUID, key: str
+) -> tuple[UUID | None, dict[str, dict[str, Any]]]:
+    artifacts = await client.read_artifacts(
+        artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[root_id]), key=ArtifactFilterKey(any_=[key])
+        )
+    )
+    for artifact in artifacts:
+        meta = artifact.metadata_ or {}
+        if SUMMARY_METADATA in meta:
+            return artifact.id, json.loads(meta[SUMMARY_METADATA])
+    return None, {}
+
+
+async def record_job(root_id: UUID, flow_name: str, job_id: str, **fields: Any) -> None:
+    """Add or update the row of ``job_id`` in the job table of flow run ``root_id`` (never raises).
+
+    ``fields``: ``step``, ``url``, ``status``, ``rows``, ``cost``, ``uri``; ``None`` values are ignored.
+
+    Example:
+        >>> await record_job(root_id, "support-insights", "job-1",
+        ...                  status="SUCCEEDED", cost=0.0001)  # doctest: +SKIP
+    """
+    root = str(root_id)
+    key = summary_key(flow_name)
+    try:
+        async with _lock(root), get_client() as client:
+            if root not in _state:
+                _state[root] = await _find_existing(client, root_id, key)
+            artifact_id, rows = _state[root]
+            row = rows.setdefault(job_id, {})
+            row.update({k: v for k, v in fields.items() if v is not None})
+            data, meta = render(rows), {SUMMARY_METADATA: json.dumps(rows, default=str)}
+            if artifact_id is None:
+                created = await client.create_artifact(
+                    artifact=ArtifactCreate(
+                        type="markdown",
+                        key=key,
+                        description="The Sutro jobs of this flow run: links, rows, cost and results.",
+                        data=data,
+                        metadata_=meta,
+                        flow_run_id=root_id,
+                    )
+                )
+                _state[root] = (created.id, rows)
+            else:
+                await client.update_artifact(artifact_id, ArtifactUpdate(data=data, metadata_=meta))
+    except Exception as exc:  # noqa: BLE001 - the table is a convenience; the job must go on
+        logger.warning("Could not update the Sutro job table of flow run %s: %s", root, exc)
