@@ -85,8 +85,10 @@ async def support_insights(day: str = common.DEMO_DAY, credentials_block: str | 
     tickets, reviews = load_day(day)
     out = f"{common.output_root().rstrip('/')}/prefect/{day}"
     manifests: dict[str, Any] = {}
+    # The whole tickets frame: the Function reads `text`, the other columns are carried into the results,
+    # so this file has the same schema as the Airflow and Dagster triage files.
     manifests["triage"] = await sutro_batch_job(
-        tickets.select("text"), f"{out}/triage.parquet", creds, function_name=common.TRIAGE_FUNCTION,
+        tickets, f"{out}/triage.parquet", creds, function_name=common.TRIAGE_FUNCTION,
         column=["text"], max_cost_usd=1.0, artifact_key="ticket-triage", **POLL,
     )
     manifests["review_topics"] = await sutro_batch_job(

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 
 from example_pipelines import common, demo
@@ -47,13 +48,14 @@ def test_demo_runs_the_three_pipelines_and_writes_real_parquet(
     reviews = common.load_reviews(DAY)
     output = workdir / "output"
 
-    # Airflow: raw results files (outputs JSON + confidence_score), one row per ticket, in input order.
+    # Airflow: the one results shape (the tickets' columns, then label/rationale/confidence_score), one row
+    # per ticket, in input order.
     airflow = output / "airflow" / DAY
     triage = pl.read_parquet(airflow / "triage.parquet")
-    assert triage.height == tickets.height
+    assert triage.height == tickets.height and triage["ticket_id"].to_list() == tickets["ticket_id"].to_list()
     assert set(common.labels(triage).to_list()) <= TICKET_LABELS
     assert triage["confidence_score"].is_between(0, 1).all()
-    assert _vectors_ok(pl.read_parquet(airflow / "embeddings.parquet")["outputs"])
+    assert _vectors_ok(pl.read_parquet(airflow / "embeddings.parquet")["inference_result"])
     # The report task got the triage manifest through XCom and counted the labels of the same file.
     airflow_json = json.loads((workdir / "logs" / "airflow.json").read_text())
     assert airflow_json["notes"]["label_counts"] == dict(common.labels(triage).value_counts().iter_rows())
@@ -80,7 +82,14 @@ def test_demo_runs_the_three_pipelines_and_writes_real_parquet(
     assert common.labels(prefect_triage).to_list() == common.labels(triage).to_list()
     topics = pl.read_parquet(prefect / "review_topics.parquet")
     assert topics.height == reviews.height and set(common.labels(topics).to_list()) <= REVIEW_TOPICS
-    assert _vectors_ok(pl.read_parquet(prefect / "embeddings.parquet")["outputs"])
+    assert _vectors_ok(pl.read_parquet(prefect / "embeddings.parquet")["inference_result"])
+
+    # The same job through the three orchestrators: the same parquet schema, and the job in the footer.
+    for a, d, p in (("triage.parquet", "ticket_triage", "triage.parquet"),
+                    ("embeddings.parquet", "ticket_embeddings", "embeddings.parquet")):
+        schemas = [pq.read_schema(path) for path in (airflow / a, output / "dagster" / d / f"{DAY}.parquet", prefect / p)]
+        assert schemas[0].remove_metadata() == schemas[1].remove_metadata() == schemas[2].remove_metadata(), a
+        assert all(s.metadata[b"sutro.job_id"].startswith(b"job-") for s in schemas)
 
     # Generation ran by default on the built-in SmolLM2-135M-Instruct: a drafted reply (what the model
     # wrote, never empty) for each of the first tickets, with a finish reason per row.
@@ -88,9 +97,8 @@ def test_demo_runs_the_three_pipelines_and_writes_real_parquet(
     for path in (airflow / "replies.parquet", output / "dagster" / "ticket_replies" / f"{DAY}.parquet",
                  prefect / "replies.parquet"):  # fmt: skip
         replies = pl.read_parquet(path)
-        column = "inference_result" if "inference_result" in replies.columns else "outputs"  # raw file or joined
-        assert replies.height == sample.height, path
-        assert all(text.strip() for text in replies[column].to_list()), (path, replies[column].to_list())
+        assert replies.height == sample.height and replies["ticket_id"].to_list() == sample["ticket_id"].to_list()
+        assert all(text.strip() for text in replies["inference_result"].to_list()), (path, replies["inference_result"])
         assert set(replies["finish_reason"].to_list()) <= {"stop", "length"}, path
     # The ticket-fields extraction Function (JSON schema): typed columns in the Dagster asset's parquet.
     fields = pl.read_parquet(output / "dagster" / "ticket_fields" / f"{DAY}.parquet")
