@@ -37,10 +37,11 @@ def _racer(url: str, key: str, keys: list[str], barrier, results) -> None:
 def hosted_like_server(tmp_path_factory):
     from sutro_core.local.testing import LocalServer
 
-    from conftest import session_server_config
-
     root = tmp_path_factory.mktemp("no-dedupe")
-    config = {**session_server_config(root), "dedupe_idempotency_keys": False}
+    # The session server's slow-embed model (jobs stay live long enough to race), without server-side dedupe.
+    slow = {"engine": "embedding", "chunk_size": 1, "min_seconds_per_chunk": 0.3,
+            "price": {"input_per_1m": 0.02, "output_per_1m": 0.0}}
+    config = {"models": {"slow-embed": slow}, "dedupe_idempotency_keys": False}
     with LocalServer(root / "data", config) as server:
         yield server
 
