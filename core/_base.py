@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 import polars as pl
 
 from . import __version__, lifecycle, operations as ops, protocol
-from .artifacts import discard, finalize, prepare_target
+from .artifacts import finalize, prepare_target
 from .config import DEFAULT_API_URL, resolve_settings
-from .errors import DryRunResultsError, InputValidationError, JobNotSucceededError, JobTimeoutError, SutroAPIError
+from .errors import DryRunResultsError, InputValidationError, SutroAPIError
 from .inputs import _is_pandas
 from .lifecycle import JobHandle, JobSpec
 from .models import FunctionResult, Job, JobStatus, ResultsManifest, Submission
@@ -29,7 +29,7 @@ from .operations import Blocking, Lines, Op
 from .progress import ProgressReporter
 from .request import BatchJobRequest
 from .results import join_original, read_parquet_file, shape_results
-from .retrying import Deadline, DeadlineReached, PollPolicy, RetryPolicy
+from .retrying import PollPolicy, RetryPolicy
 
 HOSTED_APP_URL = "https://app.sutro.sh"
 
@@ -171,24 +171,9 @@ class ClientBase:
         timeout: float | None = None,
     ) -> Op[ResultsManifest]:
         target = prepare_target(destination, result_format, storage_options)
-        limit = Deadline.after(timeout)
-        call = protocol.results_file_call(
-            job_id, result_format=result_format, include_inputs=include_inputs,
-            include_cumulative_logprobs=include_cumulative_logprobs, stream_to=str(target.tmp_path),
-        )
-        try:
-            job = yield from ops.send(self.retry, protocol.get_job_call(job_id), limit.at)
-            ops.raise_for_terminal(job)
-            if job.status is not JobStatus.SUCCEEDED:
-                raise JobNotSucceededError(job_id, job.status.value)
-            yield from ops.send(self.retry, call, limit.at)
-        except DeadlineReached as exc:
-            discard(target)
-            raise JobTimeoutError(job_id, "SUCCEEDED", limit.elapsed(),
-                                  what="downloading the results of") from exc
-        except BaseException:
-            discard(target)
-            raise
+        job = yield from ops.download(self.retry, job_id, target, timeout, result_format=result_format,
+                                      include_inputs=include_inputs,
+                                      include_cumulative_logprobs=include_cumulative_logprobs)
         return (yield Blocking(lambda: finalize(target, job, result_format)))
 
     def _attach_op(self, job_id: str, show_progress: bool | None) -> Op[Job]:

@@ -34,14 +34,14 @@ import polars as pl
 from pydantic import BaseModel
 
 from . import operations as ops, protocol
-from .artifacts import RESULT_FORMATS, discard, finalize, job_metadata, prepare_target
+from .artifacts import RESULT_FORMATS, finalize, job_metadata, prepare_target
 from .errors import InputValidationError, JobTimeoutError
 from .idempotency import idempotency_key as make_key, scope_id as make_scope_id
 from .inputs import NormalisedInputs, _is_pandas, is_url, to_polars
 from .models import Job, JobStatus, ResultsManifest
 from .operations import Blocking, Op
 from .request import BatchJobRequest
-from .retrying import DeadlineReached, Deadline, PollPolicy, RetryPolicy
+from .retrying import DeadlineReached, PollPolicy, RetryPolicy
 
 LIFECYCLE_READY = True
 HANDLE_VERSION = 1
@@ -372,25 +372,9 @@ def finish_op(retry: RetryPolicy, handle: JobHandle, carry: pl.DataFrame | None,
     if dest is None:
         raise InputValidationError("output_uri", "say where the results go: JobSpec(output_uri=...) or destination=")
     fmt = handle.output_format
-    limit = Deadline.after(timeout)
     target = prepare_target(dest, fmt, storage_options)
-    try:
-        job = yield from ops.send(retry, protocol.get_job_call(handle.job_id), limit.at)
-        ops.raise_for_terminal(job)
-        if job.status is not JobStatus.SUCCEEDED:
-            from .errors import JobNotSucceededError
-
-            raise JobNotSucceededError(handle.job_id, job.status.value)
-        call = protocol.results_file_call(handle.job_id, result_format=fmt, include_inputs=handle.include_inputs,
-                                          stream_to=str(target.tmp_path))
-        yield from ops.send(retry, call, limit.at)
-    except DeadlineReached as exc:
-        discard(target)
-        raise JobTimeoutError(handle.job_id, JobStatus.SUCCEEDED.value, limit.elapsed(),
-                              what="downloading the results of") from exc
-    except BaseException:
-        discard(target)
-        raise
+    job = yield from ops.download(retry, handle.job_id, target, timeout, result_format=fmt,
+                                  include_inputs=handle.include_inputs)
     transform = (lambda path: _shape_in_place(path, carry, handle, job)) if fmt == "parquet" else None
     return (yield Blocking(lambda: finalize(target, job, fmt, transform)))
 

@@ -215,7 +215,7 @@ class CancelResult(dict):  # type: ignore[type-arg]
     def __init__(self, job_id: str, body: Any) -> None:
         super().__init__(body if isinstance(body, dict) else {"job_id": job_id, "status": body})
         self.setdefault("job_id", job_id)
-        self.status = _status_of(job_id, body)
+        self.status = status_of(job_id, body)
 
     @property
     def value(self) -> str:
@@ -252,7 +252,8 @@ class CancelResult(dict):  # type: ignore[type-arg]
         return (CancelResult, (self.job_id, dict(self)))
 
 
-def _status_of(job_id: str, body: Any) -> JobStatus:
+def status_of(job_id: str, body: Any) -> JobStatus:
+    """The job status in a cancel answer: ``{"status": ...}``, ``{"job_status": {id: ...}}`` or a bare value."""
     if isinstance(body, dict):
         for key in ("status", "job_status"):
             value = body.get(key)

@@ -326,12 +326,35 @@ def wait_for_job(
         yield Sleep(min(next(intervals), remaining))
 
 
-def succeeded_job(policy: RetryPolicy, job_id: str) -> Op[Job]:
+def succeeded_job(policy: RetryPolicy, job_id: str, deadline: float | None = None) -> Op[Job]:
     """The job, checked to be SUCCEEDED before results are asked for."""
-    job = yield from get_job(policy, job_id)
+    job = yield from send(policy, protocol.get_job_call(job_id), deadline)
     raise_for_terminal(job)
     if job.status is not JobStatus.SUCCEEDED:
         raise JobNotSucceededError(job_id, job.status.value)
+    return job
+
+
+def download(policy: RetryPolicy, job_id: str, target: Any, timeout: float | None, **file_args: Any) -> Op[Job]:
+    """Stream a SUCCEEDED job's results file to ``target``'s temp file within ``timeout``; returns the job.
+
+    ``file_args`` go to ``results_file_call`` (format, inputs, logprobs). On any failure the temp file is
+    removed; past the deadline ``JobTimeoutError`` is raised.
+    """
+    from .artifacts import discard
+
+    limit = Deadline.after(timeout)
+    try:
+        job = yield from succeeded_job(policy, job_id, limit.at)
+        yield from send(policy, protocol.results_file_call(job_id, stream_to=str(target.tmp_path), **file_args),
+                        limit.at)
+    except DeadlineReached as exc:
+        discard(target)
+        raise JobTimeoutError(job_id, JobStatus.SUCCEEDED.value, limit.elapsed(),
+                              what="downloading the results of") from exc
+    except BaseException:
+        discard(target)
+        raise
     return job
 
 

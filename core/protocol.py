@@ -19,7 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from .errors import AuthenticationError, NotFoundError, RateLimitError, ServerError, SutroAPIError
-from .models import FunctionResult, Job, JobStatus, Quota
+from .models import FunctionResult, Job, JobStatus, Quota, status_of
 
 T = TypeVar("T")
 
@@ -173,18 +173,7 @@ def list_jobs_call(idempotency_key: str | None = None) -> Call[list[Job]]:
 def cancel_job_call(job_id: str) -> Call[JobStatus]:
     """``GET job-cancel/{id}`` -> the job's new status. Cancelling twice is harmless, so it is safe."""
 
-    def parse(r: httpx.Response) -> JobStatus:
-        body = _json(r)
-        if isinstance(body, dict):
-            for key in ("status", "job_status"):
-                value = body.get(key)
-                if isinstance(value, dict):
-                    value = value.get(job_id, next(iter(value.values()), None))
-                if value is not None:
-                    return JobStatus.parse(value)
-        return JobStatus.parse(body)
-
-    return Call("GET", f"job-cancel/{_seg(job_id)}", parse)
+    return Call("GET", f"job-cancel/{_seg(job_id)}", lambda r: status_of(job_id, _json(r)))
 
 
 def get_quotas_call() -> Call[list[Quota]]:
