@@ -389,10 +389,7 @@ def cancel_op(retry: RetryPolicy, job_id: str | None, key: str | None, reason: s
         if job_id is None:
             if key is None:
                 return False
-            jobs = yield from ops.send(retry, protocol.list_jobs_call(idempotency_key=key), deadline)
-            from .idempotency import key_in_description
-
-            targets = [j.job_id for j in jobs if key_in_description(j.description) == key and not j.is_terminal]
+            targets = [j.job_id for j in (yield from ops.jobs_with_key(retry, key, deadline)) if not j.is_terminal]
         else:
             status = yield from ops.send(retry, protocol.get_job_status_call(job_id), deadline)
             targets = [] if status.is_terminal else [job_id]

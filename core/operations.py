@@ -131,9 +131,9 @@ def _created_order(job: Job) -> tuple[float, str]:
     return (job.created_at.timestamp() if job.created_at else float("inf"), job.job_id)
 
 
-def jobs_with_key(policy: RetryPolicy, key: str) -> Op[list[Job]]:
+def jobs_with_key(policy: RetryPolicy, key: str, deadline: float | None = None) -> Op[list[Job]]:
     """Jobs whose description carries idempotency ``key``, newest first."""
-    jobs = yield from send(policy, protocol.list_jobs_call(idempotency_key=key))
+    jobs = yield from send(policy, protocol.list_jobs_call(idempotency_key=key), deadline)
     matches = [j for j in jobs if key_in_description(j.description) == key]
     return sorted(matches, key=_created_order, reverse=True)
 
