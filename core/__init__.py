@@ -32,9 +32,9 @@ _EXPORTS = {
     "PollPolicy": "retrying",
     "RetryPolicy": "retrying",
     **{name: "models" for name in (
-        "FunctionResult", "Job", "JobStatus", "Prediction", "Quota", "ResultsManifest", "Submission")},
+        "CancelResult", "FunctionResult", "Job", "JobStatus", "Prediction", "Quota", "ResultsManifest", "Submission")},
     **{name: "errors" for name in (
-        "AuthenticationError", "CostLimitExceededError", "InputValidationError", "JobCancelledError", "JobError",
+        "AuthenticationError", "CostLimitExceededError", "DryRunResultsError", "InputValidationError", "JobCancelledError", "JobError",
         "JobFailedError", "JobNotSucceededError", "JobTimeoutError", "NotFoundError", "RateLimitError",
         "ResultsFormatError", "ServerError", "SubmitOutcomeUnknownError", "SutroAPIError", "SutroConnectionError",
         "SutroError")},
@@ -63,6 +63,7 @@ if TYPE_CHECKING:  # static names for type checkers and IDEs
     from .errors import (
         AuthenticationError,
         CostLimitExceededError,
+        DryRunResultsError,
         InputValidationError,
         JobCancelledError,
         JobError,
@@ -81,7 +82,7 @@ if TYPE_CHECKING:  # static names for type checkers and IDEs
     )
     from .idempotency import idempotency_key
     from .lifecycle import JobHandle, JobOutcome, JobSpec
-    from .models import FunctionResult, Job, JobStatus, Prediction, Quota, ResultsManifest, Submission
+    from .models import CancelResult, FunctionResult, Job, JobStatus, Prediction, Quota, ResultsManifest, Submission
     from .request import BatchJobRequest
     from .results import ResultsShapeError
     from .retrying import PollPolicy, RetryPolicy

@@ -112,14 +112,16 @@ class _Unpacker:
         else:
             self.mode = "raw"
 
-    def columns(self, outputs: pl.Series) -> list[pl.Series]:
+    def arrow_columns(self, outputs: pa.Array | pa.ChunkedArray) -> list[tuple[str, Any]]:
+        """(name, Arrow values) of one batch's output columns; raw outputs pass through without a copy."""
         if self.mode is None:
-            self._decide(outputs)
+            self._decide(pl.Series(OUTPUTS, outputs))
         if self.mode == "raw":
-            return [outputs.alias(self.output_column)]
-        if self.mode == "reasoning":
-            return self._reasoning(outputs)
-        return self._unpack(outputs, self.fields or {})
+            return [(self.output_column, outputs)]
+        series = pl.Series(OUTPUTS, outputs)
+        pieces = self._reasoning(series) if self.mode == "reasoning" else self._unpack(series, self.fields or {})
+        table = pl.DataFrame(pieces).to_arrow()
+        return list(zip(table.column_names, table.columns))
 
     def _unpack(self, outputs: pl.Series, fields: dict[str, Any]) -> list[pl.Series]:
         typed = {k: (pl.String if d is _AsJsonText else d) for k, d in fields.items()}
@@ -173,9 +175,9 @@ def shape_file(
     Raises ``ResultsShapeError`` when the carried columns do not line up with the results (row count)
     or would collide with an output column.
     """
-    # Buffered, single-threaded reads: per-thread allocator arenas and whole column chunks would otherwise
-    # add ~100 MB of RSS on a million-row file (benchmarks/dagster_results.py).
-    raw = pq.ParquetFile(src, buffer_size=1 << 20)
+    # Small buffered, single-threaded reads without pre-buffering: pre-buffering held the whole file, and
+    # per-thread arenas and whole column chunks added ~100 MB of RSS on a million-row file.
+    raw = pq.ParquetFile(src, buffer_size=1 << 16, pre_buffer=False)
     total = raw.metadata.num_rows
     if carry is not None and carry.height != total:
         raise ResultsShapeError(
@@ -185,25 +187,36 @@ def shape_file(
     if OUTPUTS not in raw.schema_arrow.names:
         raise ResultsShapeError(f"the results have no {OUTPUTS!r} column (columns: {raw.schema_arrow.names})")
     unpacker = _Unpacker(schema_fields(json_schema), output_column)
+    pool = pa.default_memory_pool()
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
     offset = 0
     try:
         for batch in raw.iter_batches(batch_size=batch_rows, use_threads=False):
-            frame = pl.DataFrame(pl.from_arrow(batch))
-            pieces: list[pl.Series] = [] if carry is None else carry.slice(offset, frame.height).get_columns()
-            if "inputs" in frame.columns:
-                pieces.append(frame["inputs"])
-            pieces.extend(unpacker.columns(frame[OUTPUTS]))
-            pieces.extend(frame[c] for c in frame.columns if c not in (OUTPUTS, "inputs"))
-            offset += frame.height
-            table = _table(pieces)
+            # Batches stay Arrow: a round trip through polars copies every string twice, into two allocators.
+            columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+            if carry is not None:
+                carried = carry.slice(offset, batch.num_rows).to_arrow()
+                columns.update(zip(carried.column_names, carried.columns))
+            if "inputs" in batch.schema.names:
+                _add(columns, "inputs", batch.column("inputs"))
+            for name, values in unpacker.arrow_columns(batch.column(OUTPUTS)):
+                _add(columns, name, values)
+            for name in batch.schema.names:
+                if name not in (OUTPUTS, "inputs"):
+                    _add(columns, name, batch.column(name))
+            offset += batch.num_rows
+            table = pa.table(columns)
             if writer is None:
-                # A column that is all null in the first batch is typed as text, so later batches fit.
-                fields = [f.with_type(pa.large_string()) if pa.types.is_null(f.type) else f for f in table.schema]
+                # Text as large_string (what polars writes); a column all null in the first batch is typed
+                # as text too, so later batches fit.
+                fields = [f.with_type(pa.large_string()) if _texty(f.type) else f for f in table.schema]
                 schema = pa.schema(fields, metadata={**(table.schema.metadata or {}), **_encode(metadata)})
                 writer = pq.ParquetWriter(dst, schema, compression="zstd")
             writer.write_table(table.cast(schema), row_group_size=batch_rows)
+            del table, columns, batch
+            # The default (mimalloc) pool keeps freed batches mapped: ~70 MB of RSS at 1M rows otherwise.
+            pool.release_unused()
         if writer is None:  # no rows: still a valid, typed file
             table = _table(list(carry.get_columns()) if carry is not None else [])
             schema = table.schema.with_metadata(_encode(metadata))
@@ -213,14 +226,20 @@ def shape_file(
             writer.close()
 
 
-def _table(pieces: list[pl.Series]) -> pa.Table:
-    names = [p.name for p in pieces]
-    clash = sorted({n for n in names if names.count(n) > 1})
-    if clash:
+def _texty(dtype: pa.DataType) -> bool:
+    return pa.types.is_null(dtype) or pa.types.is_string(dtype) or pa.types.is_string_view(dtype)
+
+
+def _add(columns: dict[str, Any], name: str, values: Any) -> None:
+    if name in columns:
         raise ResultsShapeError(
-            f"columns {clash} appear both among the carried input columns and the job's outputs; rename them in "
-            "your data or choose carry_columns= without them"
+            f"column {name!r} appears both among the carried input columns and the job's outputs; rename it in "
+            "your data or choose carry_columns= without it"
         )
+    columns[name] = values
+
+
+def _table(pieces: list[pl.Series]) -> pa.Table:
     return pl.DataFrame(pieces).to_arrow()
 
 

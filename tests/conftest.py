@@ -14,12 +14,22 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import re  # noqa: E402
+import signal  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
 from support.tiny_llama import cached_tiny_llama  # noqa: E402
+
+
+def _sigterm_as_interrupt(signum: int, frame: Any) -> None:
+    # A run stopped with SIGTERM (`timeout`, CI) then tears its fixtures down and runs atexit handlers
+    # like Ctrl-C does: servers stopped, temporary homes removed.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
 TICKET_TRIAGE_YAML = """\
 name: ticket-triage

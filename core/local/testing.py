@@ -2,7 +2,8 @@
 
 `LocalServer` starts `python -m sutro_core.local serve` as a subprocess on a free port, with a
 data dir and a config dict, and waits until it answers `/health`. It can be SIGKILLed and
-restarted on the same port and data dir (crash-recovery tests).
+restarted on the same port and data dir (crash-recovery tests). Started from the main thread, it
+dies with its parent (Linux), so a killed test run leaves no server behind.
 
 Example:
     >>> with LocalServer(tmp_path / "srv", {"models": {"all-minilm-l6-v2": {"engine": "embedding"}}}) as srv:  # doctest: +SKIP
@@ -17,11 +18,28 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+
+# Started from the main thread, the server asks the kernel to SIGTERM it when its parent dies
+# (PR_SET_PDEATHSIG = 1, Linux): a killed test run or demo leaves no server behind. Not from other threads,
+# because the signal follows the thread that started it. Done after exec: a preexec_fn is unsafe with threads.
+_BOOTSTRAP = """
+import ctypes, os, runpy, signal, sys
+try:
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+except (OSError, AttributeError):
+    pass
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(0)  # the parent is already gone
+sys.argv = ["sutro-local", *sys.argv[2:]]
+runpy.run_module("sutro_core.local", run_name="__main__", alter_sys=True)
+"""
 
 
 def free_port() -> int:
@@ -86,7 +104,9 @@ class LocalServer:
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
         _ = self.api_key
-        cmd = [sys.executable, "-m", "sutro_core.local", "serve", "--host", self.host, "--port", str(self.port),
+        launcher = (["-c", _BOOTSTRAP, str(os.getpid())] if threading.current_thread() is threading.main_thread()
+                    else ["-m", "sutro_core.local"])
+        cmd = [sys.executable, *launcher, "serve", "--host", self.host, "--port", str(self.port),
                "--data-dir", str(self.data_dir)]  # fmt: skip
         if self.config is not None:
             cfg = self.data_dir / "config.yaml"
