@@ -26,22 +26,6 @@ from typing import Any
 import httpx
 
 
-# Started from the main thread, the server asks the kernel to SIGTERM it when its parent dies
-# (PR_SET_PDEATHSIG = 1, Linux): a killed test run or demo leaves no server behind. Not from other threads,
-# because the signal follows the thread that started it. Done after exec: a preexec_fn is unsafe with threads.
-_BOOTSTRAP = """
-import ctypes, os, runpy, signal, sys
-try:
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
-except (OSError, AttributeError):
-    pass
-if os.getppid() != int(sys.argv[1]):
-    sys.exit(0)  # the parent is already gone
-sys.argv = ["sutro-local", *sys.argv[2:]]
-runpy.run_module("sutro_core.local", run_name="__main__", alter_sys=True)
-"""
-
-
 def free_port() -> int:
     """A TCP port that is free right now on 127.0.0.1."""
     with socket.socket() as s:
@@ -104,9 +88,7 @@ class LocalServer:
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
         _ = self.api_key
-        launcher = (["-c", _BOOTSTRAP, str(os.getpid())] if threading.current_thread() is threading.main_thread()
-                    else ["-m", "sutro_core.local"])
-        cmd = [sys.executable, *launcher, "serve", "--host", self.host, "--port", str(self.port),
+        cmd = [sys.executable, "-m", "sutro_core.local", "serve", "--host", self.host, "--port", str(self.port),
                "--data-dir", str(self.data_dir)]  # fmt: skip
         if self.config is not None:
             cfg = self.data_dir / "config.yaml"
@@ -114,6 +96,10 @@ class LocalServer:
             cmd += ["--config", str(cfg)]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
                **self.env}  # fmt: skip
+        if threading.current_thread() is threading.main_thread():
+            # The server dies with this process (see sutro_core.local.__main__). Not from other threads: the
+            # kernel's signal follows the thread that started the child.
+            env["SUTRO_LOCAL_PARENT_PID"] = str(os.getpid())
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
