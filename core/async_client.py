@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from .protocol import Call
 from .lifecycle import DEFAULT_DOWNLOAD_TIMEOUT_S, JobHandle, JobOutcome, JobSpec
 from .request import BatchJobRequest
 from .retrying import DeadlineReached, PollPolicy, RetryPolicy
+from .status_batch import DEFAULT_WINDOW_S, StatusBatch
 
 T = TypeVar("T")
 
@@ -40,6 +42,11 @@ MAX_CONNECTIONS = 8
 
 class AsyncSutroClient(ClientBase):
     """Asynchronous Sutro client; see ``SutroClient`` for every method's documentation.
+
+    Many concurrent waits on one client share their status polls: when the client is busy, one
+    ``list-jobs`` read answers every poll that comes due shortly after it (a status at most a fifth of the
+    wait's last pause old, and never more than ``status_batch_window`` seconds; see ``status_batch``).
+    ``status_batch_window=0`` sends every poll on its own.
 
     Example:
         >>> client = AsyncSutroClient(api_key="...", api_url="http://127.0.0.1:8484")
@@ -56,8 +63,17 @@ class AsyncSutroClient(ClientBase):
         poll: PollPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = MAX_CONNECTIONS,
+        status_batch_window: float = DEFAULT_WINDOW_S,
     ) -> None:
         super().__init__(api_key, api_url, timeout=timeout, retry=retry, poll=poll)
+        if isinstance(status_batch_window, bool) or not isinstance(status_batch_window, (int, float)) \
+                or not status_batch_window >= 0:
+            from .errors import InputValidationError
+
+            raise InputValidationError("status_batch_window", f"must be seconds >= 0 (0 turns batching off), "
+                                       f"got {status_batch_window!r}")
+        self.status_batch_window = float(status_batch_window)
+        self._status_batch: StatusBatch | None = None  # made on first use, in the loop that uses the client
         limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
         self._http = httpx.AsyncClient(base_url=self.api_url + "/", headers=self._headers(), timeout=timeout,
                                        transport=transport, limits=limits, verify=shared_ssl_context())
@@ -93,6 +109,28 @@ class AsyncSutroClient(ClientBase):
         if isinstance(effect, Lines):
             return await self._stream_lines(effect)
         call: Call[Any] = effect
+        if call.batch_job_id is not None and self.status_batch_window > 0:
+            answer = await self._batch().read(call)
+            if answer is not None:
+                return answer
+        return await self._request(call)
+
+    def _batch(self) -> StatusBatch:
+        """This client's status batch, bound to the running loop (a new loop gets a new one)."""
+        batch = self._status_batch
+        if batch is None or batch.loop is not asyncio.get_running_loop():
+            batch = self._status_batch = StatusBatch(self._list_within_timeout, window=self.status_batch_window,
+                                                     timeout=self.timeout)
+        return batch
+
+    async def _list_within_timeout(self, call: Call[Any]) -> httpx.Response:
+        """The batch's ``list-jobs`` read: the client's pool and slots, bounded as a whole by ``timeout``."""
+        try:
+            return await self._request(dataclasses.replace(call, deadline=time.time() + self.timeout))
+        except DeadlineReached as exc:  # to each poll, a timed-out read (transient: it retries and counts it)
+            raise httpx.ReadTimeout(f"list-jobs: no answer within {self.timeout:.0f} s") from exc
+
+    async def _request(self, call: Call[Any]) -> Any:
         if call.deadline is None:
             async with self._slots:
                 return await self._send(call)
@@ -136,7 +174,9 @@ class AsyncSutroClient(ClientBase):
                     effect.on_line(json.loads(line))
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and end a shared status read in flight)."""
+        if self._status_batch is not None:
+            self._status_batch.close()
         await self._http.aclose()
 
     async def __aenter__(self) -> "AsyncSutroClient":

@@ -277,6 +277,11 @@ def raise_for_terminal(job: Job) -> None:
         raise JobCancelledError(job.job_id)
 
 
+#: How old, as a fraction of the pause before it, a wait's batched status may be: 0.2 of a 30 s pause is 6 s,
+#: as much as PollPolicy's own jitter (x0.8-1.2) moves a poll anyway.
+BATCHED_STATUS_AGE = 0.2
+
+
 def wait_for_job(
     policy: RetryPolicy,
     poll: PollPolicy,
@@ -289,16 +294,22 @@ def wait_for_job(
     """Poll until the job is terminal; return it only when SUCCEEDED.
 
     Backoff with jitter between polls; polls that still fail after their own retries count against
-    ``poll.max_transient_errors``; 4xx errors (bad key, unknown job) fail at once.
+    ``poll.max_transient_errors``; 4xx errors (bad key, unknown job) fail at once. The polls are
+    ``batchable``: the async client may answer many waits' polls from one ``list-jobs`` read
+    (``status_batch``) sent at most ``BATCHED_STATUS_AGE`` of the last pause before the poll, each still
+    bounded by its own deadline.
     """
     limit = Deadline.of(deadline, timeout)
     intervals = poll.intervals()
     errors = 0
     status = JobStatus.UNKNOWN
     last: JobStatus | None = None
+    slept = 0.0
     while True:
+        # A batched answer may be up to a fifth of the last pause old: within the policy's own jitter.
+        poll_call = protocol.get_job_status_call(job_id, batchable=True, max_age=BATCHED_STATUS_AGE * slept)
         try:
-            status = yield from send(policy, protocol.get_job_status_call(job_id), limit.at)
+            status = yield from send(policy, poll_call, limit.at)
             errors = 0
         except DeadlineReached as exc:
             raise JobTimeoutError(job_id, status.value, limit.elapsed()) from exc
@@ -323,7 +334,8 @@ def wait_for_job(
         remaining = limit.remaining()
         if remaining <= 0:
             raise JobTimeoutError(job_id, status.value, limit.elapsed())
-        yield Sleep(min(next(intervals), remaining))
+        slept = min(next(intervals), remaining)
+        yield Sleep(slept)
 
 
 def succeeded_job(policy: RetryPolicy, job_id: str, deadline: float | None = None) -> Op[Job]:

@@ -46,6 +46,12 @@ class Call(Generic[T]):
     headers: dict[str, str] = field(default_factory=dict)
     #: Absolute wall-clock deadline (epoch seconds) for the whole request: connect, read and body.
     deadline: float | None = None
+    #: Set on a wait's status poll (the job's id): the async client may answer it from one ``list-jobs``
+    #: read shared by many polls (``status_batch``). Plain reads leave it None and are always sent.
+    batch_job_id: str | None = None
+    #: Seconds the shared read answering a batched poll may have been sent before the poll (0: only one
+    #: sent after it, e.g. with other polls made at the same moment).
+    batch_max_age: float = 0.0
 
 
 def _seg(value: str) -> str:
@@ -144,8 +150,9 @@ def submit_call(payload: dict[str, Any]) -> Call[tuple[str, bool]]:
     return Call("POST", "batch-inference", parse, json=payload, safe=False)
 
 
-def get_job_status_call(job_id: str) -> Call[JobStatus]:
-    """``GET job-status/{id}`` -> status."""
+def get_job_status_call(job_id: str, *, batchable: bool = False, max_age: float = 0.0) -> Call[JobStatus]:
+    """``GET job-status/{id}`` -> status. ``batchable``: a wait's poll, which a client may answer from a
+    shared ``list-jobs`` read sent at most ``max_age`` seconds before it; ``get_job_status`` never is."""
 
     def parse(r: httpx.Response) -> JobStatus:
         body = _json(r).get("job_status", {})
@@ -154,7 +161,8 @@ def get_job_status_call(job_id: str) -> Call[JobStatus]:
             value = next(iter(body.values()))
         return JobStatus.parse(value)
 
-    return Call("GET", f"job-status/{_seg(job_id)}", parse)
+    return Call("GET", f"job-status/{_seg(job_id)}", parse, batch_job_id=job_id if batchable else None,
+                batch_max_age=max_age)
 
 
 def get_job_call(job_id: str) -> Call[Job]:
