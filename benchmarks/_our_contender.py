@@ -38,15 +38,29 @@ def download(job_id: str, dest: str) -> dict:
 
 
 def dataframe(job_id: str) -> dict:
+    """``get_job_results``; ``download_s``: until the file is on disk (the read starts), measured by a
+    wrapper around the client's reader (benchmark only), so the part after the download is known too."""
+    import sutro_core._base as base
     from sutro_core import SutroClient
 
+    marks: dict = {}
+    reader = base.read_parquet_file
+
+    def timed_read(path: str):  # type: ignore[no-untyped-def]
+        marks["read_start"] = time.perf_counter()
+        return reader(path)
+
+    base.read_parquet_file = timed_read
     with SutroClient() as client:
         before = _rss_mb()
         t0 = time.perf_counter()
         df = client.get_job_results(job_id)
         op = time.perf_counter() - t0
-    return {"op_s": op, "rows": df.height, "columns": df.columns, "rss_before_mb": before,
-            "frame_mb": df.estimated_size() / 2**20}
+    download = marks["read_start"] - t0
+    # frame_mb: polars' estimated_size (string bytes only); views_mb: + the 16-byte view per string it omits
+    return {"op_s": op, "download_s": download, "after_download_s": op - download, "rows": df.height,
+            "columns": df.columns, "rss_before_mb": before, "frame_mb": df.estimated_size() / 2**20,
+            "views_mb": df.height * 16 / 2**20}
 
 
 def read_floor(path: str) -> dict:
@@ -90,16 +104,24 @@ def wait(ids_file: str, seconds: float, steady_from: float, max_connections: int
     from sutro_core import AsyncSutroClient, JobTimeoutError
 
     job_ids = [line.strip() for line in open(ids_file) if line.strip()]
-    polls = 0
+    polls = requests = 0  # polls: the waits' status reads; requests: what went out (shared list-jobs reads)
 
     async def count(_: httpx.Request) -> None:
-        nonlocal polls
-        polls += 1
+        nonlocal requests
+        requests += 1
 
     async def main() -> tuple[float, int]:
         kwargs = {"max_connections": max_connections} if max_connections else {}  # experiment knob
         async with AsyncSutroClient(**kwargs) as client:
-            client._http.event_hooks = {"request": [count], "response": []}  # counts polls; benchmark only
+            client._http.event_hooks = {"request": [count], "response": []}  # counts requests; benchmark only
+            perform = client._perform
+
+            async def counted(effect):  # type: ignore[no-untyped-def]  # counts polls; benchmark only
+                nonlocal polls
+                polls += getattr(effect, "batch_job_id", None) is not None
+                return await perform(effect)
+
+            client._perform = counted  # type: ignore[method-assign]
 
             async def one(job_id: str) -> int:
                 try:
@@ -111,6 +133,7 @@ def wait(ids_file: str, seconds: float, steady_from: float, max_connections: int
             async def sample() -> None:
                 await asyncio.sleep(steady_from)
                 marks["steady"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), polls)
+                marks["steady_requests"] = requests
 
             sampler = asyncio.ensure_future(sample())
             t0 = time.perf_counter()
@@ -122,7 +145,11 @@ def wait(ids_file: str, seconds: float, steady_from: float, max_connections: int
     marks: dict = {}
     marks["start"] = (time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF), 0)
     wall, timed_out = asyncio.run(main())
-    return {"op_s": wall, "jobs": len(job_ids), "still_waiting": timed_out, **usage_report(marks)}
+    report = usage_report(marks)
+    report["requests"] = requests
+    if report["steady"] is not None:
+        report["steady"]["requests"] = requests - marks["steady_requests"]
+    return {"op_s": wall, "jobs": len(job_ids), "still_waiting": timed_out, **report}
 
 
 def main() -> None:

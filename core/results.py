@@ -25,14 +25,51 @@ class ResultsShapeError(SutroError):
     """Results cannot be joined or unpacked as asked (row count mismatch, column clash)."""
 
 
+#: Compressed bytes of row groups read per slice. Reading a file in one go maps (and so holds in RSS) every
+#: compressed page until the frame is built: +38 MB at 1M rows over the frame itself. By slices the extra
+#: is one slice's pages (benchmarks/results_download.py).
+READ_SLICE_BYTES = 16 << 20
+
+
 def read_parquet_file(path: str) -> pl.DataFrame:
-    """A downloaded results file as a DataFrame, its validity checked first (``ResultsFormatError``)."""
+    """A downloaded results file as a DataFrame, its validity checked first (``ResultsFormatError``).
+
+    Read a few row groups at a time (no copy: the slices become the frame's chunks), so the peak is the
+    frame plus one slice of the compressed file. The check reads the footer only.
+
+    Example:
+        >>> read_parquet_file("results.parquet").columns   # doctest: +SKIP
+        ['outputs']
+    """
     from pathlib import Path
+
+    import pyarrow.parquet as pq
 
     from .artifacts import validate_results_file
 
     validate_results_file(Path(path), "parquet")
-    return pl.read_parquet(path)
+    meta = pq.read_metadata(path)
+    slices = _row_group_slices(meta)
+    if len(slices) <= 1:
+        return pl.read_parquet(path)
+    scan = pl.scan_parquet(path)
+    return pl.concat([scan.slice(start, rows).collect() for start, rows in slices], how="vertical", rechunk=False)
+
+
+def _row_group_slices(meta: Any) -> list[tuple[int, int]]:
+    """(first row, rows) of runs of whole row groups of about ``READ_SLICE_BYTES`` compressed each."""
+    slices: list[tuple[int, int]] = []
+    start = rows = size = 0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        rows += group.num_rows
+        size += sum(group.column(c).total_compressed_size for c in range(group.num_columns))
+        if size >= READ_SLICE_BYTES:
+            slices.append((start, rows))
+            start, rows, size = start + rows, 0, 0
+    if rows:
+        slices.append((start, rows))
+    return slices
 
 
 def read_parquet_bytes(content: bytes) -> pl.DataFrame:
@@ -44,8 +81,9 @@ def _decode_objects(column: pl.Series) -> pl.Series | None:
     """The column decoded as JSON objects (a struct Series), or None if it is not all JSON objects."""
     if column.dtype != pl.String:
         return None
-    # A cheap sniff of the first values (no copy of the whole column); json_decode then checks every row.
-    head = column.drop_nulls().head(64).to_list()
+    # A cheap sniff of the first values (no copy of the whole column: drop_nulls on it would copy it
+    # when it has nulls); json_decode then checks every row.
+    head = _first_values(column, 64)
     if not head or not all(v.lstrip().startswith("{") for v in head):
         return None
     try:
@@ -53,6 +91,17 @@ def _decode_objects(column: pl.Series) -> pl.Series | None:
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError):
         return None
     return decoded if isinstance(decoded.dtype, pl.Struct) else None
+
+
+def _first_values(column: pl.Series, n: int) -> list[str]:
+    """Up to ``n`` non-null values from the start of ``column``, looking at a growing window only."""
+    window = n
+    while True:
+        head = column.head(window)
+        values = [v for v in head.to_list() if v is not None][:n] if head.null_count() else head.to_list()
+        if len(values) >= n or window >= column.len():
+            return values
+        window *= 16
 
 
 def _check_clash(existing: list[str], new: list[str], what: str) -> None:

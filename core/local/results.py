@@ -2,7 +2,9 @@
 
 The stored file `results.parquet` holds every column (`inputs`, `outputs`, `cumulative_logprobs`
 when the engine has them, carried columns). A request that asks for fewer columns gets a
-projection written once (atomically) and reused.
+projection written once (atomically) and reused. The common one (outputs and carried columns,
+what every client asks for by default) is built by the worker when the job finishes, so the first
+download of a fresh job costs what a warm one does; the other variants are built on first request.
 
 Example:
     >>> # path = results_file(state, job, include_inputs=False, include_logprobs=False)
@@ -47,9 +49,36 @@ def wanted_columns(stored: list[str], include_inputs: bool, include_logprobs: bo
     ) + carried
 
 
+def projection_path(jdir: Path, include_inputs: bool, include_logprobs: bool) -> Path:
+    """Where the projection with these columns is cached."""
+    return jdir / f"results-proj{'-inputs' if include_inputs else ''}{'-logprobs' if include_logprobs else ''}.parquet"
+
+
+def write_projection(table: Any, want: list[str], dest: Path) -> None:
+    """Write ``want`` of ``table`` (a pyarrow Table) to ``dest`` atomically; absent logprobs are nulls."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols = {c: table[c] if c in table.column_names else pa.nulls(table.num_rows, pa.float64()) for c in want}
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(pa.table(cols).replace_schema_metadata(table.schema.metadata), tmp, compression="zstd",
+                       row_group_size=RESULTS_ROW_GROUP)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def build_default_projection(jdir: Path, table: Any) -> None:
+    """The projection a default request asks for (no inputs, no logprobs), from the table in memory.
+
+    Called by the worker before the job is marked SUCCEEDED: no first request pays for it.
+    """
+    write_projection(table, wanted_columns(table.column_names, False, False), projection_path(jdir, False, False))
+
+
 def results_file(state: ServerState, job: JobRow, include_inputs: bool, include_logprobs: bool) -> Path:
     """Path of the parquet file with exactly the asked columns (the stored file or a cached projection)."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     ensure_results(job)
@@ -58,20 +87,15 @@ def results_file(state: ServerState, job: JobRow, include_inputs: bool, include_
     if not full.exists():  # SUCCEEDED is set only after the file is in place; be explicit anyway
         raise ApiError(503, "results_not_ready", f"results of job {job.job_id} are still being written; retry",
                        {"Retry-After": "1"})  # fmt: skip
+    proj = projection_path(jdir, include_inputs, include_logprobs)
+    if proj.exists():  # the common case: built when the job finished (no schema read needed)
+        return proj
     stored = pq.read_schema(full).names
     want = wanted_columns(stored, include_inputs, include_logprobs)
     if want == stored:
         return full
-    proj = jdir / f"results-proj{'-inputs' if include_inputs else ''}{'-logprobs' if include_logprobs else ''}.parquet"
-    if not proj.exists():
-        table = pq.read_table(full)
-        cols = {}
-        for c in want:
-            cols[c] = table[c] if c in stored else pa.nulls(table.num_rows, pa.float64())
-        tmp = proj.with_name(f".{proj.name}.{uuid.uuid4().hex}.tmp")
-        pq.write_table(pa.table(cols).replace_schema_metadata(table.schema.metadata), tmp, compression="zstd",
-                       row_group_size=RESULTS_ROW_GROUP)
-        os.replace(tmp, proj)
+    # Only the columns the projection keeps are read (a logprobs-free request never decodes inputs).
+    write_projection(pq.read_table(full, columns=[c for c in want if c in stored]), want, proj)
     return proj
 
 

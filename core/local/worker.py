@@ -217,6 +217,7 @@ class Worker(threading.Thread):
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, jdir / "results.parquet")
+        _build_default_projection(jdir, table)
         fresh = self.state.store.get_job(job.job_id) or job
         if self.state.store.transition(job.job_id, ACTIVE, "SUCCEEDED", finished_at=utcnow(),
                                        rows_processed=job.num_rows):  # fmt: skip
@@ -241,6 +242,20 @@ class Worker(threading.Thread):
             shutil.rmtree(self._parts_dir(job), ignore_errors=True)
         self._not_before.pop(job.job_id, None)
         self._inputs.pop(job.job_id, None)
+
+
+def _build_default_projection(jdir: Path, table: Any) -> None:
+    """The default results projection, written before SUCCEEDED so no first download waits for it.
+
+    A failure here only costs speed: the results route builds a missing projection on request.
+    """
+    from .results import build_default_projection  # results imports this module
+
+    try:
+        build_default_projection(jdir, table)
+    except Exception:
+        log.warning("default results projection of %s not built; it will be on first request", jdir.name,
+                    exc_info=True)
 
 
 def _check_result(result: ChunkResult, n: int) -> None:

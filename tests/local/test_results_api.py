@@ -41,6 +41,29 @@ def test_parquet_projection_with_inputs_and_logprobs(done_job):
     assert pq.ParquetFile(io.BytesIO(r.content)).metadata.row_group(0).column(0).compression == "ZSTD"
 
 
+def test_the_default_projection_is_built_when_the_job_finishes(sutro_server):
+    """No first download pays for the projection: it is on disk at SUCCEEDED, and it is what is served."""
+    from .helpers import api_client
+
+    with api_client(sutro_server.url, sutro_server.create_key("results-eager")) as api:
+        job_id = submit(api, model=MODEL, inputs=["one", "two", "three"])
+        assert wait_status(api, job_id)["status"] == "SUCCEEDED"
+        jdir = sutro_server.data_dir / "jobs" / job_id
+        proj = jdir / "results-proj.parquet"
+        assert proj.is_file()  # before any results request
+        built = pq.read_table(proj)
+        assert built.column_names == ["outputs"] and built.num_rows == 3
+        assert built.schema.metadata[b"sutro.job_id"] == job_id.encode()
+        r = api.get(f"/jobs/{job_id}/results")
+        assert r.status_code == 200 and r.content == proj.read_bytes()
+        # The other variants are still built on request, from the stored file.
+        lazy = jdir / "results-proj-logprobs.parquet"
+        assert not lazy.exists()
+        r = api.get(f"/jobs/{job_id}/results", params={"include_cumulative_logprobs": "true"})
+        assert pq.read_table(io.BytesIO(r.content)).column_names == ["outputs", "cumulative_logprobs"]
+        assert lazy.is_file()
+
+
 def test_csv_zip_and_json_formats(done_job):
     api, job_id = done_job
     r = api.get(f"/jobs/{job_id}/results", params={"result_format": "csv", "include_inputs": "true"})
