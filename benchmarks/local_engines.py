@@ -186,8 +186,9 @@ def client_latency(url: str, key: str, model: str) -> float:
         return time.perf_counter() - t0
 
 
-def run(n_embed: int, n_gen: int, repeats: int, gen_chunk: int = GEN_CHUNK) -> str:
-    """Measure both engines and the 1-row latency; return the markdown section."""
+def run(n_embed: int, n_gen: int, repeats: int, gen_chunk: int = GEN_CHUNK,
+        kinds: tuple[str, ...] = ("embedding", "transformers")) -> str:
+    """Measure the engines in `kinds` (default both) and the 1-row latency; return the markdown section."""
     from _common import OUR_PYTHON, bench_server, command_line, machine_line, measure, save_section, table  # noqa: F401
 
     me = Path(__file__).resolve()
@@ -197,6 +198,8 @@ def run(n_embed: int, n_gen: int, repeats: int, gen_chunk: int = GEN_CHUNK) -> s
     def measure_raw(times: int = 1) -> None:
         nonlocal raw_tokens
         for kind, n in (("embedding", n_embed), ("transformers", n_gen)):
+            if kind not in kinds:
+                continue
             m = measure([OUR_PYTHON, str(me), "--raw", kind, str(n), str(times)])
             if m.returncode != 0:
                 raise RuntimeError(f"raw {kind} failed:\n{m.stderr_tail}")
@@ -207,15 +210,18 @@ def run(n_embed: int, n_gen: int, repeats: int, gen_chunk: int = GEN_CHUNK) -> s
     job_tokens = 0
     with bench_server("engines", server_config(gen_chunk)) as srv:
         url, key = srv.url, srv.api_key
-        for model in ("all-minilm-l6-v2", GEN_MODEL):  # load both models before timing
-            job_seconds(url, key, model, texts(4))
+        for kind, model in (("embedding", "all-minilm-l6-v2"), ("transformers", GEN_MODEL)):
+            if kind in kinds:  # load the models before timing
+                job_seconds(url, key, model, texts(4))
         for _ in range(repeats):
             # A raw run (own process; the idle server waits) right before each job pair, and one after
             # the last: the shared machine's drift then hits both sides alike.
             measure_raw()
-            jobs["embedding"].append(job_seconds(url, key, "all-minilm-l6-v2", texts(n_embed)))
-            seconds, job_tokens = job_run(url, key, GEN_MODEL, texts(n_gen))
-            jobs["transformers"].append(seconds)
+            if "embedding" in kinds:
+                jobs["embedding"].append(job_seconds(url, key, "all-minilm-l6-v2", texts(n_embed)))
+            if "transformers" in kinds:
+                seconds, job_tokens = job_run(url, key, GEN_MODEL, texts(n_gen))
+                jobs["transformers"].append(seconds)
         one_server = [job_seconds(url, key, "all-minilm-l6-v2", ["one row"], interval=0.01) for _ in range(5)]
         one_client = [client_latency(url, key, "all-minilm-l6-v2") for _ in range(3)]
         server_rss = peak_rss_mb(srv.proc.pid)
@@ -227,6 +233,8 @@ def run(n_embed: int, n_gen: int, repeats: int, gen_chunk: int = GEN_CHUNK) -> s
         ("transformers", n_gen, f"transformers engine (SmolLM2-135M, {gen_dtype()}, <= {GEN_MAX_TOKENS} new tokens)",
          "model.generate"),
     ):
+        if kind not in kinds:
+            continue
         # Best of N on both sides: on a shared, loaded machine the least-disturbed run is the best estimate.
         r, j = min(raw[kind]), min(jobs[kind])
         overhead[kind] = j / r - 1
@@ -234,7 +242,7 @@ def run(n_embed: int, n_gen: int, repeats: int, gen_chunk: int = GEN_CHUNK) -> s
     # Paired: each job against the mean of the raw runs just before and after it (same machine weather).
     paired = {
         kind: sorted(j / ((raw[kind][i] + raw[kind][i + 1]) / 2) - 1 for i, j in enumerate(jobs[kind]))
-        for kind in jobs
+        for kind in kinds
     }
     lines = [
         f"### 4. Local engines: job throughput vs the raw model call",
@@ -247,21 +255,22 @@ def run(n_embed: int, n_gen: int, repeats: int, gen_chunk: int = GEN_CHUNK) -> s
         "",
         table(["engine", "rows", "raw call", "raw rows/s", "job rows/s", "job overhead"], rows),
         "",
-        "Raw runs (s): " + "; ".join(f"{k}: {', '.join(f'{t:.2f}' for t in v)}" for k, v in raw.items())
-        + ". Jobs (s): " + "; ".join(f"{k}: {', '.join(f'{t:.2f}' for t in v)}" for k, v in jobs.items()) + ".",
+        "Raw runs (s): " + "; ".join(f"{k}: {', '.join(f'{t:.2f}' for t in v)}" for k, v in raw.items() if v)
+        + ". Jobs (s): " + "; ".join(f"{k}: {', '.join(f'{t:.2f}' for t in v)}" for k, v in jobs.items() if v)
+        + ".",
         "",
         f"- 1-row job, submit -> SUCCEEDED: **{1000 * statistics.median(one_server):.0f} ms** seen by a 10 ms "
         f"status poll (server latency, median of 5); {statistics.median(one_client):.2f} s until "
         "`SutroClient.await_job_completion` returns (its first poll comes after ~1 s, median of 3).",
-        f"- generation, tokens/s: raw `model.generate` **{raw_tokens / min(raw['transformers']):.1f}** "
-        f"({raw_tokens} tokens), sutro-local job **{job_tokens / min(jobs['transformers']):.1f}** "
-        f"({job_tokens} tokens; log-probabilities and finish reasons recorded).",
-        f"- target <= 10% overhead (best of each side): embedding {100 * overhead['embedding']:+.0f}%, "
-        f"transformers {100 * overhead['transformers']:+.0f}%. Paired (each job vs the raw runs just before "
-        "and after it), median [range]: "
+        *([f"- generation, tokens/s: raw `model.generate` **{raw_tokens / min(raw['transformers']):.1f}** "
+           f"({raw_tokens} tokens), sutro-local job **{job_tokens / min(jobs['transformers']):.1f}** "
+           f"({job_tokens} tokens; log-probabilities and finish reasons recorded)."] if "transformers" in kinds else []),
+        "- target <= 10% overhead (best of each side): "
+        + ", ".join(f"{k} {100 * v:+.0f}%" for k, v in overhead.items())
+        + ". Paired (each job vs the raw runs just before and after it), median [range]: "
         + "; ".join(f"{k} {100 * statistics.median(v):+.0f}% [{100 * v[0]:+.0f}% .. {100 * v[-1]:+.0f}%]"
                     for k, v in paired.items()) + ".",
-        f"- sutro-local peak RSS (both models loaded and run): **{server_rss:.0f} MB**.",
+        f"- sutro-local peak RSS ({' and '.join(kinds)} model(s) loaded and run): **{server_rss:.0f} MB**.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -274,6 +283,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--gen-chunk", type=int, default=GEN_CHUNK, help="worker chunk size of the generation model")
     parser.add_argument("--save", default=None, help="also write the section to benchmarks/results/<SAVE>.md")
+    parser.add_argument("--only", choices=["embedding"], help="measure only this engine (and the 1-row latency)")
     parser.add_argument("--raw", nargs="+", help=argparse.SUPPRESS)  # internal: one raw-call process
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -289,7 +299,8 @@ def main() -> None:
     n_embed = args.embed_rows or (256 if args.quick else 2048)
     n_gen = args.gen_rows or (16 if args.quick else 64)
     repeats = args.repeats or (2 if args.quick else 3)
-    section = run(n_embed, n_gen, repeats, args.gen_chunk)
+    kinds = (args.only,) if args.only else ("embedding", "transformers")
+    section = run(n_embed, n_gen, repeats, args.gen_chunk, kinds)
     print(section)
     if args.save:
         from _common import save_section

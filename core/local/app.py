@@ -10,10 +10,11 @@ from __future__ import annotations
 import importlib
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -124,7 +125,21 @@ def create_app(settings: Settings, state: ServerState | None = None) -> FastAPI:
     from .console import mount_console
 
     mount_console(app)
+    _hot_reads_first(app)
     return app
+
+
+# Status and job reads are what pollers call, at up to thousands a second; Starlette tries routes in
+# order (a regex each), so these go first. Moving them is safe: no other route matches their paths.
+HOT_READ_PATHS = ("/job-status/{job_id}", "/jobs/{job_id}", "/list-jobs")
+
+
+def _hot_reads_first(app: FastAPI) -> None:
+    hot = {*HOT_READ_PATHS, *(f"/v1{p}" for p in HOT_READ_PATHS)}
+    routes = app.router.routes
+    routes[:] = [r for r in routes if getattr(r, "path", None) in hot] + [
+        r for r in routes if getattr(r, "path", None) not in hot
+    ]
 
 
 def app_state(app: Any) -> ServerState:

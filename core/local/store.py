@@ -19,10 +19,11 @@ import json
 import secrets
 import sqlite3
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 ACTIVE_STATUSES = ("QUEUED", "STARTING", "RUNNING")
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -71,9 +72,36 @@ JOB_FIELDS = (
 )  # fmt: skip
 
 
+# The columns a job's wire record is built from (no `params`: reads never parse it).
+WIRE_COLUMNS = (*JOB_FIELDS, "dry_run")
+_WIRE_SELECT = ", ".join(f"j.{c}" for c in WIRE_COLUMNS)
+_FAILURE_AT = JOB_FIELDS.index("failure_reason")
+_CREATED_AT, _STARTED_AT, _FINISHED_AT = (JOB_FIELDS.index(c) for c in ("created_at", "started_at", "finished_at"))
+
+
+def wire_record(values: Sequence[Any]) -> dict[str, Any]:
+    """The wire record (`jobs/{id}`, `list-jobs`) of one job from its WIRE_COLUMNS values.
+
+    Example:
+        >>> rec = wire_record(("job-1", "RUNNING", 2, "m", None, None, 0, "t0", "t1", None, 0, 0, None, None,
+        ...                    None, 1, 0))
+        >>> rec["failure_reason"], rec["dry_run"], rec["datetime_started"]
+        (None, False, 't1')
+    """
+    out = dict(zip(JOB_FIELDS, values))
+    failure = values[_FAILURE_AT]
+    out["failure_reason"] = {"message": failure} if failure else None
+    out["dry_run"] = bool(values[-1])
+    # The official SDK/CLI (`sutro jobs list`) read these names; ours stay beside them.
+    out["datetime_created"] = out["datetime_added"] = values[_CREATED_AT]
+    out["datetime_started"] = values[_STARTED_AT]
+    out["datetime_completed"] = values[_FINISHED_AT]
+    return out
+
+
 def utcnow() -> str:
     """Now as an ISO 8601 UTC string (the wire format of job timestamps)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def hash_key(key: str) -> str:
@@ -118,14 +146,7 @@ class JobRow:
 
     def to_wire(self) -> dict[str, Any]:
         """The job record as `jobs/{id}` and `list-jobs` return it."""
-        out = {f: getattr(self, f) for f in JOB_FIELDS}
-        out["failure_reason"] = {"message": self.failure_reason} if self.failure_reason else None
-        out["dry_run"] = self.dry_run
-        # The official SDK/CLI (`sutro jobs list`) read these names; ours stay beside them.
-        out["datetime_created"] = out["datetime_added"] = self.created_at
-        out["datetime_started"] = self.started_at
-        out["datetime_completed"] = self.finished_at
-        return out
+        return wire_record(tuple(getattr(self, f) for f in WIRE_COLUMNS))
 
     @property
     def is_terminal(self) -> bool:
@@ -189,7 +210,7 @@ class Store:
             self._local.conn = conn
         return conn
 
-    def _tx(self) -> "_Tx":
+    def _tx(self) -> _Tx:
         return _Tx(self._conn())
 
     # ---- keys -------------------------------------------------------------------------
@@ -240,7 +261,7 @@ class Store:
         with self._tx() as c:
             # Stamped inside the serialising transaction, to the microsecond: created_at order is commit
             # order, which a client closing a same-key race relies on (it keeps the earliest job).
-            job["created_at"] = datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+            job["created_at"] = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
             cols = ",".join(job)
             key = job.get("idem_key")
             if dedupe and key and not job.get("dry_run"):
@@ -262,6 +283,48 @@ class Store:
             (owner, key),
         ).fetchone()
         return str(row[0]) if row else None
+
+    # ---- reads answered on the event loop: one indexed statement each, tuples, no `params` ----------
+    def key_and_status(self, key_hash: str, job_id: str) -> tuple[bool, str | None]:
+        """(key exists, status of its job `job_id` or None) in one statement, read fresh on every
+        call: a key removed from the database is refused on the next request."""
+        row = self._read(
+            "SELECT j.status FROM keys k LEFT JOIN jobs j ON j.job_id=? AND j.owner=k.key_hash WHERE k.key_hash=?",
+            (job_id, key_hash),
+        ).fetchone()
+        return (False, None) if row is None else (True, row[0])
+
+    def key_and_wire(self, key_hash: str, job_id: str) -> tuple[bool, dict[str, Any] | None]:
+        """(key exists, wire record of its job `job_id` or None) in one statement."""
+        row = self._read(
+            f"SELECT k.key_hash, {_WIRE_SELECT} FROM keys k LEFT JOIN jobs j ON j.job_id=? AND j.owner=k.key_hash "
+            "WHERE k.key_hash=?",
+            (job_id, key_hash),
+        ).fetchone()
+        if row is None:
+            return False, None
+        return True, (None if row[1] is None else wire_record(row[1:]))
+
+    def key_exists(self, key_hash: str) -> bool:
+        """Whether a key with this hash exists (read fresh)."""
+        return self._read("SELECT 1 FROM keys WHERE key_hash=?", (key_hash,)).fetchone() is not None
+
+    def list_wire(self, owner: str, idem_key: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Wire records of a key's jobs, newest first (one read of the (owner, seq) index, or of
+        (owner, idem_key) with `idem_key`); at most `limit` of them when given."""
+        sql = f"SELECT {_WIRE_SELECT} FROM jobs j WHERE j.owner=?"
+        args: tuple[Any, ...] = (owner,)
+        if idem_key is not None:
+            sql, args = sql + " AND j.idem_key=?", (owner, idem_key)
+        sql += " ORDER BY j.seq DESC"
+        if limit is not None:
+            sql, args = sql + " LIMIT ?", (*args, limit)
+        return [wire_record(r) for r in self._read(sql, args).fetchall()]
+
+    def _read(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
+        cur = self._conn().cursor()
+        cur.row_factory = None  # plain tuples: no sqlite3.Row per row
+        return cur.execute(sql, args)
 
     def list_jobs(self, owner: str, idem_key: str | None = None) -> list[JobRow]:
         """A key's jobs, newest first; with `idem_key`, only those carrying it (one indexed read)."""
@@ -395,7 +458,7 @@ class _Tx:
         self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
+    def __exit__(self, exc_type: Any, *_: object) -> None:
         self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
 
 
