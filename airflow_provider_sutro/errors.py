@@ -13,10 +13,11 @@ from contextlib import contextmanager
 
 from airflow.sdk.exceptions import AirflowFailException
 from sutro_core import JobTimeoutError, SutroError, is_retryable
+from sutro_core.outcomes import OutcomeError
 
 
-class SutroTriggerEventError(SutroError):
-    """The resumed task received an event it cannot trust (missing, malformed, or for another job)."""
+#: The resumed task received an event it cannot trust (missing, malformed, or for another job).
+SutroTriggerEventError = OutcomeError
 
 
 class SutroJobError(SutroError):

@@ -37,18 +37,10 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["ai"],
             }
         ],
-        "hooks": [
-            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_sutro.hooks.sutro"]}
-        ],
-        "operators": [
-            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_sutro.operators.sutro"]}
-        ],
-        "sensors": [
-            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_sutro.sensors.sutro"]}
-        ],
-        "triggers": [
-            {"integration-name": _INTEGRATION, "python-modules": ["airflow_provider_sutro.triggers.sutro"]}
-        ],
+        **{
+            kind: [{"integration-name": _INTEGRATION, "python-modules": [f"airflow_provider_sutro.{kind}.sutro"]}]
+            for kind in ("hooks", "operators", "sensors", "triggers")
+        },
         "extra-links": ["airflow_provider_sutro.links.SutroJobLink"],
         "connection-types": [
             {

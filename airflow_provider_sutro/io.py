@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 _READABLE = (".parquet", ".csv")
 
-
 _URI_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 
@@ -55,13 +54,9 @@ def _storage_path(uri: str) -> Any:
 def _read_object_storage(path: Any, field: str) -> pl.DataFrame:
     name = str(path).split("?", 1)[0].lower()
     if not name.endswith(_READABLE):
-        raise InputValidationError(
-            field, f"object-storage inputs must be .parquet or .csv files, got {str(path)!r}"
-        )
+        raise InputValidationError(field, f"object-storage inputs must be .parquet or .csv: {str(path)!r}")
     if not path.exists():
-        raise InputValidationError(
-            field, f"{str(path)!r} does not exist; check the upstream task's output URI"
-        )
+        raise InputValidationError(field, f"{str(path)!r} does not exist; check the upstream output URI")
     with path.open("rb") as fh:
         return pl.read_parquet(fh) if name.endswith(".parquet") else pl.read_csv(fh)
 
@@ -87,9 +82,7 @@ def resolve_inputs(value: Any, field: str = "inputs") -> Any:
             return value[len("file://") :]
         return _read_object_storage(_storage_path(value), field)
     if value is None:
-        raise InputValidationError(
-            field, "no inputs given; pass a list, a file path/URI, a URL or a DataFrame"
-        )
+        raise InputValidationError(field, "no inputs given; pass a list, a file path/URI, a URL or DataFrame")
     return value
 
 
@@ -111,13 +104,8 @@ def output_uri_to_str(value: Any, field: str = "output_uri") -> str:
         if getattr(value, "conn_id", None):
             # fsspec does not understand Airflow's "scheme://conn_id@bucket" form; credentials then come
             # from the environment of the worker, not from the Airflow connection.
-            log.warning(
-                "output_uri %s names Airflow connection %r; the results are written with the worker's "
-                "default credentials for %s://",
-                value,
-                value.conn_id,
-                value.protocol,
-            )
+            log.warning("output_uri %s names Airflow connection %r; the results are written with the "
+                        "worker's default credentials for %s://", value, value.conn_id, value.protocol)
             return f"{value.protocol}://{value.path}"
         return str(value) if value.protocol else os.fspath(value.path)
     if isinstance(value, os.PathLike):

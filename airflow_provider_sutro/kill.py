@@ -1,22 +1,11 @@
 """The rule ``SutroJobTrigger.on_kill`` applies: did the user end the task (cancel the job) or clear it (keep it)?
 
-What Airflow 3.3 does (``airflow/jobs/triggerer_job_runner.py``): every loop the triggerer deletes triggers
-whose task instance is no longer DEFERRED (``Trigger.clean_unused``), finds its running trigger missing from
-its assignment, and cancels that trigger's task with the message "user-action"; ``run_trigger`` then awaits
-``on_kill()`` (bounded by ``[triggerer] on_kill_timeout``, 30 s). That happens for *mark failed*, *mark
-success* and *clear* alike; not for a triggerer restart or move, nor for the deferral timeout, nor after the
-trigger fired. The trigger's arguments cannot tell a clear from a mark-failed, and a cleared task's next try
-may already have reattached to the job (the bug this module fixes: that try then failed with
-``JobCancelledError``). So ``on_kill`` asks the triggerer's supervisor for the task instance's state *now*
-(``GetTaskStates``, the same comms the standard ``ExternalTaskSensor`` trigger uses):
-
-* still to run or running (``None`` = cleared, scheduled, queued, running, deferred, up_for_retry,
-  up_for_reschedule, restarting, awaiting_input): a newer try owns the job. With unchanged inputs it
-  reattaches; with changed inputs it submits a new job and the core cancels this one as superseded. Keep it.
-* finished (failed, success, skipped, upstream_failed, removed, or the task instance is gone): the user
-  ended the task. Cancel the job.
-* no answer (the lookup failed or timed out): cancel, and log why: the user did act on the task, and a
-  job nobody waits for would run on, billed.
+Airflow 3.3's triggerer calls ``on_kill()`` for every user action that takes a task out of DEFERRED (clear,
+mark failed, mark success), so the trigger's arguments cannot tell a clear from a kill. ``on_kill`` asks the
+triggerer's supervisor for the task instance's state *now* (``GetTaskStates``): a try still to come or running
+keeps the job (it reattaches, or replaces it when the inputs changed); a finished or deleted task instance
+cancels it; no answer cancels it and logs why (a job nobody waits for would run on, billed). The full rule and
+its residual window: docs/architecture.md, "Airflow, clear vs kill of a deferred task".
 
 Example::
 

@@ -17,10 +17,10 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from sutro_core import JobCancelledError, JobFailedError, JobHandle, SutroClient
+from sutro_core import JobHandle, ResultsManifest, SutroClient
+from sutro_core.outcomes import checked_outcome, raise_for_ended
 
 from airflow_provider_sutro.errors import SutroTriggerEventError, fail_fast
-from airflow_provider_sutro.events import validate_event
 from airflow_provider_sutro.hooks.sutro import SutroHook
 from airflow_provider_sutro.links import recorded_handle
 from airflow_provider_sutro.triggers.sutro import SutroJobTrigger, mask
@@ -69,12 +69,15 @@ class SutroTaskMixin:
         if job is None:
             raise SutroTriggerEventError("the task resumed without its job handle; clear it to start again")
         self.sutro_job_url = job.url  # for the link: this is a fresh operator instance
-        event = validate_event(event, expected_job_id=job.job_id)
-        if event["status"] == "failed":
-            raise JobFailedError(job.job_id, event.get("reason") or event.get("message"))
-        if event["status"] == "cancelled":
-            raise JobCancelledError(job.job_id)
+        event = checked_outcome(event, expected_job_id=job.job_id)
+        raise_for_ended(event)
         return job, event
+
+    def _logged(self, manifest: ResultsManifest) -> dict[str, Any]:
+        """The manifest for XCom, after logging where the results went."""
+        log = self.log  # type: ignore[attr-defined]
+        log.info("Wrote %s rows of job %s to %s (%s bytes)", manifest.rows, manifest.job_id, manifest.uri, manifest.bytes)
+        return manifest.to_dict()
 
     def on_kill(self) -> None:
         """Cancel the job when the task is killed in the worker (a deferred task's trigger does it there)."""

@@ -1,31 +1,17 @@
 """Asset factories: a Sutro batch-inference or batch-Function job as a (partitioned) Dagster asset.
 
-Materializing the asset loads the upstream rows, runs one Sutro job per partition (retry-safe:
-a retried or re-executed step reattaches to its job), and returns the input rows joined with the
-results as a polars DataFrame, which the asset's IO manager stores (use dagster-polars'
-``PolarsParquetIOManager`` for parquet on any UPath/fsspec base dir).
+Materializing the asset runs one Sutro job per partition over the upstream rows (a retried or re-executed
+step reattaches to its job) and returns a ``SutroArtifact``: the one results file (carried input columns +
+unpacked outputs), which ``SutroParquetIOManager`` moves into place unchanged.
 
 Example:
-    >>> from dagster import Definitions, EnvVar, asset
-    >>> from dagster_polars import PolarsParquetIOManager
-    >>> import polars as pl
-    >>> from dagster_sutro import SutroResource, build_sutro_function_asset
-    >>> @asset
-    ... def tickets() -> pl.DataFrame:
-    ...     return pl.DataFrame({"text": ["I was charged twice", "App crashes on login"]})
-    >>> ticket_labels = build_sutro_function_asset(name="ticket_labels", upstream=tickets,
+    >>> ticket_labels = build_sutro_function_asset(name="ticket_labels", upstream="tickets",
     ...                                            function="ticket-triage")
-    >>> defs = Definitions(
-    ...     assets=[tickets, ticket_labels],
-    ...     resources={"sutro": SutroResource(api_key=EnvVar("SUTRO_API_KEY")),
-    ...                "io_manager": PolarsParquetIOManager(base_dir="s3://bucket/dagster")},
-    ... )
 """
 
 
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import polars as pl
 from dagster import (
@@ -42,6 +28,7 @@ from dagster import (
 
 from sutro_core import InputValidationError, JobSpec, load_results
 from sutro_core.lifecycle import check_max_cost
+from sutro_core.tables import rows_to_frame
 
 from .checks import evaluate_results, results_check_spec
 from .execution import prepare_spec, run_sutro_job, step_idempotency_key
@@ -53,84 +40,61 @@ MAX_JOB_NAME = 45  # the API's limit on job names
 
 
 def _upstream_key(upstream: Any) -> AssetKey:
-    if isinstance(upstream, AssetsDefinition):
-        return upstream.key
-    if hasattr(upstream, "key") and isinstance(upstream.key, AssetKey):  # AssetSpec / SourceAsset
-        return upstream.key
+    key = upstream.key if isinstance(getattr(upstream, "key", None), AssetKey) else upstream  # asset / AssetSpec
     try:
-        return AssetKey.from_coercible(upstream)
+        return AssetKey.from_coercible(key)
     except Exception as exc:  # dagster raises CheckError for odd types
         raise TypeError(
-            f"upstream: expected an asset, AssetSpec, AssetKey or key string, got {type(upstream).__name__}"
-        ) from exc
+            f"upstream: expected an asset, AssetSpec, AssetKey or key string, got {type(upstream).__name__}") from exc
 
 
-def rows_to_frame(value: Any) -> pl.DataFrame:
-    """Turn what the upstream IO manager loaded into a polars DataFrame of input rows.
+def _job_name_and_description(context: AssetExecutionContext) -> tuple[str, str]:
+    # The description lets someone looking at the job on Sutro find the Dagster run (not in the fingerprint).
+    name = context.asset_key.to_user_string()
+    part = f" partition {context.partition_key}" if context.has_partition_key else ""
+    description = f"Dagster asset {name}{part} run {context.run.run_id}"[:400]
+    name = f"{name}[{context.partition_key}]" if context.has_partition_key else name
+    return (name if len(name) <= MAX_JOB_NAME else name[: MAX_JOB_NAME - 1] + "…"), description
 
-    Accepts a polars DataFrame/LazyFrame, a pandas DataFrame, or a parquet path (local, UPath,
-    fsspec URI or http(s) URL).
+
+class AssetOptions(TypedDict, total=False):
+    """How a Sutro asset is defined and run, the same for both factories (and the YAML components).
+
+    ``max_cost_usd``: a dry run estimates the cost first and the step fails, before any billed job, when the
+    estimate is above it (0 allows only free jobs). ``estimate_cost``: dry-run and report even without a
+    limit. ``timeout_seconds``: overrides the resource's. ``partitions_def``: one job per partition.
+    ``resource_key``: where the :class:`SutroResource` is bound (``"sutro"``). ``check_results``: attach the
+    ``sutro_results_complete`` check (default True). The rest are ``@asset``'s own.
 
     Example:
-        >>> rows_to_frame(pl.DataFrame({"text": ["a"]})).height
-        1
+        >>> options: AssetOptions = {"max_cost_usd": 5.0, "group_name": "support"}
     """
-    if isinstance(value, pl.LazyFrame):
-        return value.collect()
-    if isinstance(value, pl.DataFrame):
-        return value
-    if type(value).__module__.split(".")[0] == "pandas" and hasattr(value, "columns"):
-        return pl.from_pandas(value)
-    if isinstance(value, (str, os.PathLike)) or type(value).__module__.split(".")[0] == "upath":
-        path = str(value)
-        if not path.split("?", 1)[0].lower().endswith(".parquet"):
-            raise InputValidationError(
-                "upstream", f"a path upstream must point at a .parquet file, got {path!r}; return a DataFrame instead"
-            )
-        storage_options = getattr(value, "storage_options", None) or None
-        return pl.read_parquet(path, storage_options=dict(storage_options) if storage_options else None)
-    raise InputValidationError(
-        "upstream",
-        f"the upstream asset produced a {type(value).__name__}; return a polars/pandas DataFrame or a parquet path",
-    )
 
-
-def _job_name(context: AssetExecutionContext) -> str:
-    name = context.asset_key.to_user_string()
-    if context.has_partition_key:
-        name = f"{name}[{context.partition_key}]"
-    return name if len(name) <= MAX_JOB_NAME else name[: MAX_JOB_NAME - 1] + "…"
-
-
-def _job_description(context: AssetExecutionContext) -> str:
-    # Lets someone looking at the job on Sutro find the Dagster run; cosmetic, not part of the fingerprint.
-    text = f"Dagster asset {context.asset_key.to_user_string()}"
-    if context.has_partition_key:
-        text += f" partition {context.partition_key}"
-    return f"{text} run {context.run.run_id}"[:400]
+    max_cost_usd: float | None
+    estimate_cost: bool
+    timeout_seconds: float | None
+    partitions_def: PartitionsDefinition | None
+    key_prefix: str | Sequence[str] | None
+    group_name: str | None
+    io_manager_key: str | None
+    resource_key: str
+    retry_policy: RetryPolicy | None
+    description: str | None
+    check_results: bool
 
 
 def _build(
-    *,
-    name: str,
-    upstream: Any,
-    make_spec: Callable[[pl.DataFrame, str, str], JobSpec],
-    expected_columns: Callable[[pl.DataFrame], Sequence[str]],
-    kind_description: str,
-    max_cost_usd: float | None,
-    estimate_cost: bool,
-    timeout_seconds: float | None,
-    partitions_def: PartitionsDefinition | None,
-    key_prefix: str | Sequence[str] | None,
-    group_name: str | None,
-    io_manager_key: str | None,
-    resource_key: str,
-    retry_policy: RetryPolicy | None,
-    description: str | None,
-    check_results: bool,
-    definition_metadata: Mapping[str, Any],
+    name: str, upstream: Any, make_spec: Callable[[pl.DataFrame, str, str], JobSpec],
+    expected_columns: Sequence[str], kind_description: str, definition_metadata: Mapping[str, Any],
+    options: AssetOptions,
 ) -> AssetsDefinition:
+    unknown = sorted(set(options) - set(AssetOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"unexpected arguments {unknown}; asset options: {sorted(AssetOptions.__annotations__)}")
+    max_cost_usd, check_results = options.get("max_cost_usd"), options.get("check_results", True)
+    resource_key = options.get("resource_key", "sutro")
     check_max_cost(max_cost_usd)  # the core's rule, at definition time
+    key_prefix = options.get("key_prefix")
     prefix = [key_prefix] if isinstance(key_prefix, str) else list(key_prefix or [])
     asset_key = AssetKey([*prefix, name])
 
@@ -138,12 +102,12 @@ def _build(
         name=name,
         key_prefix=prefix or None,
         ins={"rows": AssetIn(key=_upstream_key(upstream))},
-        partitions_def=partitions_def,
-        group_name=group_name,
-        io_manager_key=io_manager_key,
+        partitions_def=options.get("partitions_def"),
+        group_name=options.get("group_name"),
+        io_manager_key=options.get("io_manager_key"),
         required_resource_keys={resource_key},
-        retry_policy=retry_policy,
-        description=description or kind_description,
+        retry_policy=options.get("retry_policy"),
+        description=options.get("description") or kind_description,
         kinds={"sutro", "parquet"},
         metadata=dict(definition_metadata),
         check_specs=[results_check_spec(asset_key)] if check_results else None,
@@ -154,18 +118,18 @@ def _build(
         sutro: SutroResource = getattr(context.resources, resource_key)
         try:
             frame = rows_to_frame(rows)
-            spec = make_spec(frame, _job_name(context), _job_description(context)).with_(
-                max_cost_usd=max_cost_usd, estimate_cost=estimate_cost)
+            spec = make_spec(frame, *_job_name_and_description(context)).with_(
+                max_cost_usd=max_cost_usd, estimate_cost=options.get("estimate_cost", False))
         except InputValidationError as exc:
             raise Failure(description=f"Bad input for Sutro asset {name}: {exc}", allow_retries=False) from exc
         uri = staging_path(context, sutro.results_dir, step_idempotency_key(context, spec.fingerprint)[:16])
-        spec = prepare_spec(spec, sutro, output_uri=uri, timeout_seconds=timeout_seconds)
+        spec = prepare_spec(spec, sutro, output_uri=uri, timeout_seconds=options.get("timeout_seconds"))
         outcome = yield from run_sutro_job(context, sutro, spec)
         artifact = SutroArtifact.of(outcome.manifest)
         preview = load_results(outcome.manifest, n_rows=PREVIEW_ROWS)
         # Checked before the Output: the IO manager may move the artifact's file when it stores it.
         check = evaluate_results(
-            artifact, input_rows=frame.height, expected_columns=expected_columns(frame),
+            artifact, input_rows=frame.height, expected_columns=expected_columns,
             input_columns=frame.columns, asset_key=asset_key,
         ) if check_results else None
         yield Output(artifact, metadata=materialization_metadata(outcome, preview, input_rows=frame.height))
@@ -188,17 +152,7 @@ def build_sutro_inference_asset(
     truncate_rows: bool = True,
     random_seed_per_input: bool = False,
     output_column: str = "inference_result",
-    max_cost_usd: float | None = None,
-    estimate_cost: bool = False,
-    timeout_seconds: float | None = None,
-    partitions_def: PartitionsDefinition | None = None,
-    key_prefix: str | Sequence[str] | None = None,
-    group_name: str | None = None,
-    io_manager_key: str | None = None,
-    resource_key: str = "sutro",
-    retry_policy: RetryPolicy | None = None,
-    description: str | None = None,
-    check_results: bool = True,
+    **options: Unpack[AssetOptions],
 ) -> AssetsDefinition:
     """An asset whose materialization runs a Sutro batch-inference job over the upstream rows.
 
@@ -212,13 +166,7 @@ def build_sutro_inference_asset(
         column: the text column (or columns and literal separators, concatenated).
         system_prompt, output_schema, sampling_params, job_priority, truncate_rows, random_seed_per_input:
             passed to the job as is.
-        max_cost_usd: when set, a dry run estimates the cost first and the step fails, before any billed
-            job is submitted, if the estimate exceeds it.
-        estimate_cost: run the dry-run estimate (and report it) even without a limit.
-        timeout_seconds: overrides the resource's ``timeout_seconds`` for this asset.
-        partitions_def: one job per partition (the upstream asset is usually partitioned the same way).
-        resource_key: the key the :class:`SutroResource` is bound to.
-        check_results: attach the ``sutro_results_complete`` asset check.
+        options: :class:`AssetOptions` (cost gate, timeout, partitions, retry policy, check, ...).
 
     Example:
         >>> embeddings = build_sutro_inference_asset(
@@ -238,19 +186,10 @@ def build_sutro_inference_asset(
             description=job_description, output_column=output_column,
         )
 
-    def expected(frame: pl.DataFrame) -> Sequence[str]:  # noqa: ARG001
-        props = (output_schema or {}).get("properties")
-        return list(props) if isinstance(props, Mapping) and props else [output_column]
-
-    return _build(
-        name=name, upstream=upstream, make_spec=make_spec,
-        expected_columns=expected, kind_description=f"Sutro batch inference with {model}",
-        max_cost_usd=max_cost_usd, estimate_cost=estimate_cost, timeout_seconds=timeout_seconds,
-        partitions_def=partitions_def, key_prefix=key_prefix, group_name=group_name,
-        io_manager_key=io_manager_key, resource_key=resource_key, retry_policy=retry_policy,
-        description=description, check_results=check_results,
-        definition_metadata={"sutro/model": model, "sutro/job_priority": job_priority},
-    )
+    props = (output_schema or {}).get("properties")
+    expected = list(props) if isinstance(props, Mapping) and props else [output_column]
+    return _build(name, upstream, make_spec, expected, f"Sutro batch inference with {model}",
+                  {"sutro/model": model, "sutro/job_priority": job_priority}, options)
 
 
 def build_sutro_function_asset(
@@ -261,17 +200,7 @@ def build_sutro_function_asset(
     input_columns: Sequence[str] | None = None,
     output_columns: Sequence[str] | None = None,
     job_priority: int = 0,
-    max_cost_usd: float | None = None,
-    estimate_cost: bool = False,
-    timeout_seconds: float | None = None,
-    partitions_def: PartitionsDefinition | None = None,
-    key_prefix: str | Sequence[str] | None = None,
-    group_name: str | None = None,
-    io_manager_key: str | None = None,
-    resource_key: str = "sutro",
-    retry_policy: RetryPolicy | None = None,
-    description: str | None = None,
-    check_results: bool = True,
+    **options: Unpack[AssetOptions],
 ) -> AssetsDefinition:
     """An asset whose materialization runs a Sutro Function over the upstream rows as one batch job.
 
@@ -300,22 +229,12 @@ def build_sutro_function_asset(
             missing = [c for c in input_columns if c not in frame.columns]
             if missing:
                 raise InputValidationError(
-                    "input_columns", f"columns {missing} are not in the upstream rows; available: {frame.columns}"
-                )
+                    "input_columns", f"columns {missing} are not in the upstream rows; available: {frame.columns}")
         return JobSpec.for_function(
             function, frame, columns=list(input_columns) if input_columns is not None else None,
             job_priority=job_priority, name=job_name, description=job_description,
         )
 
-    def expected(frame: pl.DataFrame) -> Sequence[str]:
-        return list(output_columns) if output_columns else []
-
-    return _build(
-        name=name, upstream=upstream, make_spec=make_spec,
-        expected_columns=expected, kind_description=f"Sutro Function {function} over every upstream row",
-        max_cost_usd=max_cost_usd, estimate_cost=estimate_cost, timeout_seconds=timeout_seconds,
-        partitions_def=partitions_def, key_prefix=key_prefix, group_name=group_name,
-        io_manager_key=io_manager_key, resource_key=resource_key, retry_policy=retry_policy,
-        description=description, check_results=check_results,
-        definition_metadata={"sutro/function": function, "sutro/job_priority": job_priority},
-    )
+    return _build(name, upstream, make_spec, list(output_columns or []),
+                  f"Sutro Function {function} over every upstream row",
+                  {"sutro/function": function, "sutro/job_priority": job_priority}, options)

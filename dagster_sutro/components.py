@@ -50,24 +50,17 @@ class _SutroAssetFields(dg.Model):
     description: str | None = None
     check_results: bool = True
 
-    def _common(self) -> dict[str, Any]:
+    def _arguments(self) -> dict[str, Any]:
+        """The factory's arguments: every field, the YAML's date and retry count as Dagster objects."""
+        fields = {k: getattr(self, k) for k in type(self).model_fields}
+        if "model_name" in fields:
+            fields["model"] = fields.pop("model_name")
+        start, retries = fields.pop("daily_partitions_start_date"), fields.pop("max_retries")
         return {
-            "name": self.name,
+            **fields,
             "upstream": dg.AssetKey.from_user_string(self.upstream),
-            "job_priority": self.job_priority,
-            "max_cost_usd": self.max_cost_usd,
-            "estimate_cost": self.estimate_cost,
-            "timeout_seconds": self.timeout_seconds,
-            "partitions_def": dg.DailyPartitionsDefinition(start_date=self.daily_partitions_start_date)
-            if self.daily_partitions_start_date
-            else None,
-            "key_prefix": self.key_prefix,
-            "group_name": self.group_name,
-            "io_manager_key": self.io_manager_key,
-            "resource_key": self.resource_key,
-            "retry_policy": dg.RetryPolicy(max_retries=self.max_retries) if self.max_retries else None,
-            "description": self.description,
-            "check_results": self.check_results,
+            "partitions_def": dg.DailyPartitionsDefinition(start_date=start) if start else None,
+            "retry_policy": dg.RetryPolicy(max_retries=retries) if retries else None,
         }
 
 
@@ -85,13 +78,7 @@ class SutroFunctionComponent(dg.Component, dg.Resolvable, _SutroAssetFields):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """The asset (and its completeness check)."""
-        asset = build_sutro_function_asset(
-            function=self.function,
-            input_columns=self.input_columns,
-            output_columns=self.output_columns,
-            **self._common(),
-        )
-        return dg.Definitions(assets=[asset])
+        return dg.Definitions(assets=[build_sutro_function_asset(**self._arguments())])
 
 
 class SutroInferenceComponent(dg.Component, dg.Resolvable, _SutroAssetFields):
@@ -113,16 +100,7 @@ class SutroInferenceComponent(dg.Component, dg.Resolvable, _SutroAssetFields):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         """The asset (and its completeness check)."""
-        asset = build_sutro_inference_asset(
-            model=self.model_name,
-            column=self.column,
-            system_prompt=self.system_prompt,
-            output_schema=self.output_schema,
-            sampling_params=self.sampling_params,
-            output_column=self.output_column,
-            **self._common(),
-        )
-        return dg.Definitions(assets=[asset])
+        return dg.Definitions(assets=[build_sutro_inference_asset(**self._arguments())])
 
 
 __all__ = ["SutroFunctionComponent", "SutroInferenceComponent"]

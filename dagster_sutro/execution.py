@@ -1,9 +1,7 @@
-"""Run one Sutro job inside a Dagster step: the core lifecycle, translated into Dagster concepts.
+"""Run one Sutro job inside a Dagster step: the core lifecycle (``SutroClient.stages``) in Dagster terms.
 
-The job lifecycle (reattach, cost gate, submit once, race closing, waiting within a deadline, the one
-results artifact, cancel on interruption) is ``sutro_core``'s ``SutroClient.stages``. This module only
-says what Dagster adds: the step's scope (asset key, partition, root run id), the ``AssetObservation``
-that records the job handle before the wait, and the mapping of errors onto ``Failure`` (retryable or not).
+What Dagster adds: the step's scope (asset key, partition, root run id), the ``AssetObservation`` that
+records the job handle before the wait, and the mapping of errors onto ``Failure`` (retryable or not).
 
 Example:
     >>> spec = JobSpec.for_inference(["hello"], "all-minilm-l6-v2")
@@ -13,7 +11,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Generator
 from typing import Any
 
@@ -21,20 +18,18 @@ from dagster import AssetExecutionContext, AssetObservation, Failure, MetadataVa
 
 from sutro_core import (
     CostLimitExceededError,
-    JobCancelledError,
     JobFailedError,
     JobHandle,
     JobOutcome,
     JobSpec,
-    JobTimeoutError,
     SutroError,
     idempotency_key,
     is_retryable,
 )
+from sutro_core.outcomes import describe
 
+from .metadata import sutro_metadata
 from .resources import SutroResource
-
-logger = logging.getLogger(__name__)
 
 
 def step_scope(context: AssetExecutionContext) -> tuple[str, ...]:
@@ -70,35 +65,21 @@ def _observation(context: AssetExecutionContext, handle: JobHandle) -> AssetObse
     return AssetObservation(
         asset_key=context.asset_key,
         partition=context.partition_key if context.has_partition_key else None,
-        metadata={
-            "sutro/job_id": MetadataValue.text(handle.job_id),
-            "sutro/job_url": MetadataValue.url(handle.url),
-            "sutro/idempotency_key": MetadataValue.text(handle.idempotency_key or ""),
-            "sutro/reattached": MetadataValue.bool(handle.reattached),
-            "sutro/handle": MetadataValue.json(handle.to_dict()),
-        },
+        metadata=sutro_metadata({"job_id": handle.job_id, "job_url": handle.url,
+                                 "idempotency_key": handle.idempotency_key or "", "reattached": handle.reattached,
+                                 "handle": handle.to_dict()}),
     )
 
 
 def _failure(exc: SutroError, handle: JobHandle | None) -> Failure:
     """The Dagster ``Failure`` for a core error: retryable only when a retry can help (``is_retryable``)."""
-    meta: dict[str, Any] = {}
-    if handle is not None:
-        meta = {"sutro/job_id": MetadataValue.text(handle.job_id), "sutro/job_url": MetadataValue.url(handle.url)}
+    meta: dict[str, Any] = sutro_metadata({"job_id": handle.job_id, "job_url": handle.url}) if handle else {}
     if isinstance(exc, CostLimitExceededError):
-        text = f"Sutro cost gate: {exc}. No billed job was submitted."
         meta.update({"sutro/cost_estimate_usd": MetadataValue.float(float(exc.estimate)),
                      "sutro/max_cost_usd": MetadataValue.float(float(exc.limit))})
     elif isinstance(exc, JobFailedError):
-        text = f"Sutro job {exc.job_id} FAILED: {exc.reason or 'no reason given'}"
         meta["sutro/failure_reason"] = MetadataValue.text(exc.reason or "")
-    elif isinstance(exc, JobCancelledError):
-        text = f"Sutro job {exc.job_id} was CANCELLED outside this run; a cancelled job is never a success"
-    elif isinstance(exc, JobTimeoutError):
-        text = f"Sutro job {exc.job_id} did not finish in time: {exc}"
-    else:
-        text = f"Sutro: {exc}"
-    return Failure(description=text, metadata=meta, allow_retries=is_retryable(exc))
+    return Failure(description=describe(exc), metadata=meta, allow_retries=is_retryable(exc))
 
 
 def prepare_spec(spec: JobSpec, sutro: SutroResource, *, output_uri: str,

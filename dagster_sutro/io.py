@@ -1,10 +1,8 @@
 """Where a Sutro asset's results artifact lives, and the IO manager that stores it as it is.
 
-The core writes the one results artifact (carried input columns + unpacked outputs + ``sutro.*`` footer),
-streamed to a staging file. The asset's value is a ``SutroArtifact``: a polars ``LazyFrame`` over that file
-that also knows the file. ``SutroParquetIOManager`` (a dagster-polars ``PolarsParquetIOManager``) moves the
-file into its own place byte for byte, so nothing is loaded into memory and the footer survives; any other
-IO manager sees an ordinary ``LazyFrame``.
+The asset's value is a ``SutroArtifact``: a ``LazyFrame`` over the core's staged results file that knows the
+file. ``SutroParquetIOManager`` moves that file into place byte for byte (nothing loaded, the ``sutro.*``
+footer kept); any other IO manager sees an ordinary ``LazyFrame``.
 
 Example:
     >>> from dagster_sutro import SutroParquetIOManager
@@ -13,17 +11,13 @@ Example:
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import polars as pl
 from dagster import AssetExecutionContext, OutputContext
 from dagster_polars import PolarsParquetIOManager
 
-from sutro_core import ResultsManifest
+from sutro_core import ResultsManifest, placement
 
 
 class SutroArtifact(pl.LazyFrame):
@@ -45,19 +39,16 @@ class SutroArtifact(pl.LazyFrame):
 
 
 def staging_path(context: AssetExecutionContext, results_dir: str | None, job_tag: str) -> str:
-    """Where the core writes this step's artifact before the IO manager takes it.
-
-    ``results_dir`` (``SutroResource.results_dir``) or, by default, ``$DAGSTER_HOME/storage/sutro`` (a
-    temporary folder when DAGSTER_HOME is unset). One file per asset, partition and step key.
+    """Where the core writes this step's artifact before the IO manager takes it: ``results_dir``
+    (``SutroResource.results_dir``, default ``$DAGSTER_HOME/storage/sutro``), one file per asset, partition
+    and step key.
 
     Example:
         >>> staging_path(context, "/data/sutro", "5c1f")  # doctest: +SKIP
         '/data/sutro/ticket_labels/__all__/5c1f.parquet'
     """
-    base = results_dir or os.path.join(os.environ.get("DAGSTER_HOME") or tempfile.gettempdir(), "storage", "sutro")
     partition = context.partition_key if context.has_partition_key else "__all__"
-    parts = [*context.asset_key.path, partition.replace("/", "_"), f"{job_tag}.parquet"]
-    return str(Path(base).joinpath(*parts)) if "://" not in base else "/".join([base.rstrip("/"), *parts])
+    return placement.staging_path(results_dir, [*context.asset_key.path, partition, f"{job_tag}.parquet"])
 
 
 class SutroParquetIOManager(PolarsParquetIOManager):
@@ -71,16 +62,7 @@ class SutroParquetIOManager(PolarsParquetIOManager):
     def dump_to_path(self, context: OutputContext, obj: Any, path: Any) -> None:  # noqa: D102
         if not isinstance(obj, SutroArtifact):
             return super().dump_to_path(context, obj, path)
-        source = obj.manifest.uri
-        target = str(path)
-        if "://" not in source and "://" not in target.replace("file://", ""):
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(source, target)  # a rename on one filesystem; a streamed copy across
-        else:
-            import fsspec
-
-            with fsspec.open(source, "rb") as src, path.open("wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
+        target = placement.move_file(obj.manifest.uri, path)
         # dagster-polars reads the stored object's schema/row count afterwards: point it at the new home.
         obj._ldf = pl.scan_parquet(target, storage_options=getattr(path, "storage_options", None) or None)._ldf
         obj.manifest = obj.manifest.model_copy(update={"uri": target})

@@ -7,47 +7,36 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
 from dagster import MetadataValue, TableColumn, TableSchema
 
 from sutro_core import JobOutcome
+from sutro_core.summary import preview_markdown
 
 PREVIEW_ROWS = 5
-_CELL_CHARS = 80
 
 
-def _cell(value: Any) -> str:
-    """One preview cell: long vectors and texts are shortened so the table stays readable."""
-    if isinstance(value, (list, tuple)):
-        head = ", ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in value[:3])
-        text = f"[{head}, ...] ({len(value)} values)" if len(value) > 3 else f"[{head}]"
-    else:
-        text = "" if value is None else str(value)
-    text = text.replace("|", "\\|").replace("\n", " ")
-    return text if len(text) <= _CELL_CHARS else text[: _CELL_CHARS - 1] + "…"
-
-
-def preview_markdown(df: pl.DataFrame, rows: int = PREVIEW_ROWS) -> str:
-    """A markdown table of the first ``rows`` rows.
+def sutro_metadata(values: Mapping[str, Any]) -> dict[str, MetadataValue]:
+    """``sutro/<name>`` metadata of the fitting kind for plain values (``*_url`` as links); None left out.
 
     Example:
-        >>> print(preview_markdown(pl.DataFrame({"a": [1]})))
-        | a |
-        | --- |
-        | 1 |
+        >>> sorted(sutro_metadata({"job_id": "job-1", "rows": 3, "cost_usd": None}))
+        ['sutro/job_id', 'sutro/rows']
     """
-    head = df.head(rows)
-    lines = ["| " + " | ".join(head.columns) + " |", "| " + " | ".join("---" for _ in head.columns) + " |"]
-    for row in head.iter_rows():
-        lines.append("| " + " | ".join(_cell(v) for v in row) + " |")
-    return "\n".join(lines)
 
+    def one(name: str, value: Any) -> MetadataValue:
+        if name.endswith("_url"):
+            return MetadataValue.url(value)
+        if isinstance(value, bool):
+            return MetadataValue.bool(value)
+        if isinstance(value, (int, float)):
+            return MetadataValue.int(value) if isinstance(value, int) else MetadataValue.float(float(value))
+        return MetadataValue.text(value) if isinstance(value, str) else MetadataValue.json(value)
 
-def column_schema(df: pl.DataFrame) -> TableSchema:
-    """Dagster's standard column schema for a polars DataFrame."""
-    return TableSchema(columns=[TableColumn(name=name, type=str(dtype)) for name, dtype in df.schema.items()])
+    return {f"sutro/{k}": one(k, v) for k, v in values.items() if v is not None}
 
 
 def materialization_metadata(outcome: JobOutcome, preview: pl.DataFrame, *, input_rows: int) -> dict[str, Any]:
@@ -56,26 +45,15 @@ def materialization_metadata(outcome: JobOutcome, preview: pl.DataFrame, *, inpu
     ``preview`` is the artifact's first rows (read alone, so a million-row result is never loaded).
     """
     job, handle, manifest = outcome.job, outcome.handle, outcome.manifest
-    meta: dict[str, Any] = {
-        "sutro/job_id": MetadataValue.text(job.job_id),
-        "sutro/job_url": MetadataValue.url(handle.url),
-        "sutro/model": MetadataValue.text(job.model or ""),
-        "sutro/reattached": MetadataValue.bool(handle.reattached),
-        "sutro/input_rows": MetadataValue.int(input_rows),
-        "sutro/manifest": MetadataValue.json(manifest.to_dict()),
+    return {
+        **sutro_metadata({
+            "job_id": job.job_id, "job_url": handle.url, "model": job.model or "", "reattached": handle.reattached,
+            "input_rows": input_rows, "manifest": manifest.to_dict(), "input_tokens": job.input_tokens,
+            "output_tokens": job.output_tokens, "cost_usd": job.job_cost, "cost_estimate_usd": handle.cost_estimate,
+            "duration_seconds": job.duration_seconds,
+        }),
         "dagster/row_count": MetadataValue.int(manifest.rows),
-        "dagster/column_schema": column_schema(preview),
+        "dagster/column_schema": TableSchema(
+            columns=[TableColumn(name=n, type=str(t)) for n, t in preview.schema.items()]),
         "preview": MetadataValue.md(preview_markdown(preview)),
     }
-    optional = {
-        "sutro/input_tokens": job.input_tokens,
-        "sutro/output_tokens": job.output_tokens,
-        "sutro/cost_usd": job.job_cost,
-        "sutro/cost_estimate_usd": handle.cost_estimate,
-        "sutro/duration_seconds": job.duration_seconds,
-    }
-    for name, value in optional.items():
-        if value is None:
-            continue
-        meta[name] = MetadataValue.int(value) if isinstance(value, int) else MetadataValue.float(float(value))
-    return meta

@@ -15,6 +15,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from sutro_core import AsyncSutroClient, PollPolicy, SutroClient
+from sutro_core.handles import poll_policy
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +82,6 @@ class SutroResource(ConfigurableResource):
     _client: SutroClient | None = PrivateAttr(default=None)
     _async_client: AsyncSutroClient | None = PrivateAttr(default=None)
 
-    def setup_for_execution(self, context: InitResourceContext) -> None:  # noqa: ARG002
-        """Create nothing eagerly: clients are built on first use (an unused resource costs nothing)."""
-        self._client = None
-        self._async_client = None
-
     def teardown_after_execution(self, context: InitResourceContext) -> None:  # noqa: ARG002
         """Close the clients opened during the run."""
         self.close()
@@ -117,10 +113,7 @@ class SutroResource(ConfigurableResource):
             >>> SutroResource(poll_interval_seconds=2.0).poll_policy().initial_interval
             2.0
         """
-        default = PollPolicy()
-        # PollPolicy validates, and raises a cap below the first interval to it: one rule everywhere.
-        return PollPolicy(initial_interval=self.poll_interval_seconds or default.initial_interval,
-                          max_interval=self.max_poll_interval_seconds or default.max_interval)
+        return poll_policy(self.poll_interval_seconds, self.max_poll_interval_seconds)
 
     def close(self) -> None:
         """Close any client this resource opened (safe to call twice)."""

@@ -7,10 +7,7 @@ Example:
 
 from __future__ import annotations
 
-import math
 import re
-from pathlib import Path
-from typing import Any
 from uuid import UUID
 
 import polars as pl
@@ -19,11 +16,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.utilities.context import get_task_and_flow_run_ids
 from sutro_core import Job, JobHandle, ResultsManifest
+from sutro_core.summary import job_summary_markdown, link_for_uri, preview_rows
 
 _KEY_RE = re.compile(r"^[a-z0-9-]+$")
-# Long cells (embedding vectors, long texts) are shortened so the preview stays readable.
-_MAX_LIST_ITEMS = 4
-_MAX_TEXT = 200
 
 
 def check_artifact_key(key: str | None) -> str | None:
@@ -43,88 +38,6 @@ def check_artifact_key(key: str | None) -> str | None:
 
 def _sub_key(key: str | None, suffix: str) -> str | None:
     return f"{key}-{suffix}" if key else None
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        head = ", ".join(str(_cell(v)) for v in value[:_MAX_LIST_ITEMS])
-        more = f", … ({len(value)} items)" if len(value) > _MAX_LIST_ITEMS else ""
-        return f"[{head}{more}]"
-    if isinstance(value, float):
-        return None if math.isnan(value) else round(value, 6)
-    if isinstance(value, dict):
-        return str(value)[:_MAX_TEXT]
-    if isinstance(value, str) and len(value) > _MAX_TEXT:
-        return value[:_MAX_TEXT] + "…"
-    return value
-
-
-def preview_rows(df: pl.DataFrame, n: int) -> list[dict[str, Any]]:
-    """The first ``n`` rows as JSON-friendly dicts, with long lists and texts shortened.
-
-    Example:
-        >>> preview_rows(pl.DataFrame({"outputs": [[0.1, 0.2, 0.3, 0.4, 0.5]]}), 1)
-        [{'outputs': '[0.1, 0.2, 0.3, 0.4, … (5 items)]'}]
-    """
-    return [{k: _cell(v) for k, v in row.items()} for row in df.head(n).iter_rows(named=True)]
-
-
-def link_for_uri(uri: str) -> str:
-    """A clickable link for a results URI: fsspec URIs as they are, local paths as ``file://``.
-
-    Example:
-        >>> link_for_uri("/tmp/out.parquet")
-        'file:///tmp/out.parquet'
-    """
-    if "://" in uri:
-        return uri
-    return Path(uri).resolve().as_uri()
-
-
-def _fmt(value: Any, fmt: str = "{}") -> str:
-    return "n/a" if value is None else fmt.format(value)
-
-
-def format_usd(value: float | None) -> str:
-    """A dollar amount readable at any size: cents for normal costs, two significant digits below a cent.
-
-    Example:
-        >>> format_usd(12.5), format_usd(0.00002), format_usd(0.000234), format_usd(0), format_usd(None)
-        ('$12.50', '$0.00002', '$0.00023', '$0.00', 'n/a')
-    """
-    if value is None:
-        return "n/a"
-    if value == 0 or abs(value) >= 0.01:
-        return f"${value:,.2f}"
-    digits = -math.floor(math.log10(abs(value))) + 1  # two significant digits
-    return f"${value:.{digits}f}".rstrip("0")
-
-
-def summary_markdown(manifest: ResultsManifest, job: Job | None, job_url: str | None) -> str:
-    """The markdown summary of a finished job and its results file.
-
-    Example:
-        >>> print(summary_markdown(manifest, job, "https://app.sutro.sh/jobs/job-1"))  # doctest: +SKIP
-    """
-    # No code spans in the heading: Prefect's renderer shows their backticks literally there.
-    job_ref = f"[{manifest.job_id}]({job_url})" if job_url else manifest.job_id
-    duration = job.duration_seconds if job else None
-    lines = [
-        f"### Sutro job {job_ref}",
-        "",
-        "| Field | Value |",
-        "|---|---|",
-        f"| Model / Function | `{manifest.model or (job.model if job else None) or 'n/a'}` |",
-        f"| Status | {job.status.value if job else 'SUCCEEDED'} |",
-        f"| Rows | {manifest.rows} |",
-        f"| Input tokens | {_fmt(manifest.input_tokens)} |",
-        f"| Output tokens | {_fmt(manifest.output_tokens)} |",
-        f"| Cost (USD) | {format_usd(manifest.cost)} |",
-        f"| Duration | {_fmt(duration, '{:.1f} s')} |",
-        f"| Results | `{manifest.uri}` ({manifest.bytes} bytes, {manifest.format}) |",
-        f"| Columns | {', '.join(f'`{c}`' for c in manifest.columns) or 'n/a'} |",
-    ]
-    return "\n".join(lines)
 
 
 # Metadata keys on the job-link artifact: the durable record of which Sutro jobs a flow run started, read
@@ -209,7 +122,7 @@ async def publish_results_artifacts(
         f"({manifest.rows} rows, {manifest.bytes} bytes).",
     )
     ids["summary"] = await acreate_markdown_artifact(
-        markdown=summary_markdown(manifest, job, job_url),
+        markdown=job_summary_markdown(manifest, job, job_url),
         key=_sub_key(key, "summary"),
         description=f"Summary of Sutro job {manifest.job_id}",
     )

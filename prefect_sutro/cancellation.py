@@ -49,44 +49,40 @@ OPT_OUT_PARAMETER = "cancel_on_cancellation"
 _PAGE = 200
 _MAX_SUBFLOW_DEPTH = 5
 _lock = threading.Lock()
-# flow run id -> {job id -> credentials}; process-local, which is where Prefect runs the hooks of a
-# flow run it cancels in-process (the engine owns cancellation for flows run outside a runner).
-_active: dict[str, dict[str, SutroCredentials]] = {}
+# job id -> (the flow runs whose cancellation cancels it: own and root run; its credentials). Process-local,
+# which is where Prefect runs the hooks of a flow run it cancels in-process (a flow run outside a runner).
+_active: dict[str, tuple[frozenset[str], SutroCredentials]] = {}
 
 
 def register_job(flow_run_ids: list[str], job_id: str, credentials: SutroCredentials) -> None:
-    """Remember that ``job_id`` is in flight for each of ``flow_run_ids`` (own run and root run).
+    """Remember that ``job_id`` is in flight for each of ``flow_run_ids``.
 
     Example:
         >>> register_job(["3b28b852-..."], "job-123", creds)   # doctest: +SKIP
     """
     with _lock:
-        for run_id in dict.fromkeys(flow_run_ids):
-            _active.setdefault(run_id, {})[job_id] = credentials
+        _active[job_id] = (frozenset(flow_run_ids), credentials)
 
 
 def unregister_job(job_id: str) -> None:
-    """Forget ``job_id`` everywhere (it reached a terminal state).
+    """Forget ``job_id`` (it reached a terminal state, or was cancelled).
 
     Example:
         >>> unregister_job("job-123")
     """
     with _lock:
-        for run_id in list(_active):
-            _active[run_id].pop(job_id, None)
-            if not _active[run_id]:
-                del _active[run_id]
+        _active.pop(job_id, None)
 
 
 def active_jobs(flow_run_id: str) -> dict[str, SutroCredentials]:
-    """The jobs still registered for ``flow_run_id`` (a copy).
+    """The jobs still registered for ``flow_run_id``.
 
     Example:
         >>> active_jobs("3b28b852-...")
         {}
     """
     with _lock:
-        return dict(_active.get(str(flow_run_id), {}))
+        return {job: creds for job, (runs, creds) in _active.items() if str(flow_run_id) in runs}
 
 
 def _cancel(job_id: str, credentials: SutroCredentials, flow_run_id: str, handle: str | None = None) -> bool:
@@ -117,18 +113,14 @@ def recorded_jobs(flow_run_id: str) -> dict[str, dict[str, str]]:
         for _ in range(_MAX_SUBFLOW_DEPTH):
             if not frontier:
                 break
-            children = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier))
-            )
+            children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=frontier)))
             frontier = [c.id for c in children if c.id not in run_ids]
             run_ids.extend(frontier)
         offset = 0
         while True:  # page through: a big flow run can hold more artifacts than one response
-            page = client.read_artifacts(
-                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=run_ids)),
-                limit=_PAGE,
-                offset=offset,
-            )
+            page = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=run_ids)), limit=_PAGE, offset=offset)
             for artifact in page:
                 meta = artifact.metadata_ or {}
                 if JOB_ID_METADATA in meta:
@@ -186,9 +178,7 @@ def cancel_jobs_for_flow_run(flow_run_id: str) -> list[str]:
                 "Flow run %s started Sutro job %s with unsaved credentials and SUTRO_API_KEY is not set "
                 "here, so it cannot be cancelled from this process; cancel it in Sutro, and pass a saved "
                 "SutroCredentials block (SutroCredentials.load(...)) or set SUTRO_API_KEY for the runner",
-                flow_run_id,
-                job_id,
-            )
+                flow_run_id, job_id)
             continue
         if _cancel(job_id, credentials, flow_run_id, meta.get(HANDLE_METADATA)):
             cancelled.append(job_id)
@@ -209,8 +199,7 @@ def cancel_sutro_jobs(flow: Any, flow_run: Any, state: Any) -> None:
     """
     params = getattr(flow_run, "parameters", None) or {}
     if params.get(OPT_OUT_PARAMETER) is False:
-        logger.info(
-            "Flow run %s cancelled; leaving its Sutro jobs running (%s=False)", flow_run.id, OPT_OUT_PARAMETER
-        )
+        logger.info("Flow run %s cancelled; leaving its Sutro jobs running (%s=False)", flow_run.id,
+                    OPT_OUT_PARAMETER)
         return
     cancel_jobs_for_flow_run(str(flow_run.id))

@@ -93,50 +93,28 @@ async def sutro_batch_job(
         )
     step = artifact_key or name or function_name or model or "sutro-job"
     await _rename_run(step)
-    common: dict[str, Any] = {
-        "sutro_credentials": sutro_credentials,
-        "job_priority": job_priority,
-        "name": name,
-        "description": description,
-        "max_cost_usd": max_cost_usd,
-        "artifact_key": artifact_key,
-        "idempotency_scope": idempotency_scope,
-    }
+    job = {"job_priority": job_priority, "name": name, "description": description,
+           "max_cost_usd": max_cost_usd}
+    step_opts = {"artifact_key": artifact_key, "idempotency_scope": idempotency_scope}
     if model is not None:
         handle = await submit_batch_inference(
-            data,
-            model,
-            column=column,
-            system_prompt=system_prompt,
-            output_schema=output_schema,
-            sampling_params=sampling_params,
-            truncate_rows=truncate_rows,
-            **common,
-        )
+            data, model, sutro_credentials, column=column, system_prompt=system_prompt,
+            output_schema=output_schema, sampling_params=sampling_params, truncate_rows=truncate_rows, **job,
+            **step_opts)
     else:
         columns = [column] if isinstance(column, str) else column
-        handle = await submit_batch_function(function_name, data, columns=columns, **common)
+        handle = await submit_batch_function(function_name, data, sutro_credentials, columns=columns, **job,
+                                             **step_opts)
     await _rename_run(f"{step} · {handle.job_id}")
     # Waited in the flow body, not as a task run: when the run is cancelled Prefect marks every task
     # still in flight Crashed and logs "Crash detected!" in red (its engine does that for any task); a
     # wait here lets the cancel read as what it is, the flow run Cancelled.
     await wait_for_job.fn(
-        handle,
-        sutro_credentials,
-        timeout=timeout,
-        poll_interval_seconds=poll_interval_seconds,
-        max_poll_interval_seconds=max_poll_interval_seconds,
-        cancel_on_timeout=cancel_on_timeout,
-    )
+        handle, sutro_credentials, timeout=timeout, poll_interval_seconds=poll_interval_seconds,
+        max_poll_interval_seconds=max_poll_interval_seconds, cancel_on_timeout=cancel_on_timeout)
     return await download_results_to_parquet(
-        handle,
-        output_path,
-        sutro_credentials,
-        include_inputs=include_inputs,
-        preview_rows=preview_rows,
-        artifact_key=artifact_key,
-        carry=_carry(data, carry_columns),
-    )
+        handle, output_path, sutro_credentials, include_inputs=include_inputs, preview_rows=preview_rows,
+        artifact_key=artifact_key, carry=_carry(data, carry_columns))
 
 
 def _carry(data: Any, carry_columns: list[str] | None) -> Any:

@@ -36,6 +36,9 @@ from .cancellation import cancel_jobs_for_flow_run, cancel_sutro_jobs, recorded_
 logger = logging.getLogger(__name__)
 
 
+_CRASH_HOOKS = ("cancel_sutro_jobs_on_crash", "report_sutro_jobs_on_crash")
+
+
 def _crash_hook(cancel: bool) -> Callable[[Any, Any, Any], None]:
     def hook(flow: Any, flow_run: Any, state: Any) -> None:  # noqa: ARG001 - Prefect's hook signature
         run_id = str(flow_run.id)
@@ -52,11 +55,9 @@ def _crash_hook(cancel: bool) -> Callable[[Any, Any, Any], None]:
                 "Flow run %s crashed; its Sutro jobs %s are left running (and billed) so that retrying "
                 "this flow run reattaches to them. To stop them instead, cancel them (cancel_job, or the "
                 "Sutro UI), or decorate the flow with @sutro_flow(cancel_on_crash=True).",
-                run_id,
-                ", ".join(jobs),
-            )
+                run_id, ", ".join(jobs))
 
-    hook.__name__ = "cancel_sutro_jobs_on_crash" if cancel else "report_sutro_jobs_on_crash"
+    hook.__name__ = _CRASH_HOOKS[0] if cancel else _CRASH_HOOKS[1]
     return hook
 
 
@@ -91,18 +92,12 @@ def with_sutro_cancellation(flow_obj: Flow[Any, Any], *, cancel_on_crash: bool =
     if not isinstance(flow_obj, Flow):
         raise TypeError(
             f"with_sutro_cancellation takes a Prefect flow (a function decorated with @flow), "
-            f"got {type(flow_obj).__name__}; or decorate the function with @sutro_flow instead"
-        )
+            f"got {type(flow_obj).__name__}; or decorate the function with @sutro_flow instead")
+    # Ours are replaced, not stacked, so wrapping twice (or changing cancel_on_crash) keeps one of each.
     on_cancellation = [h for h in flow_obj.on_cancellation_hooks if h is not cancel_sutro_jobs]
-    on_crashed = [
-        h
-        for h in flow_obj.on_crashed_hooks
-        if getattr(h, "__name__", "") not in ("cancel_sutro_jobs_on_crash", "report_sutro_jobs_on_crash")
-    ]
-    return flow_obj.with_options(
-        on_cancellation=[*on_cancellation, cancel_sutro_jobs],
-        on_crashed=[*on_crashed, _crash_hook(cancel_on_crash)],
-    )
+    on_crashed = [h for h in flow_obj.on_crashed_hooks if getattr(h, "__name__", "") not in _CRASH_HOOKS]
+    return flow_obj.with_options(on_cancellation=[*on_cancellation, cancel_sutro_jobs],
+                                 on_crashed=[*on_crashed, _crash_hook(cancel_on_crash)])
 
 
 def sutro_flow(

@@ -22,8 +22,8 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+from sutro_core.summary import jobs_table_markdown
 
-from .artifacts import format_usd
 
 logger = logging.getLogger(__name__)
 
@@ -44,46 +44,6 @@ def summary_key(flow_name: str) -> str:
     """
     slug = re.sub(r"[^a-z0-9]+", "-", flow_name.lower()).strip("-") or "flow"
     return f"{slug}-sutro-jobs"
-
-
-def render(rows: dict[str, dict[str, Any]]) -> str:
-    """The markdown table of ``rows`` (job id -> fields), with a total cost line.
-
-    Example:
-        >>> print(render({"j1": {"step": "triage", "url": "http://x/j1", "status": "SUCCEEDED", "rows": 3,
-        ...                      "cost": 0.00002, "uri": "/tmp/t.parquet"}}))
-        ### Sutro jobs of this flow run
-        <BLANKLINE>
-        | Step | Job | Status | Rows | Cost (USD) | Results |
-        |---|---|---|---|---|---|
-        | triage | [j1](http://x/j1) | SUCCEEDED | 3 | $0.00002 | `/tmp/t.parquet` |
-        <BLANKLINE>
-        1 job, total cost $0.00002
-    """
-    lines = [
-        "### Sutro jobs of this flow run",
-        "",
-        "| Step | Job | Status | Rows | Cost (USD) | Results |",
-        "|---|---|---|---|---|---|",
-    ]
-    total = 0.0
-    for job_id, row in rows.items():
-        url = row.get("url")
-        job = f"[{job_id}]({url})" if url else job_id
-        uri = row.get("uri")
-        cost = row.get("cost")
-        total += cost or 0.0
-        cells = [
-            str(row.get("step") or ""),
-            job,
-            str(row.get("status") or ""),
-            "" if row.get("rows") is None else str(row["rows"]),
-            format_usd(cost) if cost is not None else "",
-            f"`{uri}`" if uri else "",
-        ]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    lines += ["", f"{len(rows)} job{'s' if len(rows) != 1 else ''}, total cost {format_usd(total)}"]
-    return "\n".join(lines)
 
 
 def _lock(root: str) -> asyncio.Lock:
@@ -124,7 +84,7 @@ async def record_job(root_id: UUID, flow_name: str, job_id: str, **fields: Any) 
             artifact_id, rows = _state[root]
             row = rows.setdefault(job_id, {})
             row.update({k: v for k, v in fields.items() if v is not None})
-            data, meta = render(rows), {SUMMARY_METADATA: json.dumps(rows, default=str)}
+            data, meta = jobs_table_markdown(rows), {SUMMARY_METADATA: json.dumps(rows, default=str)}
             if artifact_id is None:
                 created = await client.create_artifact(
                     artifact=ArtifactCreate(

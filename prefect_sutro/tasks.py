@@ -1,10 +1,8 @@
 """Prefect tasks for Sutro: submit (retry-safe), wait, download to parquet, run a Function, cancel.
 
-Each task is a thin translation of the core job lifecycle (``client.start`` / ``wait`` / ``finish`` /
-``cancel``): what stays here is how Prefect names the step (the idempotency key's scope), where the job
-handle is recorded (the job-link artifact, read back by the cancellation hooks), and which errors Prefect
-may retry (``retry_condition_fn`` from ``is_retryable``: bad input, the cost gate, a FAILED or CANCELLED
-job are never retried). All tasks are ``async``: await them in an async flow, in a sync flow use
+Each task is the core lifecycle plus what Prefect adds: the idempotency key's scope, the job-link artifact
+that records the handle (the cancellation hooks read it back), and ``retry_condition_fn`` from
+``is_retryable``. All tasks are ``async``: await them in an async flow, in a sync flow use
 ``.submit(...).result()``.
 
 Example:
@@ -22,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import Any
 
 from prefect import task
@@ -37,17 +35,18 @@ from sutro_core import (
     JobHandle,
     JobSpec,
     JobStatus,
-    PollPolicy,
     Submission,
     is_retryable,
+    load_results,
 )
+
+from sutro_core.handles import job_id_of, poll_policy, watch_handle
 
 from .artifacts import check_artifact_key, publish_results_artifacts, publish_submission_artifact
 from .cancellation import OPT_OUT_PARAMETER, register_job, unregister_job
 from .credentials import SutroCredentials
 from .hooks import check_runner_cancellation
 from .idempotency import current_root, prefect_idempotency_key
-from .results import head_results
 from .summary import record_job
 
 JobRef = JobHandle | Submission | Job | dict | str
@@ -72,33 +71,25 @@ def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:  # noq
 _TASK_DEFAULTS: dict[str, Any] = {"cache_policy": NO_CACHE, "retry_condition_fn": retry_unless_permanent}
 
 
+def _client(sutro_credentials: Any) -> AsyncSutroClient:
+    return _check_credentials(sutro_credentials).get_async_client()
+
+
 def _check_credentials(sutro_credentials: Any) -> SutroCredentials:
     if not isinstance(sutro_credentials, SutroCredentials):
         raise TypeError(
             "sutro_credentials must be a SutroCredentials block, e.g. SutroCredentials.load('sutro') or "
-            f"SutroCredentials(api_key=..., api_url=...); got {type(sutro_credentials).__name__}"
-        )
+            f"SutroCredentials(api_key=..., api_url=...); got {type(sutro_credentials).__name__}")
     return sutro_credentials
 
 
 async def _handle(job: JobRef, client: AsyncSutroClient) -> JobHandle:
     """The job's handle: as recorded, or rebuilt from a job id (a job submitted elsewhere)."""
-    if isinstance(job, JobHandle):
-        return job
-    if isinstance(job, dict):
+    if isinstance(job, (JobHandle, dict)):
         return JobHandle.from_dict(job)
-    if isinstance(job, (Submission, Job)):
-        job_id = job.job_id
-    elif isinstance(job, str) and job.strip():
-        job_id = job.strip()
-    else:
-        raise ValueError(
-            "job must be the handle a submit task returned, a job id string, or a Job; "
-            f"got {type(job).__name__}"
-        )
+    job_id = job_id_of(job)
     model = job.model if isinstance(job, Job) else (await client.get_job(job_id)).model
-    return JobHandle(job_id=job_id, api_url=client.api_url, url=client.job_url(job_id),
-                     started_at=time.time(), model=model)
+    return watch_handle(job_id, client.api_url, client.job_url(job_id), model=model)
 
 
 async def _flow_run_ids() -> list[str]:
@@ -125,20 +116,29 @@ async def default_job_name(step: str | None = None) -> str | None:
     return "/".join(parts)[:45] or None
 
 
-async def _record(job_id: str, **fields: Any) -> None:
+async def _record(job_id: str, settled: bool = False, **fields: Any) -> None:
+    """Update the flow run's job table; a settled job (terminal, or cancelled) also leaves the registry."""
+    if settled:
+        unregister_job(job_id)
     root = await current_root()
     if root is not None:
         await record_job(root[0], root[1], job_id, **fields)
 
 
+def _job_fields(fields: dict[str, Any], default_name: str | None) -> dict[str, Any]:
+    # Carried columns travel with the download (download_results_to_parquet(carry=...)), not the handle.
+    return {"carry_columns": [], **fields, "name": fields.get("name") or default_name}
+
+
 async def _start(
-    spec: JobSpec,
+    make_spec: Callable[[str | None], JobSpec],
     sutro_credentials: SutroCredentials,
-    *,
     idempotency_key: str | None,
     idempotency_scope: str | None,
     artifact_key: str | None,
 ) -> JobHandle:
+    check_artifact_key(artifact_key)
+    spec = make_spec(await default_job_name(artifact_key))
     logger = get_run_logger()
     creds = _check_credentials(sutro_credentials)
     key = idempotency_key or await prefect_idempotency_key(spec.fingerprint, idempotency_scope)
@@ -154,13 +154,11 @@ async def _start(
         register_job(run_ids, handle.job_id, creds)
     block_id = getattr(creds, "_block_document_id", None)
     # The durable record first: the runner-side cancellation hook finds the job through it.
-    await publish_submission_artifact(
-        handle, key=artifact_key, credentials_block_id=block_id, cancel_on_cancellation=cancel
-    )
+    await publish_submission_artifact(handle, key=artifact_key, credentials_block_id=block_id,
+                                      cancel_on_cancellation=cancel)
     if handle.cost_estimate is not None:
-        logger.info(
-            "Cost estimate $%.6g is within max_cost_usd=$%.6g", handle.cost_estimate, spec.max_cost_usd
-        )
+        logger.info("Cost estimate $%.6g is within max_cost_usd=$%.6g", handle.cost_estimate,
+                    spec.max_cost_usd)
     if handle.reattached:
         logger.info("Reattached to Sutro job %s (%s) with idempotency key %s: not submitting again",
                     handle.job_id, handle.status, key)
@@ -169,9 +167,8 @@ async def _start(
                     spec.request.num_rows, handle.url)
     root = await current_root()
     if root is not None:
-        await check_runner_cancellation(
-            logger, root[0], handle.job_id, bool(block_id), bool(os.environ.get("SUTRO_API_KEY"))
-        )
+        await check_runner_cancellation(logger, root[0], handle.job_id, bool(block_id),
+                                        bool(os.environ.get("SUTRO_API_KEY")))
     await _record(handle.job_id, step=artifact_key or spec.request.name, url=handle.url, status=handle.status,
                   rows=spec.request.num_rows)
     return handle
@@ -182,44 +179,27 @@ async def submit_batch_inference(
     data: Any,
     model: str,
     sutro_credentials: SutroCredentials,
-    column: str | Sequence[str] | None = None,
-    system_prompt: str | None = None,
-    output_schema: Any = None,
-    sampling_params: dict[str, Any] | None = None,
-    job_priority: int = 0,
-    random_seed_per_input: bool = False,
-    truncate_rows: bool = True,
-    name: str | None = None,
-    description: str | None = None,
-    max_cost_usd: float | None = None,
+    *,
     idempotency_key: str | None = None,
     idempotency_scope: str | None = None,
     artifact_key: str | None = None,
+    **job_fields: Any,
 ) -> JobHandle:
     """Submit a batch inference job, or reattach to the one an earlier try of this step submitted.
 
     ``data`` is a list of strings, a polars/pandas DataFrame (with ``column``), a local csv/parquet/txt
-    file, or an http(s) URL of a csv/parquet file. The idempotency key is scoped on the root flow run,
-    flow and task names and the job's fingerprint, so task and flow retries reattach instead of paying
-    twice; pass ``idempotency_scope`` to run two identical jobs on purpose in one flow run. With
-    ``max_cost_usd`` a dry run gates the submit. Returns the ``JobHandle`` (``job_id``, ``reattached``,
-    ``url``; ``to_dict()`` is JSON).
+    file, or an http(s) URL of a csv/parquet file. ``job_fields`` are ``JobSpec.for_inference``'s
+    (``column``, ``system_prompt``, ``output_schema``, ``sampling_params``, ``job_priority``, ``name``,
+    ``max_cost_usd`` for a dry-run cost gate, ...). The idempotency key is scoped on the root flow run, flow
+    and task names and the job's fingerprint, so task and flow retries reattach instead of paying twice;
+    ``idempotency_scope`` runs two identical jobs on purpose in one flow run. Returns the ``JobHandle``.
 
     Example:
         >>> handle = await submit_batch_inference(["great product", "arrived broken"], "all-minilm-l6-v2",
-        ...                                       creds)   # doctest: +SKIP
-        >>> handle.job_id                                    # doctest: +SKIP
+        ...                                       creds, max_cost_usd=1.0)   # doctest: +SKIP
     """
-    check_artifact_key(artifact_key)
-    spec = JobSpec.for_inference(
-        data, model, column=column, system_prompt=system_prompt, output_schema=output_schema,
-        sampling_params=sampling_params, job_priority=job_priority,
-        random_seed_per_input=random_seed_per_input, truncate_rows=truncate_rows,
-        name=name or await default_job_name(artifact_key), description=description,
-        carry_columns=[], max_cost_usd=max_cost_usd,
-    )
-    return await _start(spec, sutro_credentials, idempotency_key=idempotency_key,
-                        idempotency_scope=idempotency_scope, artifact_key=artifact_key)
+    return await _start(lambda name: JobSpec.for_inference(data, model, **_job_fields(job_fields, name)),
+                        sutro_credentials, idempotency_key, idempotency_scope, artifact_key)
 
 
 @task(name="submit_batch_function", task_run_name="submit-{function_name}", **_TASK_DEFAULTS)
@@ -227,31 +207,24 @@ async def submit_batch_function(
     function_name: str,
     data: Any,
     sutro_credentials: SutroCredentials,
-    columns: Sequence[str] | None = None,
-    job_priority: int = 0,
-    name: str | None = None,
-    description: str | None = None,
-    max_cost_usd: float | None = None,
+    *,
     idempotency_key: str | None = None,
     idempotency_scope: str | None = None,
     artifact_key: str | None = None,
+    **job_fields: Any,
 ) -> JobHandle:
     """Submit a Sutro Function over many rows as a batch job (retry-safe, like ``submit_batch_inference``).
 
-    ``data`` is a list of dicts keyed by the Function's inputs, or a DataFrame whose ``columns`` are them.
+    ``data`` is a list of dicts keyed by the Function's inputs, or a DataFrame whose ``columns`` are them;
+    ``job_fields`` are ``JobSpec.for_function``'s (``columns``, ``job_priority``, ``max_cost_usd``, ...).
 
     Example:
         >>> handle = await submit_batch_function("ticket-triage", [{"text": "I was charged twice"}],
         ...                                      creds)   # doctest: +SKIP
     """
-    check_artifact_key(artifact_key)
-    spec = JobSpec.for_function(
-        function_name, data, columns=columns, job_priority=job_priority,
-        name=name or await default_job_name(artifact_key), description=description, carry_columns=[],
-        max_cost_usd=max_cost_usd,
-    )
-    return await _start(spec, sutro_credentials, idempotency_key=idempotency_key,
-                        idempotency_scope=idempotency_scope, artifact_key=artifact_key)
+    return await _start(lambda name: JobSpec.for_function(function_name, data,
+                                                          **_job_fields(job_fields, name)),
+                        sutro_credentials, idempotency_key, idempotency_scope, artifact_key)
 
 
 @task(name="wait_for_job", **_TASK_DEFAULTS)
@@ -275,28 +248,23 @@ async def wait_for_job(
         >>> done.output_tokens                                        # doctest: +SKIP
     """
     logger = get_run_logger()
-    creds = _check_credentials(sutro_credentials)
-    poll = PollPolicy(initial_interval=poll_interval_seconds, max_interval=max_poll_interval_seconds)
-    async with creds.get_async_client() as client:
+    poll = poll_policy(poll_interval_seconds, max_poll_interval_seconds).to_dict()
+    async with _client(sutro_credentials) as client:
         handle = (await _handle(job, client)).model_copy(update={
-            "deadline": None if timeout is None else time.time() + timeout,
-            "poll": poll.to_dict(), "cancel_on_timeout": cancel_on_timeout,
-        })
+            "deadline": None if timeout is None else time.time() + timeout, "poll": poll,
+            "cancel_on_timeout": cancel_on_timeout})
         try:
             # Status changes go to the run's log, so the Prefect UI shows the job's progress.
             finished = await client.wait(
-                handle,
-                on_status=lambda status: logger.info("Sutro job %s is %s", handle.job_id, status.value),
-            )
+                handle, on_status=lambda st: logger.info("Sutro job %s is %s", handle.job_id, st.value))
         except JobError as exc:
             ended = exc.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
             if ended or getattr(exc, "cancelled", False):  # cancelled: the timeout cancelled it
-                unregister_job(handle.job_id)
-                await _record(handle.job_id, status=exc.status if ended else "CANCELLED (timeout)")
+                await _record(handle.job_id, True, status=exc.status if ended else "CANCELLED (timeout)")
             logger.error("Sutro job %s did not succeed: %s", handle.job_id, exc)
             raise
-    unregister_job(handle.job_id)
-    await _record(handle.job_id, status=finished.status.value, rows=finished.num_rows, cost=finished.job_cost)
+    await _record(handle.job_id, True, status=finished.status.value, rows=finished.num_rows,
+                  cost=finished.job_cost)
     logger.info("Sutro job %s SUCCEEDED (%s rows, %s input / %s output tokens)", handle.job_id,
                 finished.num_rows, finished.input_tokens, finished.output_tokens)
     return finished
@@ -328,21 +296,19 @@ async def download_results_to_parquet(
         >>> manifest["rows"]  # doctest: +SKIP
     """
     logger = get_run_logger()
-    creds = _check_credentials(sutro_credentials)
     check_artifact_key(artifact_key)
     if not isinstance(path, str) or not path.strip():
         raise ValueError("path must be a local file path or an fsspec URI such as 's3://bucket/out.parquet'")
-    async with creds.get_async_client() as client:
+    async with _client(sutro_credentials) as client:
         handle = (await _handle(job, client)).model_copy(update={"include_inputs": include_inputs})
         manifest = await client.finish(handle, carry=carry, destination=path)
         details = await client.get_job(handle.job_id) if create_artifacts else None
     logger.info("Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, handle.job_id, manifest.uri,
                 manifest.bytes)
     if create_artifacts:
-        preview = head_results(manifest, preview_rows) if preview_rows > 0 else None
-        await publish_results_artifacts(
-            manifest, details, preview, job_url=handle.url, preview_rows_count=preview_rows, key=artifact_key
-        )
+        preview = load_results(manifest, n_rows=preview_rows, unpack_json=True) if preview_rows > 0 else None
+        await publish_results_artifacts(manifest, details, preview, job_url=handle.url,
+                                        preview_rows_count=preview_rows, key=artifact_key)
     await _record(handle.job_id, status="SUCCEEDED", rows=manifest.rows, cost=manifest.cost, uri=manifest.uri)
     return manifest.to_dict()
 
@@ -359,15 +325,10 @@ async def run_function(
         >>> r = await run_function("ticket-triage", {"text": "I was charged twice"}, creds)  # doctest: +SKIP
         >>> r.label, r.confidence                                                             # doctest: +SKIP
     """
-    creds = _check_credentials(sutro_credentials)
-    async with creds.get_async_client() as client:
+    async with _client(sutro_credentials) as client:
         result = await client.run_function(function_name, input_data)
-    get_run_logger().info(
-        "Function %s answered %r (confidence %s)",
-        function_name,
-        result.label if result.is_classification else result.output,
-        result.confidence,
-    )
+    get_run_logger().info("Function %s answered %r (confidence %s)", function_name,
+                          result.label if result.is_classification else result.output, result.confidence)
     return result
 
 
@@ -379,12 +340,10 @@ async def cancel_job(job: JobRef, sutro_credentials: SutroCredentials) -> JobSta
         >>> await cancel_job(handle, creds)   # doctest: +SKIP
         <JobStatus.CANCELLED: 'CANCELLED'>
     """
-    creds = _check_credentials(sutro_credentials)
-    async with creds.get_async_client() as client:
+    async with _client(sutro_credentials) as client:
         handle = await _handle(job, client)
         await client.cancel(handle, reason="cancel_job was called")
         status = (await client.get_job(handle.job_id)).status
-    unregister_job(handle.job_id)
-    await _record(handle.job_id, status=status.value)
+    await _record(handle.job_id, True, status=status.value)
     get_run_logger().info("Cancelled Sutro job %s (now %s)", handle.job_id, status.value)
     return status

@@ -79,10 +79,8 @@ class SutroHook(BaseHook):
     def _client_kwargs(conn: Any) -> dict[str, Any]:
         api_key = conn.password or None
         if not api_key:
-            log.warning(
-                "Sutro connection %r has no API key in its password field; falling back to SUTRO_API_KEY",
-                conn.conn_id,
-            )
+            log.warning("Sutro connection %r has no API key in its password field; falling back to "
+                        "SUTRO_API_KEY", conn.conn_id)
         return {"api_key": api_key, "api_url": api_url_from_connection(conn.host, conn.port, conn.schema)}
 
     def get_conn(self, **client_options: Any) -> SutroClient:
@@ -107,16 +105,6 @@ class SutroHook(BaseHook):
         """
         conn = await self.aget_connection(self.sutro_conn_id)
         return AsyncSutroClient(**self._client_kwargs(conn), **client_options)
-
-    def job_url(self, job_id: str) -> str:
-        """Link to the job's page (hosted app, or the local server's job page).
-
-        Example::
-
-            SutroHook().job_url("job-123")
-        """
-        with self.get_conn() as client:
-            return client.job_url(job_id)
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the API key against the service (``GET auth/check``); used by the UI's *Test* button.

@@ -5,12 +5,10 @@
 * ``SutroRunFunctionOperator`` - one synchronous Function call; returns its (small) result.
 
 The batch operators defer to ``SutroJobTrigger`` by default (no worker slot is held while the job runs);
-``deferrable=False`` waits in the worker instead. Both are the core lifecycle (``sutro_core.JobSpec`` ->
-``client.start`` under the scope ``("airflow", dag_id, task_id, run_id, map_index)``, never try_number ->
-the handle to XCom before any waiting -> ``wait`` -> ``finish``): a retried or cleared try reattaches to
-the job instead of paying for it again, changed inputs replace it. Results go to a parquet file in the one
-results shape (carried input columns + unpacked outputs); XCom gets only its manifest. Errors a retry
-cannot fix fail the task with ``AirflowFailException`` (no retries spent).
+``deferrable=False`` waits in the worker instead. Both are the core lifecycle under the scope
+``("airflow", dag_id, task_id, run_id, map_index)`` (never try_number), with the handle in XCom before any
+waiting; what reattaches, cancels or resubmits is docs/architecture.md's "Lifecycle rules". XCom gets only
+the results manifest; errors a retry cannot fix fail the task with ``AirflowFailException``.
 
 Example::
 
@@ -35,13 +33,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from sutro_core import (
-    InputValidationError,
-    JobHandle,
-    JobSpec,
-    JobStatus,
-    PollPolicy,
-)
+from sutro_core import InputValidationError, JobHandle, JobSpec, JobStatus
+from sutro_core.handles import poll_policy
 from sutro_core.lifecycle import check_max_cost, step_key
 
 from airflow_provider_sutro.errors import SutroJobError, SutroTaskTimeoutError
@@ -124,8 +117,7 @@ class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
             "carry_columns": self.carry_columns, "output_uri": output_uri_to_str(self.output_uri),
             "max_cost_usd": self.max_cost_usd, "include_inputs": self.include_inputs,
             "timeout": self._wait_seconds(), "cancel_on_timeout": True, "cancel_on_interrupt": self.cancel_on_kill,
-            "poll": PollPolicy(initial_interval=self.poll_interval, max_interval=self.max_poll_interval,
-                               max_transient_errors=self.max_transient_errors),
+            "poll": poll_policy(self.poll_interval, self.max_poll_interval, self.max_transient_errors),
         }
         try:
             return self.build_spec(resolve_inputs(self.inputs), **settings)
@@ -154,11 +146,11 @@ class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
             if not self.deferrable:
                 outcome = self.client.run(spec, scope=self._scope(context),
                                           on_handle=lambda handle: self._record(context, handle))
-                return self._log_manifest(outcome.manifest.to_dict())
+                return self._logged(outcome.manifest)
             handle = self.client.start(spec, scope=self._scope(context))
             self._record(context, handle)
             if handle.status == JobStatus.SUCCEEDED.value:
-                return self._finish(handle, spec)
+                return self._logged(self.client.finish(handle, carry=spec.carry))
             self._defer_on(handle, handle.seconds_left() or 0.0)
 
     def execute_complete(self, context: Context, event: Any = None,
@@ -176,20 +168,13 @@ class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
                 raise InputValidationError(
                     "inputs", f"the inputs changed while job {handle.job_id} ran, so its results no longer "
                     "match them; clear the task to run it on the current inputs")
-            return self._finish(handle, spec)
+            return self._logged(self.client.finish(handle, carry=spec.carry))
         if status == "timeout":
             raise SutroTaskTimeoutError(handle.job_id, event.get("job_status") or "RUNNING", self._wait_seconds(),
                                         event.get("cancelled"))
         raise SutroJobError(f"gave up waiting for job {handle.job_id}: {event.get('message')}. The job may still be "
                             "running; a retry of this task reattaches to it")
 
-    def _finish(self, handle: JobHandle, spec: JobSpec) -> dict[str, Any]:
-        return self._log_manifest(self.client.finish(handle, carry=spec.carry).to_dict())
-
-    def _log_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        self.log.info("Wrote %s rows of job %s to %s (%s bytes)", manifest.get("rows"), manifest.get("job_id"),
-                      manifest.get("uri"), manifest.get("bytes"))
-        return manifest
 
 
 class SutroBatchInferenceOperator(_SutroBatchOperator):

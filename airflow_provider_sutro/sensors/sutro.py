@@ -17,12 +17,12 @@ Example::
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
-from sutro_core import JobCancelledError, JobFailedError, JobHandle, JobStatus, JobTimeoutError, PollPolicy
+from sutro_core import JobCancelledError, JobFailedError, JobHandle, JobStatus, JobTimeoutError
+from sutro_core.handles import poll_policy, watch_handle
 
 from airflow_provider_sutro.errors import SutroJobError, fail_fast
 from airflow_provider_sutro.hooks.sutro import SutroHook
@@ -79,12 +79,10 @@ class SutroJobSensor(SutroTaskMixin, BaseSensorOperator):
 
     def _handle(self) -> JobHandle:
         """A handle for a job started elsewhere: never cancelled at the deadline (it is not ours)."""
-        now = time.time()
-        poll = PollPolicy(initial_interval=float(self.poke_interval), max_interval=self.max_poll_interval,
-                          max_transient_errors=self.max_transient_errors)
-        return JobHandle(job_id=self.job_id, api_url=self.client.api_url, url=self.client.job_url(self.job_id),
-                         started_at=now, deadline=now + float(self.timeout), poll=poll.to_dict(),
-                         cancel_on_timeout=False, cancel_on_interrupt=self.cancel_on_kill)
+        poll = poll_policy(float(self.poke_interval), self.max_poll_interval, self.max_transient_errors)
+        return watch_handle(self.job_id, self.client.api_url, self.client.job_url(self.job_id),
+                            timeout=float(self.timeout), poll=poll, cancel_on_timeout=False,
+                            cancel_on_interrupt=self.cancel_on_kill)
 
     def _check(self) -> bool:
         job = self.client.get_job(self.job_id)
@@ -127,6 +125,4 @@ class SutroJobSensor(SutroTaskMixin, BaseSensorOperator):
     def _finish(self, handle: JobHandle) -> Any:
         if self.output_uri is None:
             return None
-        manifest = self.client.finish(handle, destination=output_uri_to_str(self.output_uri)).to_dict()
-        self.log.info("Wrote %s rows of job %s to %s", manifest.get("rows"), self.job_id, manifest.get("uri"))
-        return manifest
+        return self._logged(self.client.finish(handle, destination=output_uri_to_str(self.output_uri)))

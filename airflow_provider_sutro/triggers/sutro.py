@@ -23,18 +23,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-from sutro_core import (
-    JobCancelledError,
-    JobFailedError,
-    JobHandle,
-    JobTimeoutError,
-    SutroAPIError,
-    SutroError,
-)
+from sutro_core import JobHandle, SutroError
+from sutro_core.outcomes import outcome_of
+from sutro_core.shared_clients import shared_client
 
-from airflow_provider_sutro.events import make_event
 from airflow_provider_sutro.kill import decide, ti_state_now, warm_up
-from airflow_provider_sutro.triggers.clients import shared_client
 
 
 def mask(secret: str | None) -> None:
@@ -107,23 +100,12 @@ class SutroJobTrigger(BaseTrigger):
         yield TriggerEvent(await self._outcome())
 
     async def _outcome(self) -> dict[str, Any]:
-        job_id = self.job_id
         try:
             async with shared_client(self.handle.api_url, self.api_key) as client:
                 job = await client.wait(self.handle)  # the core logs each status change once
-        except JobFailedError as exc:
-            return make_event("failed", job_id, str(exc), reason=exc.reason)
-        except JobCancelledError as exc:
-            return make_event("cancelled", job_id, str(exc))
-        except JobTimeoutError as exc:  # the core cancelled it at the deadline (cancelled says whether)
-            return make_event("timeout", job_id, str(exc), job_status=exc.status, cancelled=exc.cancelled)
-        except SutroAPIError as exc:
-            # 4xx (bad key, unknown job) fail fast; 5xx/429 only reach here once the budget is spent.
-            return make_event("error", job_id, str(exc), http_status=exc.status_code)
-        except SutroError as exc:
-            return make_event("error", job_id, f"{type(exc).__name__}: {exc}")
-        return make_event("success", job_id, f"job {job_id} SUCCEEDED", job_status=job.status.value,
-                          num_rows=job.num_rows)
+        except SutroError as exc:  # a timeout here was already cancelled by the core (the handle says so)
+            return outcome_of(self.job_id, exc)
+        return outcome_of(self.job_id, job=job)
 
     async def on_kill(self) -> None:
         """A user acted on the deferred task: cancel the job unless the task was cleared (a newer try owns it).

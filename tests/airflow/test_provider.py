@@ -16,13 +16,17 @@ from sutro_core import (
 )
 
 from airflow_provider_sutro.errors import SutroJobError, SutroTaskTimeoutError, SutroTriggerEventError
-from airflow_provider_sutro.events import make_event
 from airflow_provider_sutro.hooks.sutro import SutroHook, api_url_from_connection
 from airflow_provider_sutro.operators.sutro import SutroBatchInferenceOperator
 
 #: The handle a deferred task resumes with (what execute() passed to defer(kwargs=...)).
 HANDLE = {"job_id": "job-1", "api_url": "http://127.0.0.1:9/v1", "url": "http://127.0.0.1:9/console/jobs/job-1",
           "started_at": 0.0}
+
+
+def make_event(status: str, job_id: str, message: str, **details: Any) -> dict[str, Any]:
+    """A trigger event as SutroJobTrigger yields it (the core's outcome dict)."""
+    return {"status": status, "job_id": job_id, "message": message, **details}
 
 
 def test_airflow_finds_the_provider_and_the_sutro_connection_type() -> None:

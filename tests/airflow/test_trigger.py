@@ -53,7 +53,7 @@ def test_serialize_round_trip() -> None:
 
 async def test_triggers_of_one_api_and_key_share_one_client(sutro_client: SutroClient) -> None:
     """1,000 deferred tasks in one triggerer: one connection pool per API and key, not one per trigger."""
-    from airflow_provider_sutro.triggers.clients import _SHARED, shared_client
+    from sutro_core.shared_clients import _SHARED, shared_client
 
     async with shared_client(sutro_client.api_url, sutro_client.api_key) as a, \
             shared_client(sutro_client.api_url, sutro_client.api_key) as b, \

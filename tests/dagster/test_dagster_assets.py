@@ -99,7 +99,7 @@ def test_inference_asset_stores_joined_parquet_with_metadata(sutro, io_manager, 
     assert meta["sutro/input_tokens"].value > 0
     assert meta["sutro/cost_usd"].value == pytest.approx(job.job_cost) and job.job_cost > 0
     assert meta["sutro/duration_seconds"].value >= 0
-    assert "review_id" in meta["preview"].value and "384 values" in meta["preview"].value
+    assert "review_id" in meta["preview"].value and "384 items" in meta["preview"].value
 
     # The parquet file the IO manager wrote is what a user reads back: input rows joined to vectors.
     path = Path(meta["path"].value)

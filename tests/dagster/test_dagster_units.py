@@ -54,7 +54,7 @@ def test_factories_reject_bad_arguments_at_definition_time():
 
 def test_preview_shortens_vectors_and_escapes_pipes():
     md = preview_markdown(pl.DataFrame({"v": [[0.1] * 384], "t": ["a|b"]}))
-    assert "(384 values)" in md and "a\\|b" in md
+    assert "(384 items)" in md and "a\\|b" in md
 
 
 def test_resource_poll_settings_reach_the_core_client():

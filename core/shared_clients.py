@@ -1,14 +1,13 @@
-"""One ``AsyncSutroClient`` per (event loop, API URL, API key), shared by every trigger that waits on it.
+"""One ``AsyncSutroClient`` per (event loop, API URL, API key), shared by every wait running in that loop.
 
-The triggerer runs all its triggers in one event loop; a client (connection pool) per trigger meant 1,000
-pools for 1,000 deferred tasks. The core client is built for many concurrent waits through one pool (it
-queues requests itself, see ``AsyncSutroClient``), and each wait takes its poll policy from its handle,
-so triggers of the same API and key can share one. It is closed when its last user is done.
+A process that waits on many jobs at once in one event loop (Airflow's triggerer runs all its triggers in
+one) would otherwise open a connection pool per wait: 1,000 pools for 1,000 deferred tasks. The async
+client is built for many concurrent waits through one pool, and each wait takes its poll policy from its
+handle, so waits on the same API and key can share one. It is closed when its last user is done.
 
-Example::
-
-    async with shared_client(handle.api_url, api_key) as client:
-        job = await client.wait(handle)
+Example:
+    >>> async with shared_client(handle.api_url, api_key) as client:   # doctest: +SKIP
+    ...     job = await client.wait(handle)
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sutro_core import AsyncSutroClient
+from .async_client import AsyncSutroClient
 
 
 @dataclass
@@ -33,7 +32,12 @@ _SHARED: dict[tuple[int, str | None, str | None], _Shared] = {}
 
 @asynccontextmanager
 async def shared_client(api_url: str | None, api_key: str | None) -> AsyncIterator[AsyncSutroClient]:
-    """The loop's client for ``api_url`` and ``api_key`` (created on first use, closed after the last)."""
+    """The running loop's client for ``api_url`` and ``api_key`` (created on first use, closed after the last).
+
+    Example:
+        >>> async with shared_client("http://127.0.0.1:8484", "key") as client:   # doctest: +SKIP
+        ...     await client.get_job("job-1")
+    """
     loop = asyncio.get_running_loop()
     key = (id(loop), api_url, api_key)
     entry = _SHARED.get(key)
