@@ -19,7 +19,6 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import threading
 import time
 import urllib.request
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 import httpx
 
 from .retrying import DeadlineReached
+from .watchdog import SocketWatchdog
 
 #: Bytes per read: the loop runs ~40 times for a 38 MB file instead of ~600.
 CHUNK = 1 << 20
@@ -41,30 +41,6 @@ def usable(http: httpx.Client, custom_transport: bool, url: httpx.URL) -> bool:
         return False
     proxies = urllib.request.getproxies()  # what httpx's trust_env honours (HTTP(S)_PROXY, ALL_PROXY)
     return not (proxies.get(url.scheme) or proxies.get("all")) or bool(urllib.request.proxy_bypass(url.host))
-
-
-class _Watchdog:
-    """Shuts the socket down at the deadline: ``readinto`` fills 1 MiB, so a trickling body would
-    otherwise hold one read (each ``recv`` within the read timeout) long past it."""
-
-    def __init__(self, sock: socket.socket, deadline: float | None) -> None:
-        self.fired = False
-        self._timer: threading.Timer | None = None
-        if deadline is not None:
-            self._timer = threading.Timer(max(0.0, deadline - time.time()), self._fire, (sock,))
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _fire(self, sock: socket.socket) -> None:
-        self.fired = True
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
 
 
 def get_to_file(request: httpx.Request, dest: str, *, read_timeout: float, connect_timeout: float,
@@ -94,7 +70,7 @@ def get_to_file(request: httpx.Request, dest: str, *, read_timeout: float, conne
             stage = "send"
             conn.request(request.method, url.raw_path.decode("ascii"), headers=headers)
             stage = "read"
-            watchdog = _Watchdog(conn.sock, deadline)
+            watchdog = SocketWatchdog(conn.sock, deadline)
             try:
                 response = conn.getresponse()
                 return _receive(request, response, dest, deadline)

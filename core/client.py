@@ -11,8 +11,6 @@ Example:
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from datetime import datetime
@@ -22,6 +20,7 @@ import httpx
 
 from . import body_download, lifecycle, operations as ops, protocol
 from ._base import ClientBase, shared_ssl_context
+from .watchdog import SocketWatchdog
 from . import compat, tracing
 from .models import CancelResult, FunctionResult, Job, JobStatus, Quota, ResultsManifest, Submission
 from .operations import Blocking, Lines, Op, Sleep
@@ -50,30 +49,9 @@ def _past(call: Call[Any]) -> bool:
     return call.deadline is not None and time.time() >= call.deadline - 0.05
 
 
-class _Watchdog:
-    """Shuts the response's socket down at the call's deadline, so a stalled or trickling body cannot hold a
-    blocking read past it (httpx's read timeout is per read, not per request)."""
-
-    def __init__(self, response: httpx.Response, deadline: float | None) -> None:
-        self.fired = False
-        self._timer: threading.Timer | None = None
-        stream = response.extensions.get("network_stream")
-        sock = stream.get_extra_info("socket") if stream is not None else None
-        if deadline is not None and sock is not None:
-            self._timer = threading.Timer(max(0.0, deadline - time.time()), self._fire, (sock,))
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _fire(self, sock: socket.socket) -> None:
-        self.fired = True
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+def _watchdog(response: httpx.Response, deadline: float | None) -> SocketWatchdog:
+    stream = response.extensions.get("network_stream")
+    return SocketWatchdog(stream.get_extra_info("socket") if stream is not None else None, deadline)
 
 
 class SutroClient(ClientBase):
@@ -156,7 +134,7 @@ class SutroClient(ClientBase):
                                       timeout=_timeout(call, self.timeout))
         with self._http.stream(call.method, call.path, params=call.params, json=call.json,
                                timeout=_timeout(call, self.timeout)) as response:
-            watchdog = _Watchdog(response, call.deadline)
+            watchdog = _watchdog(response, call.deadline)
             try:
                 if call.stream_to is None or not response.is_success:
                     response._content = b"".join(self._chunks(response, call))  # what Response.read() does
