@@ -81,8 +81,8 @@ def send(policy: RetryPolicy, call: Call[T], deadline: float | None = None) -> O
     ``deadline`` (epoch seconds) bounds every attempt and every pause between attempts: past it the
     transport raises ``DeadlineReached``, and a retry that would sleep beyond it is not made.
     """
-    if deadline is not None:
-        call = replace(call, deadline=deadline if call.deadline is None else min(call.deadline, deadline))
+    if deadline is not None and (call.deadline is None or deadline < call.deadline):
+        call = replace(call, deadline=deadline)
     attempt = 0
     while True:
         attempt += 1
@@ -305,9 +305,10 @@ def wait_for_job(
     status = JobStatus.UNKNOWN
     last: JobStatus | None = None
     slept = 0.0
+    polls = protocol.job_status_polls(job_id)
     while True:
         # A batched answer may be up to a fifth of the last pause old: within the policy's own jitter.
-        poll_call = protocol.get_job_status_call(job_id, batchable=True, max_age=BATCHED_STATUS_AGE * slept)
+        poll_call = polls(BATCHED_STATUS_AGE * slept, limit.at)
         try:
             status = yield from send(policy, poll_call, limit.at)
             errors = 0

@@ -165,6 +165,17 @@ def get_job_status_call(job_id: str, *, batchable: bool = False, max_age: float 
                 batch_max_age=max_age)
 
 
+def job_status_polls(job_id: str) -> Callable[[float, float | None], Call[JobStatus]]:
+    """A wait's status polls: ``poll(max_age, deadline)`` is one batchable ``job-status`` call. The path and
+    parser are built once per wait (a thousand waits poll for hours; each poll's own cost counts)."""
+    base = get_job_status_call(job_id)
+
+    def poll(max_age: float, deadline: float | None) -> Call[JobStatus]:
+        return Call("GET", base.path, base.parse, deadline=deadline, batch_job_id=job_id, batch_max_age=max_age)
+
+    return poll
+
+
 def get_job_call(job_id: str) -> Call[Job]:
     """``GET jobs/{id}`` -> Job."""
     return Call("GET", f"jobs/{_seg(job_id)}", lambda r: Job.model_validate(_json(r)["job"]))
