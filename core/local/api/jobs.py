@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request
@@ -87,35 +88,32 @@ def _bad_job_id(state: ServerState, owner: str, job_id: str) -> ApiError:
     return job_not_found(job_id[:100])
 
 
-@router.get("/job-status/{job_id}", openapi_extra=_JOB_ID_PARAM)
-async def job_status(request: Request) -> Response:
-    """{"job_status": {job_id: STATUS}}."""
+def _owned_read(request: Request, read: Callable[[str, str], tuple[bool, Any]]) -> tuple[str, Any]:
+    """(job_id, what ``read(owner, job_id)`` found) for the caller's own job; 401/404 as the API says."""
     state: ServerState = request.app.state.sutro
     job_id: str = request.path_params["job_id"]
     owner = caller_owner(request)
     if not _JOB_ID_RE.match(job_id):
         raise _bad_job_id(state, owner, job_id)
-    known, status = state.store.key_and_status(owner, job_id)
+    known, found = read(owner, job_id)
     if not known:
         raise invalid_key()
-    if status is None:
+    if found is None:
         raise job_not_found(job_id)
+    return job_id, found
+
+
+@router.get("/job-status/{job_id}", openapi_extra=_JOB_ID_PARAM)
+async def job_status(request: Request) -> Response:
+    """{"job_status": {job_id: STATUS}}."""
+    job_id, status = _owned_read(request, request.app.state.sutro.store.key_and_status)
     return _json({"job_status": {job_id: status}})
 
 
 @router.get("/jobs/{job_id}", openapi_extra=_JOB_ID_PARAM)
 async def get_job(request: Request) -> Response:
     """{"job": {...}} with status, counts, tokens, cost, timestamps and failure_reason."""
-    state: ServerState = request.app.state.sutro
-    job_id: str = request.path_params["job_id"]
-    owner = caller_owner(request)
-    if not _JOB_ID_RE.match(job_id):
-        raise _bad_job_id(state, owner, job_id)
-    known, record = state.store.key_and_wire(owner, job_id)
-    if not known:
-        raise invalid_key()
-    if record is None:
-        raise job_not_found(job_id)
+    _, record = _owned_read(request, request.app.state.sutro.store.key_and_wire)
     return _json({"job": record})
 
 
