@@ -81,6 +81,7 @@ def test_a_long_list_is_whole_and_newest_first(api, sutro_server):
     wait_status(api, first)
     clones = _clone(sutro_server, first, INLINE_LIST_MAX + 50)  # past the inline limit: read in a thread
     last = submit(api, model="all-minilm-l6-v2", inputs=["b"])
+    wait_status(api, last)  # a finished list cannot change between the two reads compared below
     jobs = api.get("/list-jobs").json()["jobs"]
     assert [j["job_id"] for j in jobs] == [last, *reversed(clones), first]
     assert api.get("/v1/list-jobs").json()["jobs"] == api.get("/list-jobs").json()["jobs"]
