@@ -228,7 +228,11 @@ def finalize(target: Target, job: Job, result_format: str,
 
 def _read_head(fh: Any, n_rows: int) -> pl.DataFrame:
     """The first ``n_rows`` rows of a parquet file, reading only the row groups they need."""
-    batch = next(pq.ParquetFile(fh).iter_batches(batch_size=max(n_rows, 1)), None)
+    # Buffered single-threaded reads: the default reads each column chunk of the first row group whole, in
+    # parallel (~45 MB of RSS for a 5-row preview of a million-row artifact).
+    rows = pq.ParquetFile(fh, buffer_size=1 << 16, pre_buffer=False).iter_batches(batch_size=max(n_rows, 1),
+                                                                                 use_threads=False)
+    batch = next(rows, None)
     if batch is None:
         return pl.DataFrame()
     return pl.DataFrame(pl.from_arrow(batch)).head(n_rows)

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,8 +100,11 @@ def wire_record(values: Sequence[Any]) -> dict[str, Any]:
 
 
 def utcnow() -> str:
-    """Now as an ISO 8601 UTC string (the wire format of job timestamps)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Now as an ISO 8601 UTC string (the wire format of job timestamps), rounded up to the millisecond:
+    truncating could stamp a job started within a millisecond of its (microsecond) created_at before it."""
+    now = datetime.now(UTC)
+    now += timedelta(microseconds=-now.microsecond % 1000)
+    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def hash_key(key: str) -> str:
