@@ -302,7 +302,7 @@ class ClientBase:
     def _finish_op(self, handle: "JobHandle | dict[str, Any]", carry: Any, destination: Any,
                    storage_options: dict[str, Any] | None, timeout: float | None) -> Op[ResultsManifest]:
         if carry is not None and not isinstance(carry, pl.DataFrame):
-            carry = lifecycle._carry(carry, None)
+            carry = lifecycle.carry_frame(carry, None)
         return lifecycle.finish_op(self.retry, JobHandle.from_dict(handle), carry, destination, storage_options, timeout)
 
     def _cancel_op(self, target: "JobHandle | dict[str, Any] | str", reason: str) -> Op[bool]:

@@ -75,7 +75,15 @@ def _read_table(data: Any) -> Any:
     return data
 
 
-def _carry(data: Any, carry_columns: Sequence[str] | None) -> pl.DataFrame | None:
+def carry_frame(data: Any, carry_columns: Sequence[str] | None) -> pl.DataFrame | None:
+    """The input columns a job's artifact carries (all of a DataFrame's by default; none for other inputs).
+
+    Raises ``InputValidationError`` naming ``carry_columns`` before anything is submitted.
+
+    Example:
+        >>> carry_frame(pl.DataFrame({"id": [1], "text": ["a"]}), ["id"]).columns
+        ['id']
+    """
     if isinstance(data, pl.DataFrame) or (_is_pandas(data) and hasattr(data, "columns")):
         frame = to_polars(data)
         cols = list(frame.columns) if carry_columns is None else list(carry_columns)
@@ -159,7 +167,7 @@ class JobSpec:
             system_prompt=system_prompt, sampling_params=sampling_params, random_seed_per_input=random_seed_per_input,
             truncate_rows=truncate_rows, name=name, description=description,
         )
-        return cls(request=request, carry=_carry(data, carry_columns), **settings)
+        return cls(request=request, carry=carry_frame(data, carry_columns), **settings)
 
     @classmethod
     def for_function(
@@ -183,7 +191,7 @@ class JobSpec:
         data = _read_table(data)
         request = BatchJobRequest.for_function(function_name, data, columns=columns, job_priority=job_priority,
                                                name=name, description=description)
-        return cls(request=request, carry=_carry(data, carry_columns), **settings)
+        return cls(request=request, carry=carry_frame(data, carry_columns), **settings)
 
     @property
     def fingerprint(self) -> str:

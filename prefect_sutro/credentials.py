@@ -1,33 +1,25 @@
 """``SutroCredentials``: the Prefect block that holds a Sutro API key and URL and builds core clients.
 
 Example:
-    >>> from prefect_sutro import SutroCredentials
     >>> creds = SutroCredentials(api_key="sk_live_...", api_url="https://api.sutro.sh")
-    >>> creds.save("sutro-prod")                       # doctest: +SKIP
+    >>> creds.save("sutro-prod")                                    # doctest: +SKIP
     >>> client = SutroCredentials.load("sutro-prod").get_client()   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr, field_validator
-
-if TYPE_CHECKING:
-    from sutro_core import AsyncSutroClient, SutroClient
+from sutro_core import AsyncSutroClient, SutroClient
 
 DEFAULT_API_URL = "https://api.sutro.sh"
 
 
 class SutroCredentials(CredentialsBlock):
-    """Credentials for the Sutro API (hosted ``api.sutro.sh`` or a ``sutro-local`` server).
-
-    The API key is a ``SecretStr``: the Prefect UI, logs and ``repr`` show it masked.
-
-    Attributes:
-        api_key: the Sutro API key (sent as ``Authorization: Key <api_key>``).
-        api_url: base URL of the Sutro API; the hosted service by default.
+    """Credentials for the Sutro API (hosted ``api.sutro.sh`` or a ``sutro-local`` server); the API key is a
+    ``SecretStr``, shown masked in the Prefect UI, logs and ``repr``.
 
     Example:
         >>> creds = SutroCredentials(api_key="my-key", api_url="http://127.0.0.1:8000")
@@ -42,23 +34,18 @@ class SutroCredentials(CredentialsBlock):
     _description = "API key and URL for Sutro batch inference and Sutro Functions."
 
     api_key: SecretStr = Field(
-        default=...,
-        title="API key",
-        description="Sutro API key (API keys page of the Sutro app, or the key printed by sutro-local).",
-    )
+        default=..., title="API key",
+        description="Sutro API key (API keys page of the Sutro app, or the key printed by sutro-local).")
     api_url: str = Field(
-        default=DEFAULT_API_URL,
-        title="API URL",
-        description="Base URL of the Sutro API; point it at a sutro-local server for local runs.",
-    )
+        default=DEFAULT_API_URL, title="API URL",
+        description="Base URL of the Sutro API; point it at a sutro-local server for local runs.")
 
     @field_validator("api_key")
     @classmethod
     def _key_not_blank(cls, value: SecretStr) -> SecretStr:
         if not value.get_secret_value().strip():
-            raise ValueError(
-                "api_key is empty: pass your Sutro API key (e.g. SutroCredentials(api_key='...'))"
-            )
+            raise ValueError("api_key is empty: pass your Sutro API key (e.g. "
+                             "SutroCredentials(api_key='...'))")
         return value
 
     @field_validator("api_url")
@@ -66,36 +53,25 @@ class SutroCredentials(CredentialsBlock):
     def _url_is_http(cls, value: str) -> str:
         value = value.strip()
         if not value.lower().startswith(("http://", "https://")):
-            raise ValueError(
-                f"api_url must start with http:// or https://, got {value!r} "
-                f"(the hosted API is {DEFAULT_API_URL})"
-            )
+            raise ValueError(f"api_url must start with http:// or https://, got {value!r} "
+                             f"(the hosted API is {DEFAULT_API_URL})")
         return value.rstrip("/")
 
     def get_client(self, **client_kwargs: Any) -> SutroClient:
-        """A synchronous core client for these credentials (use it as a context manager to close it).
-
-        ``client_kwargs`` go to ``SutroClient`` (``timeout``, ``retry``, ``poll``).
+        """A sync core client (``client_kwargs``: ``timeout``, ``retry``, ``poll``); ``with`` closes it.
 
         Example:
             >>> with SutroCredentials(api_key="k").get_client() as client:   # doctest: +SKIP
             ...     client.get_job_status("job-123")
         """
-        from sutro_core import SutroClient
-
         return SutroClient(api_key=self.api_key.get_secret_value(), api_url=self.api_url, **client_kwargs)
 
     def get_async_client(self, **client_kwargs: Any) -> AsyncSutroClient:
-        """An asynchronous core client for these credentials (``async with`` closes it).
-
-        ``client_kwargs`` go to ``AsyncSutroClient`` (``timeout``, ``retry``, ``poll``).
+        """An asynchronous core client (``client_kwargs`` as for ``get_client``); ``async with`` closes it.
 
         Example:
             >>> async with SutroCredentials(api_key="k").get_async_client() as client:  # doctest: +SKIP
             ...     await client.get_job_status("job-123")
         """
-        from sutro_core import AsyncSutroClient
-
-        return AsyncSutroClient(
-            api_key=self.api_key.get_secret_value(), api_url=self.api_url, **client_kwargs
-        )
+        return AsyncSutroClient(api_key=self.api_key.get_secret_value(), api_url=self.api_url,
+                                **client_kwargs)

@@ -1,13 +1,6 @@
-"""``sutro_batch_job``: a flow that submits (or reattaches), waits, and writes the results to parquet.
-
-It returns the results manifest (a small dict), not the DataFrame; ``load_results`` reads it back.
-Cancelling the flow run cancels the remote job unless ``cancel_on_cancellation=False``. Its run is named
-after the step and the job (``ticket-triage · job-…``), so a parent run lists its subflows readably.
+"""``sutro_batch_job``: one Sutro job as a flow (submit or reattach, wait, parquet) returning the manifest.
 
 Example:
-    >>> import asyncio
-    >>> from prefect_sutro import SutroCredentials, sutro_batch_job, load_results
-    >>> creds = SutroCredentials(api_key="...", api_url="http://127.0.0.1:8000")
     >>> manifest = asyncio.run(sutro_batch_job(["I love it", "Broken on arrival"], "out/reviews.parquet",
     ...                                        creds, model="all-minilm-l6-v2"))   # doctest: +SKIP
     >>> load_results(manifest).height                                              # doctest: +SKIP
@@ -17,14 +10,14 @@ Example:
 # No `from __future__ import annotations` here: Prefect validates flow parameters from the annotations,
 # and a deployment loads this file under a synthetic module name where string annotations cannot be
 # resolved (pydantic: "Sutro_Batch_JobModel is not fully defined").
+import logging
 from collections.abc import Sequence
 from typing import Any
-
-import logging
 
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from sutro_core import InputValidationError
+from sutro_core.lifecycle import carry_frame
 
 from .credentials import SutroCredentials
 from .hooks import sutro_flow
@@ -74,12 +67,9 @@ async def sutro_batch_job(
 ) -> dict[str, Any]:
     """Run one Sutro batch job end to end: submit (retry-safe) -> wait -> parquet -> manifest dict.
 
-    Give exactly one of ``model`` (batch inference) or ``function_name`` (a Sutro Function; ``column`` then
-    lists the Function's input columns). ``output_path`` is a local path or an fsspec URI. Retrying the
-    flow run (or a parent flow that calls it) reattaches to the job already submitted; identical calls
-    in one flow run share one job unless ``idempotency_scope`` tells them apart. A DataFrame input's
-    columns are carried into the results file (``carry_columns`` picks them; ``[]`` for none); past
-    ``timeout`` seconds of waiting the job is cancelled unless ``cancel_on_timeout=False``.
+    Give exactly one of ``model`` or ``function_name`` (``column`` then lists the Function's inputs). A
+    DataFrame input's columns are carried into the results (``carry_columns`` picks them, ``[]`` none);
+    docs/prefect.md lists every parameter.
 
     Example:
         >>> manifest = await sutro_batch_job(tickets_df, "s3://bucket/triage.parquet", creds,
@@ -87,24 +77,20 @@ async def sutro_batch_job(
     """
     if (model is None) == (function_name is None):
         raise InputValidationError(
-            "model/function_name",
-            "give exactly one: model='all-minilm-l6-v2' for batch inference, "
-            "or function_name='ticket-triage' for a Sutro Function",
-        )
+            "model/function_name", "give exactly one: model='all-minilm-l6-v2' for batch inference, "
+            "or function_name='ticket-triage' for a Sutro Function")
+    carry = carry_frame(data, carry_columns)  # checked before anything is billed
     step = artifact_key or name or function_name or model or "sutro-job"
     await _rename_run(step)
     job = {"job_priority": job_priority, "name": name, "description": description,
-           "max_cost_usd": max_cost_usd}
-    step_opts = {"artifact_key": artifact_key, "idempotency_scope": idempotency_scope}
+           "max_cost_usd": max_cost_usd, "artifact_key": artifact_key, "idempotency_scope": idempotency_scope}
     if model is not None:
         handle = await submit_batch_inference(
             data, model, sutro_credentials, column=column, system_prompt=system_prompt,
-            output_schema=output_schema, sampling_params=sampling_params, truncate_rows=truncate_rows, **job,
-            **step_opts)
+            output_schema=output_schema, sampling_params=sampling_params, truncate_rows=truncate_rows, **job)
     else:
         columns = [column] if isinstance(column, str) else column
-        handle = await submit_batch_function(function_name, data, sutro_credentials, columns=columns, **job,
-                                             **step_opts)
+        handle = await submit_batch_function(function_name, data, sutro_credentials, columns=columns, **job)
     await _rename_run(f"{step} · {handle.job_id}")
     # Waited in the flow body, not as a task run: when the run is cancelled Prefect marks every task
     # still in flight Crashed and logs "Crash detected!" in red (its engine does that for any task); a
@@ -114,11 +100,4 @@ async def sutro_batch_job(
         max_poll_interval_seconds=max_poll_interval_seconds, cancel_on_timeout=cancel_on_timeout)
     return await download_results_to_parquet(
         handle, output_path, sutro_credentials, include_inputs=include_inputs, preview_rows=preview_rows,
-        artifact_key=artifact_key, carry=_carry(data, carry_columns))
-
-
-def _carry(data: Any, carry_columns: list[str] | None) -> Any:
-    """The input columns the results file carries: a DataFrame's (all, or ``carry_columns``), else none."""
-    if not hasattr(data, "columns") or carry_columns == []:
-        return None
-    return data if carry_columns is None else data[list(carry_columns)]
+        artifact_key=artifact_key, carry=carry)

@@ -1,7 +1,4 @@
-"""How Prefect names a step for the idempotency key: what stays the same when Prefect retries it.
-
-The root flow run id, the flow and task names, plus the job's fingerprint, never a try number: a retried
-task, a retried flow run, or a subflow re-run by a retried parent derive the same key and reattach.
+"""The idempotency key of a Prefect step: what stays the same when Prefect retries it, never a try number.
 
 Example:
     >>> key = await prefect_idempotency_key(spec.fingerprint)   # doctest: +SKIP
@@ -21,9 +18,8 @@ _roots: dict[UUID, tuple[UUID, str]] = {}
 
 
 async def current_root() -> tuple[UUID, str] | None:
-    """(root flow run id, root flow name) of the current flow run; None outside any flow run.
-
-    A subflow run re-created by a retried parent gets a new id, but its root stays the same.
+    """(root flow run id, root flow name) of the current flow run, None outside one. A subflow run re-created
+    by a retried parent gets a new id; its root stays the same.
 
     Example:
         >>> await current_root()   # doctest: +SKIP
@@ -49,15 +45,11 @@ async def current_root() -> tuple[UUID, str] | None:
 
 
 async def prefect_idempotency_key(fingerprint: str, extra_scope: str | None = None) -> str:
-    """The core idempotency key for a submit made in the current Prefect run.
-
-    Scope inside a flow: ("prefect", root flow run id, flow name, task name, extra_scope); outside any flow
-    (a bare task run, whose retries keep its id): ("prefect", "task-run", task run id, task name, extra).
-    ``extra_scope`` tells apart two deliberate, identical submits in one flow run (otherwise the second
-    reattaches to the first, the safe default).
+    """The core key of a submit in the current run, scoped on ("prefect", root flow run id, flow name, task
+    name, ``extra_scope``); in a bare task run (its retries keep its id) on the task run id instead.
 
     Example:
-        >>> key = await prefect_idempotency_key(spec.fingerprint)   # doctest: +SKIP
+        >>> key = await prefect_idempotency_key(spec.fingerprint, "second-pass")   # doctest: +SKIP
     """
     task_ctx, flow_ctx = TaskRunContext.get(), FlowRunContext.get()
     task_name, extra = task_ctx.task.name if task_ctx else "", extra_scope or ""
@@ -68,7 +60,6 @@ async def prefect_idempotency_key(fingerprint: str, extra_scope: str | None = No
     elif task_ctx is not None:
         scope = ("prefect", "task-run", str(task_ctx.task_run.id), task_name, extra)
     else:
-        raise RuntimeError(
-            "prefect_sutro could not find a Prefect flow or task run to scope the idempotency key on; "
-            "call this inside a @flow or @task, or pass idempotency_key= explicitly")
+        raise RuntimeError("prefect_sutro could not find a Prefect flow or task run to scope the idempotency "
+                           "key on; call this inside a @flow or @task, or pass idempotency_key= explicitly")
     return idempotency_key(*scope, fingerprint=fingerprint)

@@ -1,13 +1,11 @@
 """Prefect tasks for Sutro: submit (retry-safe), wait, download to parquet, run a Function, cancel.
 
-Each task is the core lifecycle plus what Prefect adds: the idempotency key's scope, the job-link artifact
-that records the handle (the cancellation hooks read it back), and ``retry_condition_fn`` from
-``is_retryable``. All tasks are ``async``: await them in an async flow, in a sync flow use
-``.submit(...).result()``.
+Each is the core lifecycle (``client.start`` / ``wait`` / ``finish`` / ``cancel``) plus what Prefect adds:
+the key's scope, the job-link artifact that records the handle, the run's job table and
+``retry_condition_fn``. All are ``async``; in a sync flow use ``.submit(...).result()``.
 
 Example:
     >>> from prefect_sutro import SutroCredentials, sutro_flow
-    >>> from prefect_sutro.tasks import submit_batch_inference, wait_for_job, download_results_to_parquet
     >>> @sutro_flow
     ... async def embed_reviews(reviews: list[str]) -> dict:
     ...     creds = await SutroCredentials.load("sutro")
@@ -18,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -39,11 +36,10 @@ from sutro_core import (
     is_retryable,
     load_results,
 )
-
 from sutro_core.handles import job_id_of, poll_policy, watch_handle
 
 from .artifacts import check_artifact_key, publish_results_artifacts, publish_submission_artifact
-from .cancellation import OPT_OUT_PARAMETER, register_job, unregister_job
+from .cancellation import OPT_OUT_PARAMETER, track_job, untrack_job
 from .credentials import SutroCredentials
 from .hooks import check_runner_cancellation
 from .idempotency import current_root, prefect_idempotency_key
@@ -52,7 +48,7 @@ from .summary import record_job
 JobRef = JobHandle | Submission | Job | dict | str
 
 
-def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:  # noqa: ARG001 - Prefect's
+def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:
     """``retry_condition_fn``: retry only what a retry can fix (``sutro_core.is_retryable``).
 
     Example:
@@ -71,16 +67,16 @@ def retry_unless_permanent(task: Any, task_run: Any, state: Any) -> bool:  # noq
 _TASK_DEFAULTS: dict[str, Any] = {"cache_policy": NO_CACHE, "retry_condition_fn": retry_unless_permanent}
 
 
-def _client(sutro_credentials: Any) -> AsyncSutroClient:
-    return _check_credentials(sutro_credentials).get_async_client()
-
-
 def _check_credentials(sutro_credentials: Any) -> SutroCredentials:
     if not isinstance(sutro_credentials, SutroCredentials):
         raise TypeError(
             "sutro_credentials must be a SutroCredentials block, e.g. SutroCredentials.load('sutro') or "
             f"SutroCredentials(api_key=..., api_url=...); got {type(sutro_credentials).__name__}")
     return sutro_credentials
+
+
+def _client(sutro_credentials: Any) -> AsyncSutroClient:
+    return _check_credentials(sutro_credentials).get_async_client()
 
 
 async def _handle(job: JobRef, client: AsyncSutroClient) -> JobHandle:
@@ -92,70 +88,36 @@ async def _handle(job: JobRef, client: AsyncSutroClient) -> JobHandle:
     return watch_handle(job_id, client.api_url, client.job_url(job_id), model=model)
 
 
-async def _flow_run_ids() -> list[str]:
-    """This flow run and its root: the runs whose cancellation should cancel a job submitted here."""
-    ctx = FlowRunContext.get()
-    root = await current_root()
-    if ctx is None or ctx.flow_run is None or root is None:
-        return []
-    return [str(ctx.flow_run.id), str(root[0])]
-
-
-async def default_job_name(step: str | None = None) -> str | None:
-    """``<root flow name>/<step>`` (the step: ``artifact_key``, else the task run's name), at most 45
-    characters: how a Prefect-created job is found again in the Sutro UI.
-
-    Example:
-        >>> await default_job_name("ticket-triage")   # doctest: +SKIP
-        'support-insights/ticket-triage'
-    """
-    root = await current_root()
-    task_ctx = TaskRunContext.get()
-    step = step or (task_ctx.task_run.name if task_ctx else None)
-    parts = [p for p in ((root[1] if root else None), step) if p]
-    return "/".join(parts)[:45] or None
-
-
 async def _record(job_id: str, settled: bool = False, **fields: Any) -> None:
-    """Update the flow run's job table; a settled job (terminal, or cancelled) also leaves the registry."""
+    """Update the flow run's job table; a settled job (terminal, or cancelled) is no longer tracked."""
     if settled:
-        unregister_job(job_id)
+        untrack_job(job_id)
     root = await current_root()
     if root is not None:
         await record_job(root[0], root[1], job_id, **fields)
 
 
-def _job_fields(fields: dict[str, Any], default_name: str | None) -> dict[str, Any]:
-    # Carried columns travel with the download (download_results_to_parquet(carry=...)), not the handle.
-    return {"carry_columns": [], **fields, "name": fields.get("name") or default_name}
-
-
-async def _start(
-    make_spec: Callable[[str | None], JobSpec],
-    sutro_credentials: SutroCredentials,
-    idempotency_key: str | None,
-    idempotency_scope: str | None,
-    artifact_key: str | None,
-) -> JobHandle:
+async def _start(make_spec: Callable[[str | None], JobSpec], sutro_credentials: Any, key: str | None,
+                 idempotency_scope: str | None, artifact_key: str | None) -> JobHandle:
     check_artifact_key(artifact_key)
-    spec = make_spec(await default_job_name(artifact_key))
-    logger = get_run_logger()
     creds = _check_credentials(sutro_credentials)
-    key = idempotency_key or await prefect_idempotency_key(spec.fingerprint, idempotency_scope)
-    # Looked up before submitting, so nothing slow stands between the job's creation and its registration.
-    run_ids = await _flow_run_ids()
+    root, ctx, task_ctx = await current_root(), FlowRunContext.get(), TaskRunContext.get()
+    # Jobs are named "<root flow name>/<step>" (45 characters at most) to be found again in the Sutro UI.
+    step = artifact_key or (task_ctx.task_run.name if task_ctx else None)
+    spec = make_spec("/".join(p for p in (root[1] if root else None, step) if p)[:45] or None)
+    key = key or await prefect_idempotency_key(spec.fingerprint, idempotency_scope)
     # Only the key, no scope: a Prefect task called many times in one flow run (map, gather, several
     # sutro_batch_job subflows) shares one (flow, task) scope, and core cancels a scope's other live jobs.
     async with creds.get_async_client() as client:
         handle = await client.start(spec, idempotency_key=key)
-    ctx = FlowRunContext.get()
+    # An opted-out run's job must not be cancelled by its parent's hook either.
     cancel = not (ctx is not None and (ctx.parameters or {}).get(OPT_OUT_PARAMETER) is False)
-    if cancel:  # an opted-out run's job must not be cancelled by its parent's hook either
-        register_job(run_ids, handle.job_id, creds)
+    if cancel and ctx is not None and ctx.flow_run is not None and root is not None:
+        track_job(handle.job_id, [str(ctx.flow_run.id), str(root[0])], creds)
     block_id = getattr(creds, "_block_document_id", None)
     # The durable record first: the runner-side cancellation hook finds the job through it.
-    await publish_submission_artifact(handle, key=artifact_key, credentials_block_id=block_id,
-                                      cancel_on_cancellation=cancel)
+    await publish_submission_artifact(handle, artifact_key, block_id, cancel)
+    logger = get_run_logger()
     if handle.cost_estimate is not None:
         logger.info("Cost estimate $%.6g is within max_cost_usd=$%.6g", handle.cost_estimate,
                     spec.max_cost_usd)
@@ -165,34 +127,26 @@ async def _start(
     else:
         logger.info("Submitted Sutro job %s on %s (%s rows): %s", handle.job_id, handle.model,
                     spec.request.num_rows, handle.url)
-    root = await current_root()
     if root is not None:
-        await check_runner_cancellation(logger, root[0], handle.job_id, bool(block_id),
-                                        bool(os.environ.get("SUTRO_API_KEY")))
+        await check_runner_cancellation(logger, root[0], handle.job_id, block_id is not None)
     await _record(handle.job_id, step=artifact_key or spec.request.name, url=handle.url, status=handle.status,
                   rows=spec.request.num_rows)
     return handle
 
 
-@task(name="submit_batch_inference", task_run_name="submit-{model}", **_TASK_DEFAULTS)
-async def submit_batch_inference(
-    data: Any,
-    model: str,
-    sutro_credentials: SutroCredentials,
-    *,
-    idempotency_key: str | None = None,
-    idempotency_scope: str | None = None,
-    artifact_key: str | None = None,
-    **job_fields: Any,
-) -> JobHandle:
-    """Submit a batch inference job, or reattach to the one an earlier try of this step submitted.
+def _job_fields(fields: dict[str, Any], default_name: str | None) -> dict[str, Any]:
+    # Carried columns travel with the download (download_results_to_parquet(carry=...)), not the handle.
+    return {"carry_columns": [], **fields, "name": fields.get("name") or default_name}
 
-    ``data`` is a list of strings, a polars/pandas DataFrame (with ``column``), a local csv/parquet/txt
-    file, or an http(s) URL of a csv/parquet file. ``job_fields`` are ``JobSpec.for_inference``'s
-    (``column``, ``system_prompt``, ``output_schema``, ``sampling_params``, ``job_priority``, ``name``,
-    ``max_cost_usd`` for a dry-run cost gate, ...). The idempotency key is scoped on the root flow run, flow
-    and task names and the job's fingerprint, so task and flow retries reattach instead of paying twice;
-    ``idempotency_scope`` runs two identical jobs on purpose in one flow run. Returns the ``JobHandle``.
+
+@task(name="submit_batch_inference", task_run_name="submit-{model}", **_TASK_DEFAULTS)
+async def submit_batch_inference(data: Any, model: str, sutro_credentials: SutroCredentials, *,
+                                 idempotency_key: str | None = None, idempotency_scope: str | None = None,
+                                 artifact_key: str | None = None, **job_fields: Any) -> JobHandle:
+    """Submit a batch inference job, or reattach to the one an earlier try of this step submitted; returns
+    its ``JobHandle``. ``data``: strings, a DataFrame (with ``column``), a csv/parquet/txt file or an http(s)
+    URL; ``job_fields`` are ``JobSpec.for_inference``'s (``column``, ``output_schema``, ``max_cost_usd``,
+    ...); ``idempotency_scope`` runs two identical jobs on purpose in one flow run.
 
     Example:
         >>> handle = await submit_batch_inference(["great product", "arrived broken"], "all-minilm-l6-v2",
@@ -203,19 +157,10 @@ async def submit_batch_inference(
 
 
 @task(name="submit_batch_function", task_run_name="submit-{function_name}", **_TASK_DEFAULTS)
-async def submit_batch_function(
-    function_name: str,
-    data: Any,
-    sutro_credentials: SutroCredentials,
-    *,
-    idempotency_key: str | None = None,
-    idempotency_scope: str | None = None,
-    artifact_key: str | None = None,
-    **job_fields: Any,
-) -> JobHandle:
-    """Submit a Sutro Function over many rows as a batch job (retry-safe, like ``submit_batch_inference``).
-
-    ``data`` is a list of dicts keyed by the Function's inputs, or a DataFrame whose ``columns`` are them;
+async def submit_batch_function(function_name: str, data: Any, sutro_credentials: SutroCredentials, *,
+                                idempotency_key: str | None = None, idempotency_scope: str | None = None,
+                                artifact_key: str | None = None, **job_fields: Any) -> JobHandle:
+    """Submit a Sutro Function over many rows as a batch job (retry-safe, like ``submit_batch_inference``);
     ``job_fields`` are ``JobSpec.for_function``'s (``columns``, ``job_priority``, ``max_cost_usd``, ...).
 
     Example:
@@ -228,31 +173,22 @@ async def submit_batch_function(
 
 
 @task(name="wait_for_job", **_TASK_DEFAULTS)
-async def wait_for_job(
-    job: JobRef,
-    sutro_credentials: SutroCredentials,
-    timeout: float | None = 7200,
-    poll_interval_seconds: float = 1.0,
-    max_poll_interval_seconds: float = 30.0,
-    cancel_on_timeout: bool = True,
-) -> Job:
-    """Wait for a job to finish (core backoff polling, awaited, within ``timeout`` seconds from now).
-
-    Polls start every ``poll_interval_seconds`` and back off to ``max_poll_interval_seconds``.
-    Returns the SUCCEEDED ``Job``. A FAILED job raises ``JobFailedError`` carrying the server's reason; a
-    CANCELLED job raises ``JobCancelledError`` (cancelled is never success); past ``timeout`` the job is
-    cancelled (``cancel_on_timeout=False`` leaves it running) and ``JobTimeoutError`` raised.
+async def wait_for_job(job: JobRef, sutro_credentials: SutroCredentials, timeout: float | None = 7200,
+                       poll_interval_seconds: float = 1.0, max_poll_interval_seconds: float = 30.0,
+                       cancel_on_timeout: bool = True) -> Job:
+    """``client.wait`` for at most ``timeout`` seconds from now; returns the SUCCEEDED ``Job``. FAILED raises
+    ``JobFailedError``, CANCELLED ``JobCancelledError``; a timeout cancels the job (unless
+    ``cancel_on_timeout=False``) and raises ``JobTimeoutError``.
 
     Example:
         >>> done = await wait_for_job(handle, creds, timeout=3600)   # doctest: +SKIP
-        >>> done.output_tokens                                        # doctest: +SKIP
     """
     logger = get_run_logger()
-    poll = poll_policy(poll_interval_seconds, max_poll_interval_seconds).to_dict()
     async with _client(sutro_credentials) as client:
         handle = (await _handle(job, client)).model_copy(update={
-            "deadline": None if timeout is None else time.time() + timeout, "poll": poll,
-            "cancel_on_timeout": cancel_on_timeout})
+            "deadline": None if timeout is None else time.time() + timeout,
+            "cancel_on_timeout": cancel_on_timeout,
+            "poll": poll_policy(poll_interval_seconds, max_poll_interval_seconds).to_dict()})
         try:
             # Status changes go to the run's log, so the Prefect UI shows the job's progress.
             finished = await client.wait(
@@ -271,31 +207,18 @@ async def wait_for_job(
 
 
 @task(name="download_results_to_parquet", **_TASK_DEFAULTS)
-async def download_results_to_parquet(
-    job: JobRef,
-    path: str,
-    sutro_credentials: SutroCredentials,
-    include_inputs: bool = False,
-    create_artifacts: bool = True,
-    preview_rows: int = 10,
-    artifact_key: str | None = None,
-    carry: Any = None,
-) -> dict[str, Any]:
-    """Write a SUCCEEDED job's results at ``path`` (local path or fsspec URI) in the one results shape.
-
-    The file holds ``carry``'s columns (a DataFrame row-aligned with the inputs, e.g. their ids), the
-    outputs unpacked into columns (JSON schema / Function fields; other outputs in ``inference_result``)
-    and the ``sutro.*`` footer, streamed and written atomically. Returns the manifest dict (``uri, rows,
-    bytes, job_id, model, columns, tokens, cost``); ``load_results`` reads it back. Creates a preview
-    table, a link to the file and a markdown summary artifact unless ``create_artifacts=False``.
+async def download_results_to_parquet(job: JobRef, path: str, sutro_credentials: SutroCredentials,
+                                      include_inputs: bool = False, create_artifacts: bool = True,
+                                      preview_rows: int = 10, artifact_key: str | None = None,
+                                      carry: Any = None) -> dict[str, Any]:
+    """``client.finish``: a SUCCEEDED job's results at ``path`` (local path or fsspec URI) in the one results
+    shape, with ``carry``'s columns (row-aligned with the inputs, e.g. their ids). Returns the manifest dict;
+    creates the preview, parquet link and summary artifacts unless ``create_artifacts=False``.
 
     Example:
         >>> manifest = await download_results_to_parquet(
-        ...     handle, "s3://bucket/reviews.parquet", creds, carry=reviews_df.select("review_id")
-        ... )  # doctest: +SKIP
-        >>> manifest["rows"]  # doctest: +SKIP
+        ...     handle, "s3://bucket/reviews.parquet", creds, carry=df.select("id"))  # doctest: +SKIP
     """
-    logger = get_run_logger()
     check_artifact_key(artifact_key)
     if not isinstance(path, str) or not path.strip():
         raise ValueError("path must be a local file path or an fsspec URI such as 's3://bucket/out.parquet'")
@@ -303,27 +226,22 @@ async def download_results_to_parquet(
         handle = (await _handle(job, client)).model_copy(update={"include_inputs": include_inputs})
         manifest = await client.finish(handle, carry=carry, destination=path)
         details = await client.get_job(handle.job_id) if create_artifacts else None
-    logger.info("Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, handle.job_id, manifest.uri,
-                manifest.bytes)
+    get_run_logger().info("Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, handle.job_id,
+                          manifest.uri, manifest.bytes)
     if create_artifacts:
-        preview = load_results(manifest, n_rows=preview_rows, unpack_json=True) if preview_rows > 0 else None
-        await publish_results_artifacts(manifest, details, preview, job_url=handle.url,
-                                        preview_rows_count=preview_rows, key=artifact_key)
+        preview = load_results(manifest, n_rows=preview_rows) if preview_rows > 0 else None
+        await publish_results_artifacts(manifest, details, preview, job_url=handle.url, key=artifact_key)
     await _record(handle.job_id, status="SUCCEEDED", rows=manifest.rows, cost=manifest.cost, uri=manifest.uri)
     return manifest.to_dict()
 
 
 @task(name="run_function", task_run_name="run-{function_name}", **_TASK_DEFAULTS)
-async def run_function(
-    function_name: str,
-    input_data: dict[str, Any],
-    sutro_credentials: SutroCredentials,
-) -> FunctionResult:
+async def run_function(function_name: str, input_data: dict[str, Any],
+                       sutro_credentials: SutroCredentials) -> FunctionResult:
     """Run a Sutro Function on one input, synchronously on the server (no batch job).
 
     Example:
         >>> r = await run_function("ticket-triage", {"text": "I was charged twice"}, creds)  # doctest: +SKIP
-        >>> r.label, r.confidence                                                             # doctest: +SKIP
     """
     async with _client(sutro_credentials) as client:
         result = await client.run_function(function_name, input_data)

@@ -81,6 +81,8 @@ async def test_batch_inference_flow_writes_parquet_and_artifacts(
     assert len(rows) == 3 and "384 items" in rows[0]["inference_result"]
     job_link = artifacts["reviews-embeddings-job"]
     assert manifest["job_id"] in job_link.data and job_link.metadata_["sutro_job_id"] == manifest["job_id"]
+    # What a runner-side hook needs to cancel the job (Prefect cuts metadata values at 500 characters).
+    assert job_link.metadata_["sutro_api_url"].startswith(sutro_credentials.api_url)
     assert out.name in artifacts["reviews-embeddings-parquet"].data
     summary = artifacts["reviews-embeddings-summary"]
     assert summary.type == "markdown"
@@ -292,6 +294,11 @@ async def test_bad_input_names_the_field(sutro_credentials, sutro_client, tmp_pa
             sutro_credentials,
             model="all-minilm-l6-v2",
             column="text",
+        )
+    with pytest.raises(InputValidationError, match="carry_columns"):  # checked before anything is billed
+        await sutro_batch_job(
+            pl.DataFrame({"text": REVIEWS}), str(tmp_path / "x.parquet"), sutro_credentials,
+            model="all-minilm-l6-v2", column="text", carry_columns=["review_id"],
         )
     assert sutro_client.list_jobs() == []
 
