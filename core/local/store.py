@@ -1,4 +1,5 @@
-"""SQLite (WAL) persistence for sutro-local: API keys, jobs, finished chunks, Functions.
+"""SQLite (WAL) persistence for sutro-local: API keys, jobs (and each job's encoded API record, see
+`job_wire`), finished chunks, Functions.
 
 One connection per thread (sqlite3 connections are not shared across threads); WAL lets the
 API threads read while the worker writes, and lets `sutro-local keys create` add a key from
@@ -23,7 +24,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+from pydantic_core import to_json
 
 ACTIVE_STATUSES = ("QUEUED", "STARTING", "RUNNING")
 TERMINAL_STATUSES = ("SUCCEEDED", "FAILED", "CANCELLED")
@@ -50,6 +53,18 @@ CREATE TABLE IF NOT EXISTS chunks (
   row_end INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,
   finished_at TEXT NOT NULL, PRIMARY KEY (job_id, chunk_index)
 );
+-- Each job's encoded wire record (the JSON `jobs/{id}` and `list-jobs` answer), so reads copy bytes
+-- instead of building and encoding 17 columns. A cache only: the Store rewrites a job's record in
+-- the transaction that changes the job, and these triggers drop it on ANY other write (old code,
+-- `sqlite3`, another process), so a stored record is never stale; a missing one is built from the
+-- columns. Keyed by jobs.seq (AUTOINCREMENT: never reused).
+CREATE TABLE IF NOT EXISTS job_wire (seq INTEGER PRIMARY KEY, wire BLOB NOT NULL);
+CREATE TRIGGER IF NOT EXISTS job_wire_on_update AFTER UPDATE ON jobs
+  BEGIN DELETE FROM job_wire WHERE seq IN (OLD.seq, NEW.seq); END;
+CREATE TRIGGER IF NOT EXISTS job_wire_on_delete AFTER DELETE ON jobs
+  BEGIN DELETE FROM job_wire WHERE seq=OLD.seq; END;
+CREATE TRIGGER IF NOT EXISTS job_wire_on_insert AFTER INSERT ON jobs
+  BEGIN DELETE FROM job_wire WHERE seq=NEW.seq; END;
 CREATE TABLE IF NOT EXISTS functions (
   owner TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, definition TEXT NOT NULL,
   revision INTEGER NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (owner, name)
@@ -77,6 +92,12 @@ WIRE_COLUMNS = (*JOB_FIELDS, "dry_run")
 _WIRE_SELECT = ", ".join(f"j.{c}" for c in WIRE_COLUMNS)
 _FAILURE_AT = JOB_FIELDS.index("failure_reason")
 _CREATED_AT, _STARTED_AT, _FINISHED_AT = (JOB_FIELDS.index(c) for c in ("created_at", "started_at", "finished_at"))
+# (seq, stored record) of a key's job, the key checked in the same statement (no row: unknown key)
+_JOB_JSON_SQL = ("SELECT j.seq, w.wire FROM keys k LEFT JOIN jobs j ON j.job_id=? AND j.owner=k.key_hash "
+                 "LEFT JOIN job_wire w ON w.seq=j.seq WHERE k.key_hash=?")  # fmt: skip
+# group_concat keeps the subquery's order (an aggregate's subquery with ORDER BY is not flattened);
+# SQLite 3.44+ can say so
+_IN_ORDER = "ORDER BY seq DESC" if sqlite3.sqlite_version_info >= (3, 44, 0) else ""
 
 
 def wire_record(values: Sequence[Any]) -> dict[str, Any]:
@@ -99,6 +120,18 @@ def wire_record(values: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
+def encode_wire(values: Sequence[Any]) -> bytes:
+    """The JSON bytes of `wire_record(values)`, encoded as the API answers it (pydantic-core, compact).
+    A list answer is these records joined with commas: `{"jobs":[` + b",".join(...) + `]}`.
+
+    Example:
+        >>> encode_wire(("job-1", "QUEUED", 1, "m", None, None, 0, "t0", None, None, 0, 0, 0.1 + 0.2, None,
+        ...              None, 0, 1))[:40]
+        b'{"job_id":"job-1","status":"QUEUED","num'
+    """
+    return to_json(wire_record(values))
+
+
 def utcnow() -> str:
     """Now as an ISO 8601 UTC string (the wire format of job timestamps), rounded up to the millisecond:
     truncating could stamp a job started within a millisecond of its (microsecond) created_at before it."""
@@ -110,6 +143,16 @@ def utcnow() -> str:
 def hash_key(key: str) -> str:
     """The stored form of an API key."""
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+class JobList(NamedTuple):
+    """What `Store.list_json` read: `count` jobs, their encoded records `joined` by commas (the
+    answer is `{"jobs":[` + joined + `]}`), and how many finished ones were `unstored` (built from
+    their rows; a `store_missing` read stores them)."""
+
+    count: int
+    joined: bytes
+    unstored: int
 
 
 @dataclass(frozen=True)
@@ -277,6 +320,7 @@ class Store:
             if guard is not None:
                 guard(c)
             c.execute(f"INSERT INTO jobs({cols}) VALUES ({','.join('?' * len(job))})", tuple(job.values()))
+            self._store_wire(c, "j.job_id=?", (job["job_id"],))
         return str(job["job_id"]), False
 
     def live_job_with_key(self, owner: str, key: str) -> str | None:
@@ -297,32 +341,82 @@ class Store:
         ).fetchone()
         return (False, None) if row is None else (True, row[0])
 
-    def key_and_wire(self, key_hash: str, job_id: str) -> tuple[bool, dict[str, Any] | None]:
-        """(key exists, wire record of its job `job_id` or None) in one statement."""
-        row = self._read(
-            f"SELECT k.key_hash, {_WIRE_SELECT} FROM keys k LEFT JOIN jobs j ON j.job_id=? AND j.owner=k.key_hash "
-            "WHERE k.key_hash=?",
-            (job_id, key_hash),
-        ).fetchone()
+    def key_and_job_json(self, key_hash: str, job_id: str) -> tuple[bool, bytes | None]:
+        """(key exists, encoded wire record of its job `job_id` or None) -- the stored record in one
+        statement with the key check; a job without one (written by someone else) is built from its row."""
+        row = self._read(_JOB_JSON_SQL, (job_id, key_hash)).fetchone()
         if row is None:
             return False, None
-        return True, (None if row[1] is None else wire_record(row[1:]))
+        seq, wire = row
+        if wire is not None or seq is None:
+            return True, wire
+        built = self._read(f"SELECT {_WIRE_SELECT} FROM jobs j WHERE j.seq=?", (seq,)).fetchone()
+        return True, (None if built is None else encode_wire(built))
 
     def key_exists(self, key_hash: str) -> bool:
         """Whether a key with this hash exists (read fresh)."""
         return self._read("SELECT 1 FROM keys WHERE key_hash=?", (key_hash,)).fetchone() is not None
 
-    def list_wire(self, owner: str, idem_key: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-        """Wire records of a key's jobs, newest first (one read of the (owner, seq) index, or of
-        (owner, idem_key) with `idem_key`); at most `limit` of them when given."""
-        sql = f"SELECT {_WIRE_SELECT} FROM jobs j WHERE j.owner=?"
-        args: tuple[Any, ...] = (owner,)
+    def list_json(
+        self, owner: str, idem_key: str | None = None, limit: int | None = None, *, store_missing: bool = False
+    ) -> JobList:
+        """A key's jobs as encoded wire records, newest first (one read of the (owner, seq) index, or
+        of (owner, idem_key) with `idem_key`); at most `limit` of them when given.
+
+        When every record is stored, SQLite joins them in one statement (one GIL release, however long
+        the list). Records not stored yet are built from their rows; with `store_missing` (off the
+        event loop: it takes the write lock) those of terminal jobs are stored, read again under the
+        lock, so the next list copies them. A terminal job never changes; any write drops its record."""
+        where, args = "j.owner=?", [owner]
         if idem_key is not None:
-            sql, args = sql + " AND j.idem_key=?", (owner, idem_key)
-        sql += " ORDER BY j.seq DESC"
+            where, args = where + " AND j.idem_key=?", [owner, idem_key]
+        page = f"FROM jobs j LEFT JOIN job_wire w ON w.seq=j.seq WHERE {where} ORDER BY j.seq DESC"
         if limit is not None:
-            sql, args = sql + " LIMIT ?", (*args, limit)
-        return [wire_record(r) for r in self._read(sql, args).fetchall()]
+            page, args = page + " LIMIT ?", [*args, limit]
+        try:
+            n, n_stored, joined = self._read(
+                # no `||` around it: SQLite's concatenation of a 3 MB value costs more than the whole read
+                f"SELECT count(*), count(wire), CAST(group_concat(wire, ',' {_IN_ORDER}) AS BLOB) "
+                f"FROM (SELECT j.seq AS seq, w.wire AS wire {page})", tuple(args),
+            ).fetchone()  # fmt: skip
+        except sqlite3.DataError:  # over SQLite's 1 GB value limit (~1.5 million jobs): joined below
+            n, n_stored, joined = -1, -2, None
+        if n == n_stored:
+            return JobList(n, joined or b"", 0)
+        rows = self._read(f"SELECT j.seq, w.wire {page}", tuple(args)).fetchall()
+        built = self._build_wires(self._conn(), [seq for seq, wire in rows if wire is None])
+        finished = [seq for seq, (status, _) in built.items() if status in TERMINAL_STATUSES]
+        if store_missing and finished:
+            with self._tx() as c:  # read again under the write lock: what is stored is the current row
+                fresh = self._build_wires(c, finished)
+                done = [(seq, wire) for seq, (status, wire) in fresh.items() if status in TERMINAL_STATUSES]
+                c.executemany("INSERT OR REPLACE INTO job_wire(seq, wire) VALUES (?,?)", done)
+        # a row deleted between the two reads is left out, as if listed a moment later
+        records = [built[seq][1] if wire is None else wire for seq, wire in rows if seq in built or wire is not None]
+        return JobList(len(records), b",".join(records), 0 if store_missing else len(finished))
+
+    @staticmethod
+    def _build_wires(conn: sqlite3.Connection, seqs: list[int]) -> dict[int, tuple[str, bytes]]:
+        """{seq: (status, encoded record)} of these jobs, from their rows."""
+        out: dict[int, tuple[str, bytes]] = {}
+        cur = conn.cursor()
+        cur.row_factory = None
+        for i in range(0, len(seqs), 500):  # SQLite's bound-parameter limit is 999 on old builds
+            part = seqs[i : i + 500]
+            sql = f"SELECT j.seq, {_WIRE_SELECT} FROM jobs j WHERE j.seq IN ({','.join('?' * len(part))})"
+            for r in cur.execute(sql, part):
+                out[r[0]] = (r[2], encode_wire(r[1:]))
+        return out
+
+    @staticmethod
+    def _store_wire(conn: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> None:
+        """Store the encoded records of the jobs matching `where`: call it inside the transaction that
+        changed them, after the change (the triggers dropped their old records)."""
+        cur = conn.cursor()
+        cur.row_factory = None
+        rows = cur.execute(f"SELECT j.seq, {_WIRE_SELECT} FROM jobs j WHERE {where}", args).fetchall()
+        conn.executemany("INSERT OR REPLACE INTO job_wire(seq, wire) VALUES (?,?)",
+                         [(r[0], encode_wire(r[1:])) for r in rows])
 
     def _read(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
         cur = self._conn().cursor()
@@ -342,18 +436,24 @@ class Store:
     def update_job(self, job_id: str, **fields: Any) -> None:
         """Set columns of a job unconditionally."""
         sets = ",".join(f"{k}=?" for k in fields)
-        self._conn().execute(f"UPDATE jobs SET {sets} WHERE job_id=?", (*fields.values(), job_id))
+        with self._tx() as c:
+            c.execute(f"UPDATE jobs SET {sets} WHERE job_id=?", (*fields.values(), job_id))
+            self._store_wire(c, "j.job_id=?", (job_id,))
 
     def transition(self, job_id: str, from_statuses: Iterable[str], to_status: str, **fields: Any) -> bool:
         """Compare-and-set the status (plus other columns); False if the job was not in `from_statuses`."""
         froms = tuple(from_statuses)
         fields = {"status": to_status, **fields}
         sets = ",".join(f"{k}=?" for k in fields)
-        cur = self._conn().execute(
-            f"UPDATE jobs SET {sets} WHERE job_id=? AND status IN ({','.join('?' * len(froms))})",
-            (*fields.values(), job_id, *froms),
-        )
-        return cur.rowcount == 1
+        with self._tx() as c:
+            cur = c.execute(
+                f"UPDATE jobs SET {sets} WHERE job_id=? AND status IN ({','.join('?' * len(froms))})",
+                (*fields.values(), job_id, *froms),
+            )
+            if cur.rowcount != 1:
+                return False
+            self._store_wire(c, "j.job_id=?", (job_id,))
+        return True
 
     def runnable_jobs(self) -> list[JobRow]:
         """Jobs the worker should advance, in priority order (0 first) then FIFO."""
@@ -380,8 +480,13 @@ class Store:
         finished chunk); CANCELLING ones become CANCELLED. Returns the requeued job ids."""
         with self._tx() as c:
             ids = [r[0] for r in c.execute("SELECT job_id FROM jobs WHERE status IN ('STARTING','RUNNING')")]
+            cancelled = [r[0] for r in c.execute("SELECT seq FROM jobs WHERE status='CANCELLING'")]
             c.execute("UPDATE jobs SET status='QUEUED' WHERE status IN ('STARTING','RUNNING')")
             c.execute("UPDATE jobs SET status='CANCELLED', finished_at=? WHERE status='CANCELLING'", (utcnow(),))
+            for job_id in ids:
+                self._store_wire(c, "j.job_id=?", (job_id,))
+            for seq in cancelled:
+                self._store_wire(c, "j.seq=?", (seq,))
         return ids
 
     # ---- chunks -----------------------------------------------------------------------
@@ -412,6 +517,7 @@ class Store:
                 "WHERE job_id=?",
                 (job_id, job_id, job_id, job_cost, job_id),
             )
+            self._store_wire(c, "j.job_id=?", (job_id,))
 
     # ---- functions --------------------------------------------------------------------
     def put_function(self, owner: str, name: str, type_: str, definition: dict[str, Any]) -> int:

@@ -21,6 +21,7 @@ from ..state import ServerState
 from ..store import JobRow, KeyRecord
 from ..submit import submit_job
 from .deps import caller_owner, get_state, invalid_key, require_key
+from .raw_route import RawRoute
 
 router = APIRouter(tags=["jobs"])
 
@@ -63,9 +64,10 @@ async def batch_inference(
 # The reads below are async on purpose: each is one indexed SQLite read, answered in the event loop
 # without waiting for a worker thread (200 pollers once queued behind 40 busy threads). They are
 # pollers' hot path, so they skip what cost more than the read itself (issue 17: 3.4x a bare
-# FastAPI route): no FastAPI dependencies (auth is a plain call, checked in the same statement as
-# the job), no response-model validation (the JSON is encoded once, by pydantic-core as FastAPI's
-# default path did, so the bytes are the same), tuples instead of sqlite3.Row and no `params` parse.
+# FastAPI route): no FastAPI request handler (RawRoute), auth a plain call checked in the same
+# statement as the job, no response-model validation. Job records are copied as stored encoded in
+# SQLite (`job_wire`, written with every change of the job; bytes as pydantic-core encoded them,
+# as FastAPI's default path did), else built from the row's columns as tuples (no `params` parse).
 INLINE_LIST_MAX = 200  # list-jobs answers up to this many jobs on the loop; longer lists in a thread
 
 
@@ -79,6 +81,30 @@ _IDEM_PARAM = {"parameters": [{"name": "idempotency_key", "in": "query", "requir
 
 def _json(content: Any) -> Response:
     return Response(to_json(content), media_type="application/json")
+
+
+def _json_bytes(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
+
+
+# list-jobs is {"jobs":[<records, comma-joined>]}: the same bytes as to_json({"jobs": [...]}) of
+# the records (compact, no spaces)
+_JOBS_HEAD, _JOBS_TAIL = b'{"jobs":[', b"]}"
+
+
+class _PartsResponse(Response):
+    """A response whose body is sent as several byte strings, not copied into one (a long list is
+    megabytes: one copy on the event loop cost more than a third of its read)."""
+
+    def __init__(self, parts: tuple[bytes, ...], media_type: str = "application/json") -> None:
+        self.parts = parts
+        super().__init__(None, media_type=media_type,
+                         headers={"content-length": str(sum(len(p) for p in parts))})  # fmt: skip
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        for i, part in enumerate(self.parts):
+            await send({"type": "http.response.body", "body": part, "more_body": i < len(self.parts) - 1})
 
 
 def _bad_job_id(state: ServerState, owner: str, job_id: str) -> ApiError:
@@ -103,21 +129,18 @@ def _owned_read(request: Request, read: Callable[[str, str], tuple[bool, Any]]) 
     return job_id, found
 
 
-@router.get("/job-status/{job_id}", openapi_extra=_JOB_ID_PARAM)
 async def job_status(request: Request) -> Response:
     """{"job_status": {job_id: STATUS}}."""
     job_id, status = _owned_read(request, request.app.state.sutro.store.key_and_status)
     return _json({"job_status": {job_id: status}})
 
 
-@router.get("/jobs/{job_id}", openapi_extra=_JOB_ID_PARAM)
 async def get_job(request: Request) -> Response:
     """{"job": {...}} with status, counts, tokens, cost, timestamps and failure_reason."""
-    _, record = _owned_read(request, request.app.state.sutro.store.key_and_wire)
-    return _json({"job": record})
+    _, record = _owned_read(request, request.app.state.sutro.store.key_and_job_json)
+    return _json_bytes(b'{"job":' + record + b"}")
 
 
-@router.get("/list-jobs", openapi_extra=_IDEM_PARAM)
 async def list_jobs(request: Request) -> Response:
     """{"jobs": [...]} the key's jobs, newest first; `?idempotency_key=K`: only those carrying K."""
     state: ServerState = request.app.state.sutro
@@ -128,12 +151,23 @@ async def list_jobs(request: Request) -> Response:
     if idempotency_key is not None and not _IDEM_RE.match(idempotency_key):
         raise ApiError(400, "invalid_request", f"query 'idempotency_key' {echo(idempotency_key)} is not a key: "
                        "8-64 letters, digits, '-' or '_'")  # fmt: skip
-    jobs = state.store.list_wire(owner, idempotency_key, limit=INLINE_LIST_MAX + 1)
-    if len(jobs) <= INLINE_LIST_MAX:
-        return _json({"jobs": jobs})
-    # a key with thousands of jobs: read and encode the whole list off the event loop (the loop
-    # thread's connection is not shared: a cursor left open there would pin its read snapshot)
-    return await run_in_threadpool(lambda: _json({"jobs": state.store.list_wire(owner, idempotency_key)}))
+    listed = state.store.list_json(owner, idempotency_key, limit=INLINE_LIST_MAX + 1)
+    if listed.count <= INLINE_LIST_MAX and not listed.unstored:
+        return _json_bytes(_JOBS_HEAD + listed.joined + _JOBS_TAIL)
+    # a key with thousands of jobs, or finished jobs whose records are not stored yet (e.g. from
+    # before an upgrade): read off the event loop (the loop thread's connection is not shared),
+    # storing those records (it takes the write lock) so that the next list copies them
+    listed = await run_in_threadpool(lambda: state.store.list_json(owner, idempotency_key, store_missing=True))
+    return _PartsResponse((_JOBS_HEAD, listed.joined, _JOBS_TAIL))
+
+
+# Served by RawRoute: no FastAPI request handler around them (see raw_route.py).
+router.add_api_route("/job-status/{job_id}", job_status, methods=["GET"], route_class_override=RawRoute,
+                     openapi_extra=_JOB_ID_PARAM)  # fmt: skip
+router.add_api_route("/jobs/{job_id}", get_job, methods=["GET"], route_class_override=RawRoute,
+                     openapi_extra=_JOB_ID_PARAM)  # fmt: skip
+router.add_api_route("/list-jobs", list_jobs, methods=["GET"], route_class_override=RawRoute,
+                     openapi_extra=_IDEM_PARAM)  # fmt: skip
 
 
 @router.api_route("/job-cancel/{job_id}", methods=["GET", "POST"])
