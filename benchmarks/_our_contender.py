@@ -6,7 +6,11 @@ Usage::
 
     .venv/bin/python benchmarks/_our_contender.py download JOB_ID DEST.parquet
     .venv/bin/python benchmarks/_our_contender.py dataframe JOB_ID
+    .venv/bin/python benchmarks/_our_contender.py dataframe-serial JOB_ID
+    .venv/bin/python benchmarks/_our_contender.py dataframe-slices JOB_ID MIB
+    .venv/bin/python benchmarks/_our_contender.py dataframe-warm JOB_ID        (polars used once before)
     .venv/bin/python benchmarks/_our_contender.py read-floor RESULTS.parquet
+    .venv/bin/python benchmarks/_our_contender.py read-floor-warm RESULTS.parquet
     .venv/bin/python benchmarks/_our_contender.py submit MODEL ROWS
     .venv/bin/python benchmarks/_our_contender.py wait JOB_IDS_FILE SECONDS STEADY_FROM [MAX_CONNECTIONS]
 """
@@ -26,53 +30,110 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+#: CPU seconds of the operation itself (all threads of this process), set by each contender.
+OP_CPU = [0.0]
+
+
+def _cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def download(job_id: str, dest: str) -> dict:
     from sutro_core import SutroClient
 
     with SutroClient() as client:
         before = _rss_mb()
+        c0 = _cpu_s()
         t0 = time.perf_counter()
         manifest = client.download_results(job_id, dest)
         op = time.perf_counter() - t0
+        OP_CPU[0] = _cpu_s() - c0
     return {"op_s": op, "rows": manifest.rows, "bytes": manifest.bytes, "rss_before_mb": before}
 
 
-def dataframe(job_id: str) -> dict:
-    """``get_job_results``; ``download_s``: until the file is on disk (the read starts), measured by a
-    wrapper around the client's reader (benchmark only), so the part after the download is known too."""
+def dataframe_serial(job_id: str) -> dict:
+    """``dataframe`` with the decode after the download (no listener: the file is read once complete),
+    the path before this round and the one the async client takes; benchmark only."""
+    from sutro_core import client as sync_client
+
+    real = sync_client.body_download.get_to_file
+
+    def without_listener(*args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs["listener"] = None
+        return real(*args, **kwargs)
+
+    sync_client.body_download.get_to_file = without_listener
+    return dataframe(job_id)
+
+
+def _warm_polars() -> None:
+    """Use polars' parquet reader once on a tiny file, as any process that already worked with polars has:
+    what it costs once per process (library pages, thread pool, allocator arenas: ~25 MB) is then paid."""
+    import io
+
+    import polars as pl
+
+    buf = io.BytesIO()
+    pl.DataFrame({"outputs": ["warm-up"] * 1000}).write_parquet(buf)
+    pl.read_parquet(io.BytesIO(buf.getvalue()))
+
+
+def dataframe_slices(job_id: str, mib: float) -> dict:
+    """``dataframe`` with ``mib`` MiB of row groups decoded per slice (the trade: fewer, larger slices cost
+    less CPU per row and more memory); benchmark only."""
+    from sutro_core import progressive_parquet
+
+    progressive_parquet.SLICE_BYTES = int(mib * (1 << 20))
+    return dataframe(job_id)
+
+
+def dataframe(job_id: str, warm: bool = False) -> dict:
+    """``get_job_results``; ``download_s``: until the last byte is on disk (the client's
+    ``ProgressiveParquet.body_done_at``, read by a wrapper; benchmark only), so what follows it is known too."""
     import sutro_core._base as base
     from sutro_core import SutroClient
 
-    marks: dict = {}
-    reader = base.read_parquet_file
+    readers: list = []
+    real = base.ProgressiveParquet
 
-    def timed_read(path: str):  # type: ignore[no-untyped-def]
-        marks["read_start"] = time.perf_counter()
-        return reader(path)
+    def recording(path: str):  # type: ignore[no-untyped-def]
+        readers.append(real(path))
+        return readers[-1]
 
-    base.read_parquet_file = timed_read
+    base.ProgressiveParquet = recording  # type: ignore[misc]
+    if warm:
+        _warm_polars()
     with SutroClient() as client:
         before = _rss_mb()
+        c0 = _cpu_s()
         t0 = time.perf_counter()
         df = client.get_job_results(job_id)
         op = time.perf_counter() - t0
-    download = marks["read_start"] - t0
+        OP_CPU[0] = _cpu_s() - c0
+    download = (readers[-1].body_done_at or t0) - t0
     # frame_mb: polars' estimated_size (string bytes only); views_mb: + the 16-byte view per string it omits
     return {"op_s": op, "download_s": download, "after_download_s": op - download, "rows": df.height,
             "columns": df.columns, "rss_before_mb": before, "frame_mb": df.estimated_size() / 2**20,
             "views_mb": df.height * 16 / 2**20}
 
 
-def read_floor(path: str) -> dict:
+def read_floor(path: str, warm: bool = False) -> dict:
     """The floor for ``dataframe``: ``pl.read_parquet`` of the same results file, already on disk."""
     import polars as pl
 
     import sutro_core  # noqa: F401 - the same imports as the contender it is the floor of
 
+    if warm:
+        _warm_polars()
     before = _rss_mb()
+    c0 = _cpu_s()
     t0 = time.perf_counter()
     df = pl.read_parquet(path)
     op = time.perf_counter() - t0
+    OP_CPU[0] = _cpu_s() - c0
     return {"op_s": op, "rows": df.height, "frame_mb": df.estimated_size() / 2**20, "rss_before_mb": before}
 
 
@@ -158,14 +219,23 @@ def main() -> None:
         report = download(args[0], args[1])
     elif cmd == "dataframe":
         report = dataframe(args[0])
+    elif cmd == "dataframe-warm":
+        report = dataframe(args[0], warm=True)
+    elif cmd == "dataframe-slices":
+        report = dataframe_slices(args[0], float(args[1]))
+    elif cmd == "dataframe-serial":
+        report = dataframe_serial(args[0])
     elif cmd == "read-floor":
         report = read_floor(args[0])
+    elif cmd == "read-floor-warm":
+        report = read_floor(args[0], warm=True)
     elif cmd == "submit":
         report = submit(args[0], int(args[1]))
     elif cmd == "wait":
         report = wait(args[0], float(args[1]), float(args[2]), int(args[3]) if len(args) > 3 else 0)
     else:
         raise SystemExit(f"unknown contender {cmd!r}")
+    report.setdefault("op_cpu_s", OP_CPU[0])
     print(json.dumps(report))
 
 

@@ -27,8 +27,9 @@ from .lifecycle import JobHandle, JobSpec
 from .models import FunctionResult, Job, JobStatus, ResultsManifest, Submission
 from .operations import Blocking, Lines, Op
 from .progress import ProgressReporter
+from .progressive_parquet import ProgressiveParquet
 from .request import BatchJobRequest
-from .results import join_original, read_parquet_file, shape_results
+from .results import join_original, shape_results
 from .retrying import PollPolicy, RetryPolicy
 
 HOSTED_APP_URL = "https://app.sutro.sh"
@@ -137,20 +138,20 @@ class ClientBase:
         # (benchmarks/results_download.py, issue 17).
         fd, tmp = tempfile.mkstemp(prefix="sutro-results-", suffix=".parquet.part")
         os.close(fd)
+        reader = ProgressiveParquet(tmp)  # decodes row groups while the body arrives (sync client)
         try:
             try:
-                yield from ops.send(
-                    self.retry,
-                    protocol.results_file_call(job_id, include_inputs=include_inputs,
-                                               include_cumulative_logprobs=include_cumulative_logprobs, stream_to=tmp),
-                )
+                call = protocol.results_file_call(job_id, include_inputs=include_inputs,
+                                                  include_cumulative_logprobs=include_cumulative_logprobs,
+                                                  stream_to=tmp)
+                yield from ops.send(self.retry, dataclasses.replace(call, on_body=reader))
             except SutroAPIError as exc:
                 if exc.code == "dry_run_has_no_results":
                     raise DryRunResultsError(job_id) from exc
                 raise
 
             def shape() -> Any:
-                df = shape_results(read_parquet_file(tmp), output_column=output_column, unpack_json=unpack_json,
+                df = shape_results(reader.frame(), output_column=output_column, unpack_json=unpack_json,
                                    unwrap_reasoning=unwrap_reasoning)
                 if with_original_df is not None:
                     return join_original(df, with_original_df)
@@ -158,6 +159,7 @@ class ClientBase:
 
             return (yield Blocking(shape))
         finally:
+            reader.close()
             os.unlink(tmp)
 
     def _download_op(

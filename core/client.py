@@ -126,7 +126,7 @@ class SutroClient(ClientBase):
                 response = body_download.get_to_file(
                     request, call.stream_to, read_timeout=timeout.read or self.timeout,
                     connect_timeout=timeout.connect or self.timeout, deadline=call.deadline,
-                    ssl_context=shared_ssl_context())
+                    ssl_context=shared_ssl_context(), listener=call.on_body)
                 if response is not None:
                     return response
         if call.stream_to is None and call.deadline is None:

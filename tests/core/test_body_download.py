@@ -74,10 +74,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(503, json.dumps({"detail": "busy"}).encode(), "application/json", {"Retry-After": "0"})
         elif action == "401":
             self._send(401, json.dumps({"detail": "key not valid for job-1"}).encode(), "application/json")
+        elif action == "416-on-range" and "Range" in self.headers:
+            self._send(416, b"", "text/plain", {"Content-Range": f"bytes */{len(BODY)}"})
+        elif action == "range-whole":  # a 206 of the whole file, whatever was asked
+            self._send(206, BODY, "application/vnd.apache.parquet",
+                       {"Content-Range": f"bytes 0-{len(BODY) - 1}/{len(BODY)}"})
+        elif action in ("range", "range-changed"):  # Range honoured; "-changed": a new ETag after the tail
+            self._ranged("v2" if action == "range-changed" and len(self.server.results_requests) > 1 else "v1")
         elif action == "gzip":
             self._send(200, gzip.compress(BODY), "application/octet-stream", {"Content-Encoding": "gzip"})
         else:
             self._send(200, BODY, "application/vnd.apache.parquet")
+
+    def _ranged(self, etag: str) -> None:
+        value = self.headers.get("Range")
+        if value is None:
+            return self._send(200, BODY, "application/vnd.apache.parquet", {"ETag": etag})
+        first, _, last = value.removeprefix("bytes=").partition("-")
+        start, end = (len(BODY) - int(last), len(BODY) - 1) if not first else (int(first), int(last))
+        self._send(206, BODY[start:end + 1], "application/vnd.apache.parquet",
+                   {"ETag": etag, "Content-Range": f"bytes {start}-{end}/{len(BODY)}"})
 
     def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -154,3 +170,49 @@ def test_the_direct_path_steps_aside_when_httpx_would_do_more(monkeypatch):
         monkeypatch.delenv("HTTP_PROXY")
         http.event_hooks = {"request": [lambda r: None], "response": []}
         assert not usable(http, False, url)
+
+
+@pytest.fixture
+def small_tail(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sutro_core import body_download, progressive_parquet
+
+    monkeypatch.setattr(body_download, "TAIL_BYTES", 2048)  # BODY is ~6 KB: a tail, then the rest
+    monkeypatch.setattr(progressive_parquet, "SLICE_BYTES", 1)
+
+
+def test_the_tail_comes_first_then_the_rest_on_one_connection(script, small_tail):
+    script.actions[:] = ["range", "range"]
+    with _client(script) as client:
+        df = client.get_job_results("job-1")
+    assert df["inference_result"].to_list() == [f"out-{i}" for i in range(1000)]
+    tail, rest = script.results_requests
+    assert tail["range"] == "bytes=-2048"
+    assert rest["range"] == f"bytes=0-{len(BODY) - 2049}" and rest["if-range"] == "v1"
+
+
+def test_a_server_that_ignores_range_sends_the_whole_file_once(script, small_tail):
+    script.actions[:] = ["ok"]
+    with _client(script) as client:
+        assert client.get_job_results("job-1").height == 1000
+    assert len(script.results_requests) == 1 and script.results_requests[0]["range"] == "bytes=-2048"
+
+
+def test_a_file_changed_between_tail_and_rest_is_fetched_again_never_mixed(script, small_tail):
+    script.actions[:] = ["range-changed", "range-changed", "range", "range"]
+    with _client(script) as client:
+        assert client.get_job_results("job-1").height == 1000
+    assert len(script.results_requests) == 4  # tail v1, rest v2 (refused), then tail and rest again
+
+
+def test_a_206_of_the_whole_file_is_streamed_not_held(script, small_tail):
+    script.actions[:] = ["range-whole"]
+    with _client(script) as client:
+        assert client.get_job_results("job-1")["inference_result"][999] == "out-999"
+    assert len(script.results_requests) == 1
+
+
+def test_a_server_that_refuses_the_suffix_range_is_asked_plainly(script, small_tail):
+    script.actions[:] = ["416-on-range", "416-on-range"]
+    with _client(script) as client:
+        assert client.get_job_results("job-1").height == 1000
+    assert [r.get("range") for r in script.results_requests] == ["bytes=-2048", None]
