@@ -26,9 +26,10 @@ import polars as pl
 
 from .errors import ResultsFormatError
 
-#: Compressed bytes of row groups decoded per slice: small slices keep the peak at the frame plus one
-#: slice's pages and buffers (1M rows, 2.4 MB row groups: +3 MB with one group a slice, +10 MB with four).
-SLICE_BYTES = 2 << 20
+#: Compressed bytes of row groups decoded per slice. Each slice is one polars scan with its own start-up: at
+#: 1M rows (2.4 MB row groups) one group a slice took 1.49-1.81x `pl.read_parquet` of the file, four groups
+#: 1.20-1.43x (3 interleaved runs, benchmarks/results_download.py), with the same peak RSS.
+SLICE_BYTES = 8 << 20
 
 
 class ProgressiveParquet:
