@@ -190,12 +190,10 @@ class AsyncSutroClient(ClientBase):
             raise httpx.ReadTimeout(f"list-jobs: no answer within {self.timeout:.0f} s") from exc
 
     async def _request(self, call: Call[Any]) -> Any:
-        if call.deadline is None:
+        left = call.seconds_left()
+        if left is None:
             async with self._slots:
                 return await self._send(call)
-        left = call.deadline - time.time()
-        if left <= 0:
-            raise DeadlineReached(f"{call.method} {call.path}: the deadline has passed")
         try:
             # One bound for the whole request: the wait for a slot, connect, headers and every body byte.
             async with asyncio.timeout(left):

@@ -36,10 +36,8 @@ def _timeout(call: Call[Any], default: float) -> httpx.Timeout:
     """The call's httpx timeouts, none longer than what is left before its deadline."""
     seconds = call.timeout if call.timeout is not None else default
     connect = min(default, 30.0)
-    if call.deadline is not None:
-        left = call.deadline - time.time()
-        if left <= 0:
-            raise DeadlineReached(f"{call.method} {call.path}: the deadline has passed")
+    left = call.seconds_left()
+    if left is not None:
         seconds, connect = min(seconds, left), min(connect, left)
     return httpx.Timeout(seconds, connect=connect)
 

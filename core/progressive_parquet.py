@@ -25,6 +25,7 @@ from typing import Any
 import polars as pl
 
 from .errors import ResultsFormatError
+from .results import read_parquet_file, row_group_runs
 
 #: Compressed bytes of row groups decoded per slice. Each slice is one polars scan with its own start-up: at
 #: 1M rows (2.4 MB row groups) one group a slice took 1.49-1.81x `pl.read_parquet` of the file, four groups
@@ -104,8 +105,6 @@ class ProgressiveParquet:
 
     def frame(self) -> pl.DataFrame:
         """The whole file as one DataFrame (``ResultsFormatError`` when it is not valid parquet)."""
-        from .results import read_parquet_file
-
         if self._thread is None or not self._complete:  # no early decode happened: read the file
             self.abandon()
             if self.body_done_at is None:
@@ -161,21 +160,4 @@ def _slices_of(tail: bytes) -> list[tuple[int, int, int, int]] | None:
         meta: Any = pq.read_metadata(pa.BufferReader(tail))  # offsets in it are absolute: a tail is enough
     except Exception:  # noqa: BLE001 - not parquet: the finished file's check names the problem
         return None
-    slices: list[tuple[int, int, int, int]] = []
-    lo = hi = first = rows = 0
-    open_run = False
-    for i in range(meta.num_row_groups):
-        group = meta.row_group(i)
-        for c in range(group.num_columns):
-            col = group.column(c)
-            start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
-            lo = min(lo, start) if open_run else start
-            hi = max(hi, start + col.total_compressed_size) if open_run else start + col.total_compressed_size
-            open_run = True
-        rows += group.num_rows
-        if hi - lo >= SLICE_BYTES:
-            slices.append((lo, hi, first, rows))
-            first, rows, open_run = first + rows, 0, False
-    if rows or open_run:
-        slices.append((lo, hi, first, rows))
-    return slices
+    return row_group_runs(meta, SLICE_BYTES)

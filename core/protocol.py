@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -20,6 +21,7 @@ import httpx
 
 from .errors import AuthenticationError, NotFoundError, RateLimitError, ServerError, SutroAPIError
 from .models import FunctionResult, Job, JobStatus, Quota, status_of
+from .retrying import DeadlineReached
 
 T = TypeVar("T")
 
@@ -55,6 +57,20 @@ class Call(Generic[T]):
     #: A ``ProgressiveParquet`` fed as a ``stream_to`` body arrives (it decodes row groups early); transports
     #: that cannot feed it leave it alone and it reads the finished file.
     on_body: Any = None
+
+    def seconds_left(self) -> float | None:
+        """Seconds before ``deadline`` (None without one); raises ``DeadlineReached`` once it has passed.
+
+        Example:
+            >>> Call("GET", "jobs/j", lambda r: r).seconds_left() is None
+            True
+        """
+        if self.deadline is None:
+            return None
+        left = self.deadline - time.time()
+        if left <= 0:
+            raise DeadlineReached(f"{self.method} {self.path}: the deadline has passed")
+        return left
 
 
 def _seg(value: str) -> str:

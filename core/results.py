@@ -49,27 +49,40 @@ def read_parquet_file(path: str) -> pl.DataFrame:
 
     validate_results_file(Path(path), "parquet")
     meta = pq.read_metadata(path)
-    slices = _row_group_slices(meta)
-    if len(slices) <= 1:
+    runs = row_group_runs(meta, READ_SLICE_BYTES)
+    if len(runs) <= 1:
         return pl.read_parquet(path)
     scan = pl.scan_parquet(path)
-    return pl.concat([scan.slice(start, rows).collect() for start, rows in slices], how="vertical", rechunk=False)
+    return pl.concat([scan.slice(first, rows).collect() for _, _, first, rows in runs], how="vertical",
+                     rechunk=False)
 
 
-def _row_group_slices(meta: Any) -> list[tuple[int, int]]:
-    """(first row, rows) of runs of whole row groups of about ``READ_SLICE_BYTES`` compressed each."""
-    slices: list[tuple[int, int]] = []
-    start = rows = size = 0
+def row_group_runs(meta: Any, target_bytes: int) -> list[tuple[int, int, int, int]]:
+    """Runs of whole row groups of about ``target_bytes`` compressed each, from a file's metadata:
+    ``(first byte, end byte, first row, rows)`` per run.
+
+    Example:
+        >>> row_group_runs(pq.read_metadata("results.parquet"), 16 << 20)   # doctest: +SKIP
+        [(4, 16801234, 0, 458752), (16801234, 38154321, 458752, 541248)]
+    """
+    runs: list[tuple[int, int, int, int]] = []
+    lo = hi = first = rows = 0
+    open_run = False
     for i in range(meta.num_row_groups):
         group = meta.row_group(i)
+        for c in range(group.num_columns):
+            col = group.column(c)
+            start = col.dictionary_page_offset if col.has_dictionary_page else col.data_page_offset
+            end = start + col.total_compressed_size
+            lo, hi = (min(lo, start), max(hi, end)) if open_run else (start, end)
+            open_run = True
         rows += group.num_rows
-        size += sum(group.column(c).total_compressed_size for c in range(group.num_columns))
-        if size >= READ_SLICE_BYTES:
-            slices.append((start, rows))
-            start, rows, size = start + rows, 0, 0
-    if rows:
-        slices.append((start, rows))
-    return slices
+        if hi - lo >= target_bytes:
+            runs.append((lo, hi, first, rows))
+            first, rows, open_run = first + rows, 0, False
+    if rows or open_run:
+        runs.append((lo, hi, first, rows))
+    return runs
 
 
 def read_parquet_bytes(content: bytes) -> pl.DataFrame:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -149,11 +148,9 @@ class StatusBatch:
 
     async def _wait(self, listing: asyncio.Future[Any], call: Call[Any]) -> Any:
         """Await the listing within the call's own deadline; never cancels the listing for the others."""
-        if call.deadline is None:
+        left = call.seconds_left()
+        if left is None:
             return await asyncio.shield(listing)
-        left = call.deadline - time.time()
-        if left <= 0:
-            raise DeadlineReached(f"{call.method} {call.path}: the deadline has passed")
         try:
             async with asyncio.timeout(left):
                 return await asyncio.shield(listing)
