@@ -49,6 +49,16 @@ async def test_runner_cancellation_cancels_the_sutro_job(
             return jobs[0] if jobs and jobs[0].status is JobStatus.RUNNING else None
 
         job = await wait_for(running_job, 120, "the deployed flow run to start its Sutro job")
+
+        async def submit_task_completed():
+            # Cancelled while the submit task still runs (its job-link artifact, under load), the task is
+            # Crashed: Prefect's engine marks any task in flight so. This test cancels the wait.
+            async with get_client() as client:
+                runs = await client.read_task_runs(
+                    task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[flow_run.id])))
+            return any(t.state is not None and t.state.is_completed() for t in runs)
+
+        await wait_for(submit_task_completed, 60, "the submit task run to complete")
         async with get_client() as client:
             await client.set_flow_run_state(flow_run.id, Cancelling(), force=True)
 

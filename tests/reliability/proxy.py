@@ -90,6 +90,9 @@ class FaultProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
+        # asyncio drops its own reference to a handler task when the client hangs up; a task then awaiting
+        # the upstream answer is only in a reference cycle and the GC may destroy it before it logs the hit.
+        self._tasks: set[asyncio.Task] = set()
 
     @classmethod
     def for_url(cls, url: str) -> "FaultProxy":
@@ -187,6 +190,10 @@ class FaultProxy:
     # ---- one connection --------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         try:
             await self._serve_one(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):

@@ -37,6 +37,9 @@ class StallServer:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        # asyncio drops its reference to a handler task when the client hangs up: held here so the GC
+        # does not destroy one still pending (a hang awaits an Event only its own frame holds).
+        self._tasks: set[asyncio.Task] = set()
 
     @property
     def url(self) -> str:
@@ -70,6 +73,10 @@ class StallServer:
         self.stop()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         self._writers.add(writer)
         try:
             while True:
