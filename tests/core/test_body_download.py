@@ -21,6 +21,7 @@ import polars as pl
 import pytest
 from sutro_core import AuthenticationError, RetryPolicy, SutroClient, SutroConnectionError
 from sutro_core.body_download import usable
+from support.quiet_handler import QuietHandler
 
 FAST = RetryPolicy(max_retries=2, base_delay=0.001, max_delay=0.01)
 JOB = {"job_id": "job-1", "status": "SUCCEEDED", "num_rows": 1000, "model": "m", "name": None,
@@ -51,11 +52,8 @@ class Script(http.server.ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: Script
-
-    def log_message(self, *args: object) -> None:  # quiet
-        pass
 
     def do_GET(self) -> None:  # http.server's name
         path = self.path.split("?")[0].removeprefix("/v1")
@@ -94,15 +92,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         start, end = (len(BODY) - int(last), len(BODY) - 1) if not first else (int(first), int(last))
         self._send(206, BODY[start:end + 1], "application/vnd.apache.parquet",
                    {"ETag": etag, "Content-Range": f"bytes {start}-{end}/{len(BODY)}"})
-
-    def _send(self, status: int, body: bytes, ctype: str, extra: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
 
 
 @pytest.fixture

@@ -25,29 +25,18 @@ from sutro_core.local.config import UrlInputsConfig
 from sutro_core.local.errors import ApiError
 from sutro_core.local.inputs import resolve_inputs
 from sutro_core.local.testing import LocalServer
+from support.quiet_handler import QuietHandler
 
 EMBED = "all-minilm-l6-v2"
 SECRET_LINE = "root:x:0:0:SECRET-FIRST-LINE"
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     """Routes: /secret.txt (text/plain), /rows.csv, /to?u=URL (302), /loop/N (redirect chain),
     /trickle.csv (1 byte a tick, until stopped), /endless.csv (chunked, never ends), /big.csv
     (declares a huge Content-Length)."""
 
     stop: threading.Event
-
-    def log_message(self, *a):  # noqa: D102
-        pass
-
-    def _send(self, code: int, body: bytes, ctype: str = "text/csv", extra: dict | None = None) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in (extra or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
 
     def do_GET(self):  # noqa: N802, D102
         from urllib.parse import parse_qs, urlsplit
