@@ -175,7 +175,8 @@ class ExtractionRunner:
         }
 
     def run(self, rows: list[str], params: ChunkParams) -> FunctionChunkResult:
-        """A chunk of a batch Function job: the extracted object as JSON per row + confidence_score."""
+        """A chunk of a batch Function job: the extracted object as JSON per row + confidence_score (and the
+        engine's finish_reason where it has one)."""
         objs = []
         for i, r in enumerate(rows):
             try:
@@ -195,7 +196,8 @@ class ExtractionRunner:
             outputs=outputs,
             input_tokens=res.input_tokens,
             output_tokens=res.output_tokens,
-            carried={"confidence_score": conf},
+            # finish_reason "length" says why a row's object is missing: max_tokens cut its JSON.
+            carried={"confidence_score": conf, **{k: v for k, v in res.carried.items() if k == "finish_reason"}},
         )
 
 

@@ -61,6 +61,19 @@ def test_extraction_function_batch_job(sutro_server, sutro_key, sutro_client):
     for rec in df.select("sentiment", "refund").to_dicts():
         jsonschema.validate(rec, OUTPUT_SCHEMA)
     assert all(0.0 < c <= 1.0 for c in df["confidence_score"].to_list())
+    assert df["finish_reason"].to_list() == ["stop"] * len(rows)
+
+
+def test_extraction_batch_rows_cut_by_max_tokens_say_so(sutro_server, sutro_key, sutro_client):
+    body = definition("review-fields-cut", rationale=False, sampling_params={"max_tokens": 3})
+    assert publish(sutro_server, sutro_key, body).status_code == 200
+    job_id = sutro_client.batch_run_function("review-fields-cut", [{"text": "love it"}, {"text": "meh"}])
+    sutro_client.await_job_completion(job_id, timeout=120, obtain_results=False)
+    df = sutro_client.get_job_results(job_id)
+    # Three tokens cannot close the JSON object: no fields, and the row says why.
+    assert df["finish_reason"].to_list() == ["length", "length"]
+    # No object to unpack, so the raw JSON column holds JSON null.
+    assert df.drop("confidence_score", "finish_reason").to_dicts() == [{"inference_result": "null"}] * 2
 
 
 @pytest.mark.parametrize(
