@@ -192,12 +192,11 @@ class ExtractionRunner:
                 log.warning("Function %s row %d: %s", self.defn.name, params.row_offset + i, rationale)
             outputs.append(json.dumps(output, ensure_ascii=False))
             conf.append(confidence)
+        carried = {"confidence_score": conf}
+        if "finish_reason" in res.carried:  # "length" says why a row's object is missing: max_tokens cut it
+            carried["finish_reason"] = res.carried["finish_reason"]
         return FunctionChunkResult(
-            outputs=outputs,
-            input_tokens=res.input_tokens,
-            output_tokens=res.output_tokens,
-            # finish_reason "length" says why a row's object is missing: max_tokens cut its JSON.
-            carried={"confidence_score": conf, **{k: v for k, v in res.carried.items() if k == "finish_reason"}},
+            outputs=outputs, input_tokens=res.input_tokens, output_tokens=res.output_tokens, carried=carried
         )
 
 

@@ -28,6 +28,7 @@ import threading
 from dataclasses import dataclass, field
 
 from sutro_core.local.testing import free_port
+from support.held_tasks import hold_current_task
 
 _API_PREFIX = re.compile(r"^/v1(?=/)")
 ACTIONS = ("drop_before", "drop_after", "status_before", "status_after", "rate_limit", "delay", "truncate")
@@ -90,8 +91,7 @@ class FaultProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._thread: threading.Thread | None = None
-        # asyncio drops its own reference to a handler task when the client hangs up; a task then awaiting
-        # the upstream answer is only in a reference cycle and the GC may destroy it before it logs the hit.
+        # the handler tasks, held (support/held_tasks.py says why)
         self._tasks: set[asyncio.Task] = set()
 
     @classmethod
@@ -190,10 +190,7 @@ class FaultProxy:
     # ---- one connection --------------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        hold_current_task(self._tasks)
         try:
             await self._serve_one(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):

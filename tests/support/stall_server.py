@@ -17,6 +17,8 @@ import threading
 
 from sutro_core.local.testing import free_port
 
+from .held_tasks import hold_current_task
+
 JOB = {
     "job_id": "job-1", "status": "SUCCEEDED", "num_rows": 3, "model": "m", "name": None,
     "description": None, "job_priority": 0, "created_at": "2026-12-01T00:00:00Z",
@@ -37,8 +39,7 @@ class StallServer:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.base_events.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
-        # asyncio drops its reference to a handler task when the client hangs up: held here so the GC
-        # does not destroy one still pending (a hang awaits an Event only its own frame holds).
+        # the handler tasks, held (support/held_tasks.py says why)
         self._tasks: set[asyncio.Task] = set()
 
     @property
@@ -73,10 +74,7 @@ class StallServer:
         self.stop()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        hold_current_task(self._tasks)
         self._writers.add(writer)
         try:
             while True:
