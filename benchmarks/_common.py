@@ -81,7 +81,7 @@ def bench_server(name: str, config: dict[str, Any], env: dict[str, str] | None =
     """A fresh sutro-local server process (own data dir under SCRATCH), stopped afterwards."""
     import shutil
 
-    from sutro_core.local.testing import LocalServer
+    from sutro_local.testing import LocalServer
 
     data = SCRATCH / name
     shutil.rmtree(data, ignore_errors=True)

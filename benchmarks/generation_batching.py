@@ -28,8 +28,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def main() -> None:
     """Print a markdown table: batch size, seconds, rows/s, speed-up, same outputs."""
     from support.tiny_llama import cached_tiny_llama
-    from sutro_core.local.engines.base import ChunkParams
-    from sutro_core.local.engines.transformers_engine import TransformersEngine
+    from sutro_local.engines.base import ChunkParams
+    from sutro_local.engines.transformers_engine import TransformersEngine
 
     rows_n = int(sys.argv[1]) if len(sys.argv) > 1 else 64
     max_tokens = int(sys.argv[2]) if len(sys.argv) > 2 else 16

@@ -58,7 +58,7 @@ def texts(n: int, words: int = 20) -> list[str]:
 
 def gen_dtype() -> str:
     """The dtype the default config runs SmolLM2 in on this machine."""
-    from sutro_core.local.engines.smollm2 import default_dtype
+    from sutro_local.engines.smollm2 import default_dtype
 
     return default_dtype()
 
@@ -85,7 +85,7 @@ def raw_embedding(n: int, repeats: int) -> list[float]:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from sutro_core.local.engines.embedding import default_model_path
+    from sutro_local.engines.embedding import default_model_path
 
     torch.set_num_threads(THREADS["embedding"])
     model = SentenceTransformer(default_model_path(), device="cpu")
@@ -106,7 +106,7 @@ def raw_generate(n: int, repeats: int) -> tuple[list[float], int]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sutro_core.local.engines.smollm2 import prepare
+    from sutro_local.engines.smollm2 import prepare
 
     path = str(prepare())
     torch.set_num_threads(THREADS["transformers"])

@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds > 600:
         p.error("--seconds is capped at 600")
 
-    from sutro_core.local.testing import LocalServer
+    from sutro_local.testing import LocalServer
 
     server = None
     if args.url:

@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         pass
 
-    from sutro_core.local.testing import LocalServer, free_port
+    from sutro_local.testing import LocalServer, free_port
 
     scratch = Path(tempfile.mkdtemp(prefix="sutro-reads-"))
     server = LocalServer(scratch / "srv", CONFIG)

@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"==> using the Sutro API at {os.environ['SUTRO_API_URL']} (SUTRO_API_URL is set)")
         gen_model = common.generation_model()
     else:
-        from sutro_core.local.testing import LocalServer
+        from sutro_local.testing import LocalServer
 
         try:
             config, gen_model = server_config()

@@ -115,7 +115,7 @@ def tiny_llama_dir():
 @pytest.fixture(scope="session")
 def sutro_server(tmp_path_factory: pytest.TempPathFactory):
     """A real sutro-local server process for the whole session."""
-    from sutro_core.local.testing import LocalServer
+    from sutro_local.testing import LocalServer
 
     root = tmp_path_factory.mktemp("sutro-local")
     server = LocalServer(root / "data", session_server_config(root))

@@ -7,11 +7,11 @@ import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sutro_core.local.console import session as sess
-from sutro_core.local.console import views
-from sutro_core.local.console.layout import fmt_cost, fmt_duration
-from sutro_core.local.console.preview import preview
-from sutro_core.local.store import JobRow
+from sutro_local.console import session as sess
+from sutro_local.console import views
+from sutro_local.console.layout import fmt_cost, fmt_duration
+from sutro_local.console.preview import preview
+from sutro_local.store import JobRow
 
 
 def _job(**over) -> JobRow:

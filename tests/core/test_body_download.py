@@ -1,4 +1,4 @@
-"""The direct results-body path (core/body_download.py): what httpx did, the client still does.
+"""The direct results-body path (core/sutro_core/body_download.py): what httpx did, the client still does.
 
 Real sockets (a scripted threaded HTTP server), since the point is the socket path: a cut body is
 retried and leaves no file, an error answer is parsed as usual, an encoded body falls back to httpx,

@@ -1,4 +1,4 @@
-"""ProgressiveParquet (core/progressive_parquet.py): row groups decoded as the file's bytes land.
+"""ProgressiveParquet (core/sutro_core/progressive_parquet.py): row groups decoded as the file's bytes land.
 
 The downloader's calls are made by hand here, a file written piece by piece, so what is decoded when is
 certain; the HTTP side (Range requests, retries, fallbacks) is in tests/core/test_body_download.py and

@@ -1,4 +1,4 @@
-"""Many waits on one ``AsyncSutroClient`` share ``list-jobs`` reads (core/status_batch.py, issue 17 goal 1).
+"""Many waits on one ``AsyncSutroClient`` share ``list-jobs`` reads (core/sutro_core/status_batch.py, issue 17 goal 1).
 
 Outcomes and request counts against the real sutro-local; the faults a real server cannot produce (a listing
 that omits a job, answers 404/503, or hangs) through httpx.MockTransport.

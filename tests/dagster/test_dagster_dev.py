@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sutro_core.local.testing import free_port
+from sutro_local.testing import free_port
 
 pytestmark = pytest.mark.slow
 

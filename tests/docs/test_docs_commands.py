@@ -92,7 +92,7 @@ COMMANDS = documented_commands()
 
 def _program(argv: list[str]) -> str:
     prog = Path(argv[0]).name if argv[0].startswith(".venv/") else argv[0]
-    if prog.startswith("python") and argv[1:3] == ["-m", "sutro_core.local"]:
+    if prog.startswith("python") and argv[1:3] == ["-m", "sutro_local"]:
         return "sutro-local"
     return prog
 
@@ -122,7 +122,7 @@ def _sutro_local_argv(argv: list[str]) -> list[str]:
     "where,argv", [c for c in COMMANDS if _kind(c[1]) == "sutro-local"], ids=lambda v: str(v)[:60]
 )
 def test_sutro_local_commands_parse_and_their_files_exist(where, argv):
-    from sutro_core.local.cli import build_parser
+    from sutro_local.cli import build_parser
 
     args = build_parser().parse_args(_sutro_local_argv(argv))
     config = getattr(args, "config", None)
@@ -213,7 +213,7 @@ def test_prefect_and_dagster_commands_answer_help_and_their_modules_import(prog,
 
 
 def test_the_readmes_serve_command_starts_answers_and_stops(tmp_path):
-    from sutro_core.local.testing import free_port
+    from sutro_local.testing import free_port
 
     serve = next(
         a for w, a in COMMANDS if w.startswith("README.md") and _kind(a) == "sutro-local" and "serve" in a

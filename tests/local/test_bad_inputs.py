@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sutro_core.local.testing import LocalServer
+from sutro_local.testing import LocalServer
 
 from .helpers import api_client, submit
 

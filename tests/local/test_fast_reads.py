@@ -7,8 +7,8 @@ import sqlite3
 
 import httpx
 import pytest
-from sutro_core.local.api.jobs import INLINE_LIST_MAX
-from sutro_core.local.store import hash_key
+from sutro_local.api.jobs import INLINE_LIST_MAX
+from sutro_local.store import hash_key
 
 from .helpers import api_client, submit, wait_status
 

@@ -82,7 +82,7 @@ def test_invalid_definitions_are_rejected_with_the_field(api):
 
 
 def test_cli_publish_registers_per_key_and_republish_bumps_revision(tmp_path):
-    from sutro_core.local.testing import LocalServer
+    from sutro_local.testing import LocalServer
 
     from .helpers import api_client
 
@@ -93,7 +93,7 @@ def test_cli_publish_registers_per_key_and_republish_bumps_revision(tmp_path):
         "  - {name: farewell, description: goodbye see you later bye}\n"
     )
     with LocalServer(tmp_path / "data") as srv:
-        cmd = [sys.executable, "-m", "sutro_core.local", "functions", "publish", str(yaml_file),
+        cmd = [sys.executable, "-m", "sutro_local", "functions", "publish", str(yaml_file),
                "--data-dir", str(srv.data_dir)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         assert "published Function 'lang' (classification) revision 1" in out
@@ -107,7 +107,7 @@ def test_cli_publish_registers_per_key_and_republish_bumps_revision(tmp_path):
         api = api_client(srv.url, srv.api_key)
         [listed] = api.get("/functions").json()["functions"]
         assert listed["name"] == "lang" and "good morning hey" in str(listed["labels"])
-        new_key = subprocess.run([sys.executable, "-m", "sutro_core.local", "keys", "create", "b", "--data-dir",
+        new_key = subprocess.run([sys.executable, "-m", "sutro_local", "keys", "create", "b", "--data-dir",
                                   str(srv.data_dir)], capture_output=True, text=True, check=True).stdout.strip()
         other = api_client(srv.url, new_key)
         assert other.get("/auth/check").json()["key_name"] == "b"

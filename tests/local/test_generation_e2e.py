@@ -108,7 +108,7 @@ def test_chat_completions_route(sutro_server, sutro_key):
 @pytest.fixture(scope="module")
 def forwarding_server(sutro_server, tmp_path_factory):
     """A second sutro-local whose `remote-tiny` model forwards to the session server's tiny-llama."""
-    from sutro_core.local.testing import LocalServer
+    from sutro_local.testing import LocalServer
 
     upstream_key = sutro_server.create_key("forwarder")
     options = {

@@ -9,7 +9,7 @@ import time
 import pyarrow.parquet as pq
 import pytest
 from support.tiny_llama import cached_tiny_llama
-from sutro_core.local.testing import LocalServer
+from sutro_local.testing import LocalServer
 
 from .helpers import api_client, submit, wait_status
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from sutro_core.idempotency import marker
-from sutro_core.local.store import Store
+from sutro_local.store import Store
 
 OLD_SCHEMA = """
 CREATE TABLE jobs (

@@ -110,8 +110,8 @@ def test_signed_url_range_head_and_tamper(done_job):
 def test_signed_url_expires(done_job, sutro_server):
     import httpx
 
-    from sutro_core.local import signing
-    from sutro_core.local.state import load_secret
+    from sutro_local import signing
+    from sutro_local.state import load_secret
 
     api, job_id = done_job
     url = api.get(f"/jobs/{job_id}/results-url", params={"expires_in_seconds": 1}).json()["urls"]["get"]

@@ -8,8 +8,8 @@ import sqlite3
 
 import httpx
 from pydantic_core import to_json
-from sutro_core.local.store import TERMINAL_STATUSES, Store, hash_key
-from sutro_core.local.testing import LocalServer
+from sutro_local.store import TERMINAL_STATUSES, Store, hash_key
+from sutro_local.testing import LocalServer
 
 from .helpers import api_client, submit, wait_status
 

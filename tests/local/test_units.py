@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from sutro_core.local import signing
-from sutro_core.local.config import ConfigError, load_config
-from sutro_core.local.functions import FunctionDefinitionError, FunctionInputError, parse_definition
-from sutro_core.local.store import Store
+from sutro_local import signing
+from sutro_local.config import ConfigError, load_config
+from sutro_local.functions import FunctionDefinitionError, FunctionInputError, parse_definition
+from sutro_local.store import Store
 
 
 def test_default_config_serves_minilm_with_a_quota_per_priority():
@@ -89,8 +89,8 @@ def test_building_the_app_imports_no_model_library(tmp_path):
 
     code = (
         "import sys; from pathlib import Path\n"
-        "from sutro_core.local.app import Settings, create_app\n"
-        "from sutro_core.local.config import load_config\n"
+        "from sutro_local.app import Settings, create_app\n"
+        "from sutro_local.config import load_config\n"
         f"create_app(Settings(Path({str(tmp_path)!r}), load_config(None)))\n"
         "print(sorted(m for m in ('torch', 'sentence_transformers', 'transformers') if m in sys.modules))\n"
     )

@@ -19,7 +19,7 @@ MODEL = "smollm2-135m-instruct"
 @pytest.fixture(scope="session")
 def smollm2_folder():
     """The prepared model folder (converted once per venv, then cached)."""
-    from sutro_core.local.engines import smollm2
+    from sutro_local.engines import smollm2
 
     try:
         return smollm2.prepare()
@@ -30,7 +30,7 @@ def smollm2_folder():
 @pytest.fixture(scope="session")
 def default_server(tmp_path_factory: pytest.TempPathFactory, smollm2_folder) -> Iterator[object]:
     """sutro-local with no --config: the default models (all-minilm-l6-v2, smollm2-135m-instruct)."""
-    from sutro_core.local.testing import LocalServer
+    from sutro_local.testing import LocalServer
 
     server = LocalServer(tmp_path_factory.mktemp("realmodel") / "data", None)
     server.start()

@@ -27,7 +27,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 
-from sutro_core.local.testing import free_port
+from sutro_local.testing import free_port
 from support.held_tasks import hold_current_task
 
 _API_PREFIX = re.compile(r"^/v1(?=/)")

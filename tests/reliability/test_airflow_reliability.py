@@ -118,7 +118,7 @@ def triggerer(airflow_home, tmp_path_factory):
     """A real ``airflow triggerer`` process on the module's AIRFLOW_HOME; yields its log path."""
     log = tmp_path_factory.mktemp("triggerer") / "triggerer.log"
     airflow_bin = os.path.join(os.path.dirname(sys.executable), "airflow")
-    from sutro_core.local.testing import free_port
+    from sutro_local.testing import free_port
 
     # INFO: the test reads the triggers' own log lines; a port of its own for the trigger log server.
     env = {**os.environ, **airflow_home, "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",

@@ -116,8 +116,8 @@ def _spec_operations() -> list[tuple[str, str]]:
     import pathlib
     import tempfile
 
-    from sutro_core.local.app import Settings, create_app
-    from sutro_core.local.config import load_config
+    from sutro_local.app import Settings, create_app
+    from sutro_local.config import load_config
 
     import warnings
 

@@ -12,7 +12,7 @@ import sys
 import httpx
 import pytest
 
-from sutro_core.local.config import ConfigError, load_config
+from sutro_local.config import ConfigError, load_config
 
 EMBED = "all-minilm-l6-v2"
 SURROGATE = "\ud800"
@@ -157,7 +157,7 @@ def test_shipped_configs_still_load():
 
 def test_a_config_with_an_unknown_key_stops_the_cli_with_one_clear_line(tmp_path):
     (tmp_path / "c.yaml").write_text("models:\n  m: {engine: embedding, chunk_sise: 4}\n")
-    out = subprocess.run([sys.executable, "-m", "sutro_core.local", "serve", "--config", str(tmp_path / "c.yaml"),
+    out = subprocess.run([sys.executable, "-m", "sutro_local", "serve", "--config", str(tmp_path / "c.yaml"),
                           "--data-dir", str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "chunk_sise" in out.stdout and "Traceback" not in out.stderr, out
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from sutro_core.idempotency import marker
-from sutro_core.local.testing import LocalServer
+from sutro_local.testing import LocalServer
 
 EMBED = "all-minilm-l6-v2"
 RACERS = 8

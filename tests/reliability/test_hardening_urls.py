@@ -20,11 +20,11 @@ from typing import Iterator
 import httpx
 import pytest
 
-from sutro_core.local import inputs_url
-from sutro_core.local.config import UrlInputsConfig
-from sutro_core.local.errors import ApiError
-from sutro_core.local.inputs import resolve_inputs
-from sutro_core.local.testing import LocalServer
+from sutro_local import inputs_url
+from sutro_local.config import UrlInputsConfig
+from sutro_local.errors import ApiError
+from sutro_local.inputs import resolve_inputs
+from sutro_local.testing import LocalServer
 from support.quiet_handler import QuietHandler
 
 EMBED = "all-minilm-l6-v2"

@@ -1,4 +1,4 @@
-"""get_job_results decodes row groups while the body arrives (core/progressive_parquet.py), on a real sutro-local.
+"""get_job_results decodes row groups while the body arrives (core/sutro_core/progressive_parquet.py), on a real sutro-local.
 
 The client asks the file's tail first (Range), then the rest; a thread decodes each run of row groups as its
 bytes land. These tests check the frame is the file, that the decode really ran before the last byte, that a
@@ -16,7 +16,7 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 from sutro_core import BatchJobRequest, RetryPolicy, SutroClient, _base, body_download, progressive_parquet
-from sutro_core.local.testing import LocalServer
+from sutro_local.testing import LocalServer
 
 from .proxy import FaultProxy, Rule
 

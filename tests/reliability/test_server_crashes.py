@@ -21,7 +21,7 @@ from sutro_core import (
     SutroError,
     idempotency_key,
 )
-from sutro_core.local.testing import LocalServer
+from sutro_local.testing import LocalServer
 
 from .watch import ParquetWatcher
 

@@ -35,7 +35,7 @@ def _racer(url: str, key: str, keys: list[str], barrier, results) -> None:
 
 @pytest.fixture(scope="module")
 def hosted_like_server(tmp_path_factory):
-    from sutro_core.local.testing import LocalServer
+    from sutro_local.testing import LocalServer
 
     root = tmp_path_factory.mktemp("no-dedupe")
     # The session server's slow-embed model (jobs stay live long enough to race), without server-side dedupe.

@@ -15,7 +15,7 @@ import asyncio
 import json
 import threading
 
-from sutro_core.local.testing import free_port
+from sutro_local.testing import free_port
 
 from .held_tasks import hold_current_task
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from sutro_core.local.config import ConfigError, ModelConfig, load_config
-from sutro_core.local.engines.base import ChunkParams
-from sutro_core.local.engines.echo import create
+from sutro_local.config import ConfigError, ModelConfig, load_config
+from sutro_local.engines.base import ChunkParams
+from sutro_local.engines.echo import create
 
 
 def test_echo_returns_rows_unchanged_by_default():
@@ -43,7 +43,7 @@ def test_echo_is_only_selected_by_config():
 
 def test_echo_job_runs_through_worker_and_results(tmp_path):
     from sutro_core import SutroClient
-    from sutro_core.local.testing import LocalServer
+    from sutro_local.testing import LocalServer
 
     cfg = {"models": {"echo-100": {"engine": "echo", "options": {"output_chars": 100}, "chunk_size": 7}}}
     rows = [f"input number {i}" for i in range(30)]

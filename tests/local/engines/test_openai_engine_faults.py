@@ -9,9 +9,9 @@ import time
 
 import httpx
 import pytest
-from sutro_core.local.config import ModelConfig
-from sutro_core.local.engines.base import ChunkParams, EngineInputError
-from sutro_core.local.engines.openai_engine import OpenAIEngine, RemoteModelError, create
+from sutro_local.config import ModelConfig
+from sutro_local.engines.base import ChunkParams, EngineInputError
+from sutro_local.engines.openai_engine import OpenAIEngine, RemoteModelError, create
 
 
 def reply(content: str = "ok") -> httpx.Response:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from sutro_core.local.engines.reasoning import reasoning_output, split_reasoning
+from sutro_local.engines.reasoning import reasoning_output, split_reasoning
 
 
 @pytest.mark.parametrize(
@@ -34,7 +34,7 @@ def test_reasoning_output_parses_json_content_when_it_parses():
 
 
 def test_grammar_waits_for_think_close_then_constrains(tiny_llama_reasoning_dir):
-    from sutro_core.local.engines.json_grammar import JsonGrammars
+    from sutro_local.engines.json_grammar import JsonGrammars
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_llama_reasoning_dir)

@@ -11,10 +11,10 @@ import json
 
 import polars as pl
 import pytest
-from sutro_core.local.config import ModelConfig, load_config
-from sutro_core.local.engines import smollm2
-from sutro_core.local.engines.base import ChunkParams, EngineInputError
-from sutro_core.local.engines.transformers_engine import create
+from sutro_local.config import ModelConfig, load_config
+from sutro_local.engines import smollm2
+from sutro_local.engines.base import ChunkParams, EngineInputError
+from sutro_local.engines.transformers_engine import create
 from sutro_core.results import shape_results
 
 

@@ -7,10 +7,10 @@ import math
 
 import jsonschema
 import pytest
-from sutro_core.local.config import ModelConfig
-from sutro_core.local.engines.base import ChunkParams, Engine, EngineInputError
-from sutro_core.local.engines.sampling import parse_sampling_params
-from sutro_core.local.engines.transformers_engine import TransformersEngine, create
+from sutro_local.config import ModelConfig
+from sutro_local.engines.base import ChunkParams, Engine, EngineInputError
+from sutro_local.engines.sampling import parse_sampling_params
+from sutro_local.engines.transformers_engine import TransformersEngine, create
 
 SCHEMA = {
     "type": "object",

@@ -1,4 +1,4 @@
-"""`python -m sutro_core.local` is the `sutro-local` command.
+"""`python -m sutro_local` is the `sutro-local` command.
 
 With ``SUTRO_LOCAL_PARENT_PID`` set (``LocalServer`` sets it), the server asks the kernel to SIGTERM it when
 that parent dies (Linux), so a killed test run or demo leaves no server behind.

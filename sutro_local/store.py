@@ -215,7 +215,7 @@ class Store:
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring an older database up to date: the idempotency-key column (backfilled from the
         descriptions that carry the marker) and its lookup index."""
-        from ..idempotency import key_in_description
+        from sutro_core.idempotency import key_in_description
 
         cols = {r[1] for r in conn.execute("PRAGMA table_info(jobs)")}
         if "idem_key" not in cols:

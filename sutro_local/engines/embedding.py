@@ -5,7 +5,7 @@ downloaded. Outputs are L2-normalised float32 vectors. A row longer than the mod
 window is cut when `truncate_rows` is set, and fails the job otherwise.
 
 Example:
-    >>> from sutro_core.local.config import ModelConfig
+    >>> from sutro_local.config import ModelConfig
     >>> eng = create(ModelConfig(name="all-minilm-l6-v2", engine="embedding"))  # doctest: +SKIP
     >>> len(eng.run(["hello"], ChunkParams()).outputs[0])                       # doctest: +SKIP
     384

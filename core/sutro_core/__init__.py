@@ -8,8 +8,8 @@ Example:
     >>> client.await_job_completion(sub.job_id, obtain_results=False)
     >>> manifest = client.download_results(sub.job_id, "results.parquet")
 
-Names are loaded on first use (PEP 562), so ``sutro_core.local`` and the CLI start without
-importing polars, pyarrow and httpx.
+Names are loaded on first use (PEP 562), so a DAG file or a CLI that imports one name does not
+pay for polars, pyarrow and httpx until it uses them.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Example:
 
 From a shell (``./run install`` does this)::
 
-    .venv/bin/python -m sutro_core.local.engines.smollm2          # prints the folder
+    .venv/bin/python -m sutro_local.engines.smollm2          # prints the folder
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ class _FileLock:
 
 
 def main() -> int:
-    """``python -m sutro_core.local.engines.smollm2``: prepare the model, print its folder."""
+    """``python -m sutro_local.engines.smollm2``: prepare the model, print its folder."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         folder = prepare()

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..idempotency import key_in_description
+from sutro_core.idempotency import key_in_description
 
 from .config import DEFAULT_EMBEDDING_MODEL
 from .errors import ApiError, echo

@@ -1,6 +1,6 @@
 """Run a real sutro-local server process for tests and demos.
 
-`LocalServer` starts `python -m sutro_core.local serve` as a subprocess on a free port, with a
+`LocalServer` starts `python -m sutro_local serve` as a subprocess on a free port, with a
 data dir and a config dict, and waits until it answers `/health`. It can be SIGKILLed and
 restarted on the same port and data dir (crash-recovery tests). Started from the main thread, it
 dies with its parent (Linux), so a killed test run leaves no server behind.
@@ -88,7 +88,7 @@ class LocalServer:
             return self
         self.data_dir.mkdir(parents=True, exist_ok=True)
         _ = self.api_key
-        cmd = [sys.executable, "-m", "sutro_core.local", "serve", "--host", self.host, "--port", str(self.port),
+        cmd = [sys.executable, "-m", "sutro_local", "serve", "--host", self.host, "--port", str(self.port),
                "--data-dir", str(self.data_dir)]  # fmt: skip
         if self.config is not None:
             cfg = self.data_dir / "config.yaml"
@@ -97,7 +97,7 @@ class LocalServer:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
                **self.env}  # fmt: skip
         if threading.current_thread() is threading.main_thread():
-            # The server dies with this process (see sutro_core.local.__main__). Not from other threads: the
+            # The server dies with this process (see sutro_local.__main__). Not from other threads: the
             # kernel's signal follows the thread that started the child.
             env["SUTRO_LOCAL_PARENT_PID"] = str(os.getpid())
         log = open(self.log_path, "ab")

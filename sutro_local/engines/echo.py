@@ -15,7 +15,7 @@ Options (config ``models.<name>.options``):
   not like repeats.
 
 Example:
-    >>> from sutro_core.local.config import ModelConfig
+    >>> from sutro_local.config import ModelConfig
     >>> eng = create(ModelConfig(name="echo", engine="echo", options={"output_chars": 24}))
     >>> out = eng.run(["row 1"], ChunkParams()).outputs[0]
     >>> len(out), out.startswith("row 1 ")

@@ -46,8 +46,8 @@ from .store import GLOBAL_OWNER, Store
 log = logging.getLogger(__name__)
 
 FUNCTION_TYPES: dict[str, str] = {
-    "classification": "sutro_core.local.classification",
-    "extraction": "sutro_core.local.extraction",  # generative models (transformers/openai engines)
+    "classification": "sutro_local.classification",
+    "extraction": "sutro_local.extraction",  # generative models (transformers/openai engines)
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

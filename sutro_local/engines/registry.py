@@ -7,7 +7,7 @@ A factory is ``create(model: ModelConfig) -> Engine``. To add an engine type, ad
 ``ENGINE_FACTORIES`` (and the type name to ``config.ENGINE_TYPES``).
 
 Example:
-    >>> from sutro_core.local.config import load_config
+    >>> from sutro_local.config import load_config
     >>> reg = EngineRegistry(load_config(None))
     >>> reg.available_models()
     ['all-minilm-l6-v2', 'smollm2-135m-instruct']
@@ -26,10 +26,10 @@ from .base import Engine
 log = logging.getLogger(__name__)
 
 ENGINE_FACTORIES: dict[str, str] = {
-    "embedding": "sutro_core.local.engines.embedding:create",
-    "transformers": "sutro_core.local.engines.transformers_engine:create",
-    "openai": "sutro_core.local.engines.openai_engine:create",
-    "echo": "sutro_core.local.engines.echo:create",  # no model: plumbing and benchmarks
+    "embedding": "sutro_local.engines.embedding:create",
+    "transformers": "sutro_local.engines.transformers_engine:create",
+    "openai": "sutro_local.engines.openai_engine:create",
+    "echo": "sutro_local.engines.echo:create",  # no model: plumbing and benchmarks
 }
 
 
