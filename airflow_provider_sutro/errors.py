@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 from airflow.sdk.exceptions import AirflowFailException
 from sutro_core import JobTimeoutError, SutroError, is_retryable
-from sutro_core.outcomes import OutcomeError
+from .outcomes import OutcomeError
 
 
 #: The resumed task received an event it cannot trust (missing, malformed, or for another job).

@@ -18,7 +18,7 @@ from functools import cached_property
 from typing import Any
 
 from sutro_core import JobHandle, ResultsManifest, SutroClient
-from sutro_core.outcomes import checked_outcome, raise_for_ended
+from .outcomes import checked_outcome, raise_for_ended
 
 from airflow_provider_sutro.errors import SutroTriggerEventError, fail_fast
 from airflow_provider_sutro.hooks.sutro import SutroHook

@@ -93,7 +93,7 @@ def dataframe_slices(job_id: str, mib: float) -> dict:
 def dataframe(job_id: str, warm: bool = False) -> dict:
     """``get_job_results``; ``download_s``: until the last byte is on disk (the client's
     ``ProgressiveParquet.body_done_at``, read by a wrapper; benchmark only), so what follows it is known too."""
-    import sutro_core._base as base
+    import sutro_core.sdk_facade as base
     from sutro_core import SutroClient
 
     readers: list = []

@@ -26,7 +26,7 @@ from sutro_core import (
     idempotency_key,
     is_retryable,
 )
-from sutro_core.outcomes import describe
+from sutro_core.errors import describe
 
 from .metadata import sutro_metadata
 from .resources import SutroResource
@@ -59,9 +59,10 @@ def step_idempotency_key(context: AssetExecutionContext, fingerprint: str) -> st
 def _observation(context: AssetExecutionContext, handle: JobHandle) -> AssetObservation:
     """The event that makes the job handle durable in Dagster's event log before any waiting happens."""
     verb = "Reattached to" if handle.reattached else "Submitted"
-    context.log.info(f"{verb} Sutro job {handle.job_id} ({handle.url}); idempotency key {handle.idempotency_key}")
-    if handle.cost_estimate is not None:
-        context.log.info(f"Sutro dry-run estimate: ${handle.cost_estimate:.6g}")
+    # The dry run (when the spec has a cost gate) ran before the submit, so it is said first, on one line.
+    estimate = "" if handle.cost_estimate is None else f"after a dry run estimated ${handle.cost_estimate:.6g}: "
+    context.log.info(f"{estimate}{verb} Sutro job {handle.job_id} ({handle.url}); idempotency key "
+                     f"{handle.idempotency_key}")
     return AssetObservation(
         asset_key=context.asset_key,
         partition=context.partition_key if context.has_partition_key else None,
@@ -111,17 +112,13 @@ def run_sutro_job(
         ...     outcome = yield from run_sutro_job(context, sutro, prepare_spec(spec, sutro, output_uri=uri))
         ...     yield Output(None, metadata={"rows": outcome.manifest.rows})
     """
-    stages = sutro.get_client().stages(spec, scope=step_scope(context))
-    handle: JobHandle | None = None
-    try:
-        handle = next(stages)
-        try:
-            yield _observation(context, handle)
-        except BaseException as exc:  # Dagster threw an interrupt in at the yield: the core decides
-            stages.throw(exc)
-        next(stages)
-    except StopIteration as done:
-        return done.value
+    started: list[JobHandle] = []
+
+    def announce(handle: JobHandle) -> AssetObservation:
+        started.append(handle)
+        return _observation(context, handle)
+
+    try:  # what Dagster throws in at the observation's yield (a termination) goes to the core's stages
+        return (yield from sutro.get_client().stages(spec, scope=step_scope(context), announce=announce))
     except SutroError as exc:
-        raise _failure(exc, handle) from exc
-    raise RuntimeError("the core's job stages yielded twice")  # pragma: no cover
+        raise _failure(exc, started[0] if started else None) from exc

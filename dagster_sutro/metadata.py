@@ -14,7 +14,7 @@ import polars as pl
 from dagster import MetadataValue, TableColumn, TableSchema
 
 from sutro_core import JobOutcome
-from sutro_core.summary import preview_markdown
+from sutro_core.markdown import preview_markdown
 
 PREVIEW_ROWS = 5
 

@@ -15,7 +15,8 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import Field, PrivateAttr
 
 from sutro_core import AsyncSutroClient, PollPolicy, SutroClient
-from sutro_core.handles import poll_policy
+from sutro_core.retrying import poll_policy
+from sutro_core.spec import DEFAULT_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class SutroResource(ConfigurableResource):
         "Point it at a sutro-local server for development.",
     )
     timeout_seconds: float = Field(
-        default=24 * 3600.0,
+        default=DEFAULT_TIMEOUT_S,
         gt=0,
         description="How long a step waits for its job. At the deadline the job is cancelled (unless "
         "cancel_on_timeout=False) and the step fails, as in Airflow and Prefect.",

@@ -18,7 +18,7 @@ from sutro_core import load_results
 from .cancellation import cancel_sutro_jobs
 from .credentials import SutroCredentials
 from .flows import sutro_batch_job
-from .hooks import sutro_flow, with_sutro_cancellation
+from .flow_decorators import sutro_flow, with_sutro_cancellation
 from .tasks import (
     cancel_job,
     download_results_to_parquet,

@@ -16,7 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate
 from prefect.utilities.context import get_task_and_flow_run_ids
 from sutro_core import Job, JobHandle, ResultsManifest
-from sutro_core.summary import job_summary_markdown, link_for_uri, preview_rows
+from sutro_core.markdown import job_summary_markdown, link_for_uri, preview_rows
 
 # The job-link artifact's metadata says which jobs a flow run started, for a cancellation hook that runs
 # in another process (a runner or worker): job id, API URL and the saved block's id, never the API key.

@@ -13,8 +13,7 @@ from typing import Any
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr, field_validator
 from sutro_core import AsyncSutroClient, SutroClient
-
-DEFAULT_API_URL = "https://api.sutro.sh"
+from sutro_core.config import DEFAULT_API_URL
 
 
 class SutroCredentials(CredentialsBlock):

@@ -17,10 +17,10 @@ from typing import Any
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from sutro_core import InputValidationError
-from sutro_core.lifecycle import carry_frame
+from sutro_core.spec import DEFAULT_TIMEOUT_S, carry_frame
 
 from .credentials import SutroCredentials
-from .hooks import sutro_flow
+from .flow_decorators import sutro_flow
 from .tasks import download_results_to_parquet, submit_batch_function, submit_batch_inference, wait_for_job
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ async def sutro_batch_job(
     name: str | None = None,
     description: str | None = None,
     max_cost_usd: float | None = None,
-    timeout: float | None = 7200,
+    timeout: float | None = DEFAULT_TIMEOUT_S,
     poll_interval_seconds: float = 1.0,
     max_poll_interval_seconds: float = 30.0,
     include_inputs: bool = False,

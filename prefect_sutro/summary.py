@@ -19,7 +19,7 @@ from uuid import UUID
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
-from sutro_core.summary import jobs_table_markdown
+from sutro_core.markdown import jobs_table_markdown
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +27,9 @@ from sutro_core import (
     AsyncSutroClient,
     FunctionResult,
     Job,
+    JobCancelledError,
     JobError,
+    JobFailedError,
     JobHandle,
     JobSpec,
     JobStatus,
@@ -36,12 +37,13 @@ from sutro_core import (
     is_retryable,
     load_results,
 )
-from sutro_core.handles import job_id_of, poll_policy, watch_handle
+from sutro_core.retrying import poll_policy
+from sutro_core.spec import DEFAULT_TIMEOUT_S, job_id_of
 
 from .artifacts import check_artifact_key, publish_results_artifacts, publish_submission_artifact
 from .cancellation import OPT_OUT_PARAMETER, track_job, untrack_job
 from .credentials import SutroCredentials
-from .hooks import check_runner_cancellation
+from .flow_decorators import check_runner_cancellation
 from .idempotency import current_root, prefect_idempotency_key
 from .summary import record_job
 
@@ -85,7 +87,7 @@ async def _handle(job: JobRef, client: AsyncSutroClient) -> JobHandle:
         return JobHandle.from_dict(job)
     job_id = job_id_of(job)
     model = job.model if isinstance(job, Job) else (await client.get_job(job_id)).model
-    return watch_handle(job_id, client.api_url, client.job_url(job_id), model=model)
+    return JobHandle.watching(job_id, client.api_url, client.job_url(job_id), model=model)
 
 
 async def _record(job_id: str, settled: bool = False, **fields: Any) -> None:
@@ -119,8 +121,8 @@ async def _start(make_spec: Callable[[str | None], JobSpec], sutro_credentials: 
     await publish_submission_artifact(handle, artifact_key, block_id, cancel)
     logger = get_run_logger()
     if handle.cost_estimate is not None:
-        logger.info("Cost estimate $%.6g is within max_cost_usd=$%.6g", handle.cost_estimate,
-                    spec.max_cost_usd)
+        limit = "" if spec.max_cost_usd is None else f", within max_cost_usd=${spec.max_cost_usd:.6g}"
+        logger.info("Dry run (before the submit) estimated $%.6g%s", handle.cost_estimate, limit)
     if handle.reattached:
         logger.info("Reattached to Sutro job %s (%s) with idempotency key %s: not submitting again",
                     handle.job_id, handle.status, key)
@@ -173,7 +175,7 @@ async def submit_batch_function(function_name: str, data: Any, sutro_credentials
 
 
 @task(name="wait_for_job", **_TASK_DEFAULTS)
-async def wait_for_job(job: JobRef, sutro_credentials: SutroCredentials, timeout: float | None = 7200,
+async def wait_for_job(job: JobRef, sutro_credentials: SutroCredentials, timeout: float | None = DEFAULT_TIMEOUT_S,
                        poll_interval_seconds: float = 1.0, max_poll_interval_seconds: float = 30.0,
                        cancel_on_timeout: bool = True) -> Job:
     """``client.wait`` for at most ``timeout`` seconds from now; returns the SUCCEEDED ``Job``. FAILED raises
@@ -185,16 +187,15 @@ async def wait_for_job(job: JobRef, sutro_credentials: SutroCredentials, timeout
     """
     logger = get_run_logger()
     async with _client(sutro_credentials) as client:
-        handle = (await _handle(job, client)).model_copy(update={
-            "deadline": None if timeout is None else time.time() + timeout,
-            "cancel_on_timeout": cancel_on_timeout,
-            "poll": poll_policy(poll_interval_seconds, max_poll_interval_seconds).to_dict()})
+        handle = (await _handle(job, client)).with_overrides(
+            timeout=timeout, cancel_on_timeout=cancel_on_timeout,
+            poll=poll_policy(poll_interval_seconds, max_poll_interval_seconds))
         try:
             # Status changes go to the run's log, so the Prefect UI shows the job's progress.
             finished = await client.wait(
                 handle, on_status=lambda st: logger.info("Sutro job %s is %s", handle.job_id, st.value))
         except JobError as exc:
-            ended = exc.status in (JobStatus.FAILED.value, JobStatus.CANCELLED.value)
+            ended = isinstance(exc, (JobFailedError, JobCancelledError))
             if ended or getattr(exc, "cancelled", False):  # cancelled: the timeout cancelled it
                 await _record(handle.job_id, True, status=exc.status if ended else "CANCELLED (timeout)")
             logger.error("Sutro job %s did not succeed: %s", handle.job_id, exc)
@@ -223,7 +224,7 @@ async def download_results_to_parquet(job: JobRef, path: str, sutro_credentials:
     if not isinstance(path, str) or not path.strip():
         raise ValueError("path must be a local file path or an fsspec URI such as 's3://bucket/out.parquet'")
     async with _client(sutro_credentials) as client:
-        handle = (await _handle(job, client)).model_copy(update={"include_inputs": include_inputs})
+        handle = (await _handle(job, client)).with_overrides(include_inputs=include_inputs)
         manifest = await client.finish(handle, carry=carry, destination=path)
         details = await client.get_job(handle.job_id) if create_artifacts else None
     get_run_logger().info("Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, handle.job_id,

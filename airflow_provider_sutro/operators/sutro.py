@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from sutro_core import InputValidationError, JobHandle, JobSpec, JobStatus
-from sutro_core.handles import poll_policy
-from sutro_core.lifecycle import check_max_cost, step_key
+from sutro_core.retrying import poll_policy
+from sutro_core.spec import DEFAULT_TIMEOUT_S, check_max_cost
 
 from airflow_provider_sutro.errors import SutroJobError, SutroTaskTimeoutError
 from airflow_provider_sutro.hooks.sutro import SutroHook
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 #: Default wait for a batch job: a day (priority-1 jobs can take hours).
-DEFAULT_TIMEOUT_S = 24 * 60 * 60
 
 
 class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
@@ -164,7 +163,7 @@ class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
         status = event["status"]
         if status == "success":
             spec = self._spec()  # the templated inputs again: their carried columns go into the results
-            if handle.idempotency_key and step_key(spec, self._scope(context), None)[0] != handle.idempotency_key:
+            if not handle.is_for(spec, self._scope(context)):
                 raise InputValidationError(
                     "inputs", f"the inputs changed while job {handle.job_id} ran, so its results no longer "
                     "match them; clear the task to run it on the current inputs")

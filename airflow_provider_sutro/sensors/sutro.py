@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
-from sutro_core import JobCancelledError, JobFailedError, JobHandle, JobStatus, JobTimeoutError
-from sutro_core.handles import poll_policy, watch_handle
+from sutro_core import JobHandle, JobStatus, JobTimeoutError
+from sutro_core.retrying import poll_policy
 
 from airflow_provider_sutro.errors import SutroJobError, fail_fast
 from airflow_provider_sutro.hooks.sutro import SutroHook
@@ -80,16 +80,13 @@ class SutroJobSensor(SutroTaskMixin, BaseSensorOperator):
     def _handle(self) -> JobHandle:
         """A handle for a job started elsewhere: never cancelled at the deadline (it is not ours)."""
         poll = poll_policy(float(self.poke_interval), self.max_poll_interval, self.max_transient_errors)
-        return watch_handle(self.job_id, self.client.api_url, self.client.job_url(self.job_id),
+        return JobHandle.watching(self.job_id, self.client.api_url, self.client.job_url(self.job_id),
                             timeout=float(self.timeout), poll=poll, cancel_on_timeout=False,
                             cancel_on_interrupt=self.cancel_on_kill)
 
     def _check(self) -> bool:
         job = self.client.get_job(self.job_id)
-        if job.status is JobStatus.FAILED:
-            raise JobFailedError(self.job_id, job.failure_reason)
-        if job.status is JobStatus.CANCELLED:
-            raise JobCancelledError(self.job_id)
+        job.raise_if_ended()
         self.log.info("Sutro job %s is %s", self.job_id, job.status.value)
         return job.status is JobStatus.SUCCEEDED
 

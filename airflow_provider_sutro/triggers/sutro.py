@@ -24,7 +24,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from sutro_core import JobHandle, SutroError
-from sutro_core.outcomes import outcome_of
+from ..outcomes import outcome_of
 from sutro_core.shared_clients import shared_client
 
 from airflow_provider_sutro.kill import decide, ti_state_now, warm_up

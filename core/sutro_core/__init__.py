@@ -1,12 +1,12 @@
 """sutro_core: the shared Sutro client behind the Dagster, Airflow and Prefect adapters.
 
 Example:
-    >>> from sutro_core import SutroClient, BatchJobRequest, idempotency_key
+    >>> from sutro_core import JobSpec, SutroClient
     >>> client = SutroClient()                      # SUTRO_API_KEY / SUTRO_API_URL
-    >>> req = BatchJobRequest.for_inference(["hello"], model="all-minilm-l6-v2")
-    >>> sub = client.submit_job(req, idempotency_key("my-run", fingerprint=req.fingerprint))
-    >>> client.await_job_completion(sub.job_id, obtain_results=False)
-    >>> manifest = client.download_results(sub.job_id, "results.parquet")
+    >>> spec = JobSpec.for_inference(["hello"], "all-minilm-l6-v2", output_uri="results.parquet")
+    >>> handle = client.start(spec, scope=("my-pipeline", "embed", "2026-12-01"))  # reattaches on a retry
+    >>> job = client.wait(handle)
+    >>> manifest = client.finish(handle)
 
 Names are loaded on first use (PEP 562), so a DAG file or a CLI that imports one name does not
 pay for polars, pyarrow and httpx until it uses them.
@@ -27,7 +27,7 @@ _EXPORTS = {
     "idempotency_key": "idempotency",
     "BatchJobRequest": "request",
     "ResultsShapeError": "results",
-    **{name: "lifecycle" for name in ("JobHandle", "JobOutcome", "JobSpec")},
+    **{name: "spec" for name in ("JobHandle", "JobOutcome", "JobOutput", "JobSpec")},
     "is_retryable": "errors",
     "PollPolicy": "retrying",
     "RetryPolicy": "retrying",
@@ -81,7 +81,7 @@ if TYPE_CHECKING:  # static names for type checkers and IDEs
         is_retryable,
     )
     from .idempotency import idempotency_key
-    from .lifecycle import JobHandle, JobOutcome, JobSpec
+    from .spec import JobHandle, JobOutcome, JobOutput, JobSpec
     from .models import CancelResult, FunctionResult, Job, JobStatus, Prediction, Quota, ResultsManifest, Submission
     from .request import BatchJobRequest
     from .results import ResultsShapeError

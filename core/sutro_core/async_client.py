@@ -1,12 +1,12 @@
 """``AsyncSutroClient``: the asyncio client (httpx.AsyncClient transport).
 
-Same methods and arguments as ``SutroClient``, as coroutines; it drives the same operations, so
-retry, polling and results behaviour are identical. This is what Airflow triggers and async
-Prefect tasks use: thousands of waits share one event loop.
+Same methods and arguments as ``SutroClient``, as coroutines (``stages`` as an async iterator); it drives
+the same operations, so retry, polling, lifecycle and results behaviour are identical. This is what Airflow
+triggers and async Prefect tasks use: thousands of waits share one event loop.
 
 Example:
     >>> async with AsyncSutroClient() as client:
-    ...     job = await client.await_job_completion(job_id, obtain_results=False)
+    ...     job = await client.wait(handle)
 """
 
 from __future__ import annotations
@@ -16,25 +16,33 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Any, TypeVar
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import httpx
 
-from . import lifecycle, operations as ops, protocol
-from ._base import ClientBase, shared_ssl_context
+from . import lifecycle, protocol
 from .client import _past, _timeout
-from . import compat, tracing
-from .models import CancelResult, FunctionResult, Job, JobStatus, Quota, ResultsManifest, Submission
-from .operations import Blocking, Lines, Op, Sleep
+from .client_base import ClientBase, shared_ssl_context
+from .errors import InputValidationError
+from .lifecycle import DEFAULT_DOWNLOAD_TIMEOUT_S
+from .models import Job, JobStatus, ResultsManifest
+from .operations import Blocking, Lines, Op, Sleep, Started
 from .protocol import Call
-from .lifecycle import DEFAULT_DOWNLOAD_TIMEOUT_S, JobHandle, JobOutcome, JobSpec
-from .request import BatchJobRequest
 from .retrying import DeadlineReached, PollPolicy, RetryPolicy
+from .sdk_facade import AsyncSdkFacade
+from .spec import JobHandle, JobOutcome, JobSpec
 from .status_batch import DEFAULT_WINDOW_S, StatusBatch
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Finished(Generic[T]):
+    """The last item ``_drive`` yields: the operation's value (an async generator cannot return one)."""
+
+    value: T
 
 # Connections per client (and requests in flight). Polls are tiny; 8 connections serve
 # thousands of waits. See ``_slots`` for why this is not httpx's default of 100.
@@ -86,7 +94,7 @@ class Ticks:
                 future.set_result(None)
 
 
-class AsyncSutroClient(ClientBase):
+class AsyncSutroClient(AsyncSdkFacade, ClientBase):
     """Asynchronous Sutro client; see ``SutroClient`` for every method's documentation.
 
     Many concurrent waits on one client share their status polls: when the client is busy, one
@@ -116,8 +124,6 @@ class AsyncSutroClient(ClientBase):
         super().__init__(api_key, api_url, timeout=timeout, retry=retry, poll=poll)
         if isinstance(status_batch_window, bool) or not isinstance(status_batch_window, (int, float)) \
                 or not status_batch_window >= 0:
-            from .errors import InputValidationError
-
             raise InputValidationError("status_batch_window", f"must be seconds >= 0 (0 turns batching off), "
                                        f"got {status_batch_window!r}")
         self.status_batch_window = float(status_batch_window)
@@ -132,7 +138,11 @@ class AsyncSutroClient(ClientBase):
         # own queue no longer than its connections.
         self._slots = asyncio.Semaphore(max_connections)
 
-    async def _run(self, op: Op[T]) -> T:
+    async def _drive(self, op: Op[T], announce: Callable[[JobHandle], Any] | None = None) -> AsyncGenerator[Any, None]:
+        """Perform the operation's effects (see ``SutroClient._drive``): yields the handle (or
+        ``announce(handle)``) at ``Started``, throwing back in what the caller throws in there, and last
+        ``_Finished(value)``. A cancelled task's ``CancelledError`` goes to the operation too (a step's
+        interruption cancels its job); closed early, the operation's clean-up runs now."""
         value: Any = None
         error: BaseException | None = None
         try:
@@ -140,14 +150,37 @@ class AsyncSutroClient(ClientBase):
                 try:
                     effect = op.throw(error) if error is not None else op.send(value)
                 except StopIteration as stop:
-                    return stop.value
+                    yield _Finished(stop.value)
+                    return
                 value, error = None, None
                 try:
-                    value = await self._perform(effect)
-                except Exception as exc:  # handed to the operation, which decides (retry, clean up, raise)
+                    if isinstance(effect, Started):
+                        yield effect.handle if announce is None else announce(effect.handle)
+                    else:
+                        value = await self._perform(effect)
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:
                     error = exc
         finally:
-            op.close()  # a cancelled task still runs the operation's clean-up (see SutroClient._run)
+            op.close()
+
+    async def _run(self, op: Op[T], on_started: Callable[[JobHandle], None] | None = None) -> T:
+        """``_drive`` to the end; ``on_started(handle)`` at ``Started``, its exceptions thrown into the op."""
+        steps = self._drive(op)
+        try:
+            item = await anext(steps)
+            while not isinstance(item, _Finished):
+                try:
+                    if on_started is not None:
+                        on_started(item)
+                except BaseException as exc:
+                    item = await steps.athrow(exc)
+                else:
+                    item = await anext(steps)
+            return item.value
+        finally:
+            await steps.aclose()
 
     async def _perform(self, effect: Any) -> Any:
         if isinstance(effect, Sleep):
@@ -242,240 +275,66 @@ class AsyncSutroClient(ClientBase):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def infer(
-        self,
-        data: Any,
-        model: str | Sequence[str] = "gpt-oss-20b",
-        column: str | Sequence[str] | None = None,
-        output_column: str = "inference_result",
-        job_priority: int = 0,
-        output_schema: Any = None,
-        system_prompt: str | None = None,
-        dry_run: bool = False,
-        stay_attached: bool | None = None,
-        truncate_rows: bool = True,
-        *,
-        sampling_params: dict[str, Any] | None = None,
-        random_seed_per_input: bool = False,
-        name: str | Sequence[str] | None = None,
-        description: str | Sequence[str] | None = None,
-        idempotency_key: str | None = None,
-    ) -> Any:
-        """See ``SutroClient.infer``."""
-        return await self._run(self._infer_op(
-            data, model, column, output_column, job_priority, output_schema, system_prompt, sampling_params,
-            random_seed_per_input, dry_run, stay_attached, truncate_rows, name, description, idempotency_key,
-        ))  # fmt: skip
-
-    async def submit_job(
-        self,
-        request: BatchJobRequest,
-        idempotency_key: str | None = None,
-        *,
-        reattach: bool = True,
-        max_cost_usd: float | None = None,
-        estimate_cost: bool = False,
-    ) -> Submission:
-        """See ``SutroClient.submit_job``."""
-        return await self._run(self._submit_op(request, idempotency_key, reattach, max_cost_usd, estimate_cost))
-
-    async def find_job(self, idempotency_key: str) -> Job | None:
-        """See ``SutroClient.find_job``."""
-        return await self._run(ops.find_job(self.retry, idempotency_key))
-
-    async def attach(self, job_id: str, *, show_progress: bool | None = None) -> Job:
-        """See ``SutroClient.attach``."""
-        if show_progress is not False:
-            compat.announce_if_finished(await self.get_job(job_id))
-        return await self._run(self._attach_op(job_id, show_progress))
-
-    async def await_job_completion(
-        self,
-        job_id: str,
-        timeout: float | None = 7200,
-        obtain_results: bool = True,
-        *,
-        deadline: float | datetime | None = None,
-        on_status: Callable[[JobStatus], None] | None = None,
-        show_progress: bool = True,
-        **results_kwargs: Any,
-    ) -> Any:
-        """See ``SutroClient.await_job_completion``."""
-        if on_status is None and show_progress:
-            on_status = compat.status_printer(job_id)
-        return await self._run(self._wait_op(job_id, timeout, deadline, on_status, obtain_results, results_kwargs))
-
-    async def get_job(self, job_id: str) -> Job:
-        """See ``SutroClient.get_job``."""
-        return await self._run(ops.get_job(self.retry, job_id))
-
-    async def get_job_status(self, job_id: str) -> JobStatus:
-        """See ``SutroClient.get_job_status``."""
-        return await self._run(ops.send(self.retry, protocol.get_job_status_call(job_id)))
-
-    async def list_jobs(self) -> list[Job]:
-        """See ``SutroClient.list_jobs``."""
-        return await self._run(ops.send(self.retry, protocol.list_jobs_call()))
-
-    async def cancel_job(self, job_id: str) -> CancelResult:
-        """See ``SutroClient.cancel_job``."""
-        return await self._run(ops.send(self.retry, compat.cancel_job_call(job_id)))
-
-    async def get_quotas(self) -> list[Quota]:
-        """See ``SutroClient.get_quotas``."""
-        return await self._run(ops.send(self.retry, protocol.get_quotas_call()))
-
-    async def check_auth(self) -> dict[str, Any]:
-        """See ``SutroClient.check_auth``."""
-        return await self._run(ops.send(self.retry, protocol.check_auth_call()))
-
-    async def estimate_cost(self, request: BatchJobRequest) -> float:
-        """See ``SutroClient.estimate_cost``."""
-        return await self._run(ops.estimate_cost_op(self.retry, self.poll, request))
-
-    async def check_cost(self, request: BatchJobRequest, max_cost_usd: float) -> float:
-        """See ``SutroClient.check_cost``."""
-        return await self._run(self._check_cost_op(request, max_cost_usd))
-
-    async def get_job_results(
-        self,
-        job_id: str,
-        include_inputs: bool = False,
-        include_cumulative_logprobs: bool = False,
-        with_original_df: Any = None,
-        output_column: str = "inference_result",
-        unpack_json: bool = True,
-        unwrap_reasoning: bool = False,
-        *,
-        disable_cache: bool = False,  # accepted for SDK code; this client keeps no local results cache
-    ) -> Any:
-        """See ``SutroClient.get_job_results``."""
-        return await self._run(self._results_op(job_id, include_inputs, include_cumulative_logprobs,
-                                                with_original_df, output_column, unpack_json, unwrap_reasoning))
-
-    async def download_results(
-        self,
-        job_id: str,
-        destination: Any,
-        format: str = "parquet",
-        include_inputs: bool = False,
-        include_cumulative_logprobs: bool = False,
-        storage_options: dict[str, Any] | None = None,
-        timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT_S,
-    ) -> ResultsManifest:
-        """See ``SutroClient.download_results``."""
-        return await self._run(self._download_op(job_id, destination, format, include_inputs,
-                                                 include_cumulative_logprobs, storage_options, timeout))
-
-    # ---- the job lifecycle: start / wait / finish / cancel, and run (all four) --------------------
+    # ---- the job lifecycle (documented on ``SutroClient``) ---------------------------------------------
 
     async def start(self, spec: JobSpec, *, scope: Sequence[Any] | None = None,
-              idempotency_key: str | None = None) -> JobHandle:
-        """Start the step's job: reattach to the live job of an earlier try (same scope and inputs), else
-        cost-gate and submit it once, close the same-key race, and cancel a live job of the same scope
-        whose inputs changed. Record the returned handle before waiting.
-
-        Example:
-            >>> handle = await client.start(spec, scope=("airflow", dag_id, task_id, run_id, map_index))
-        """
-        return await self._run(self._start_op(spec, scope, idempotency_key))
+                    idempotency_key: str | None = None) -> JobHandle:
+        """See ``SutroClient.start``."""
+        return await self._run(lifecycle.start_op(self, spec, scope, idempotency_key))
 
     async def wait(self, handle: JobHandle | dict[str, Any], *,
-             on_status: Callable[[JobStatus], None] | None = None) -> Job:
-        """Wait until the job SUCCEEDED, within the handle's deadline (every request is bounded by what is
-        left). At the deadline the job is cancelled (unless the spec opted out) and ``JobTimeoutError``
-        raised; ``JobFailedError`` / ``JobCancelledError`` when it ends otherwise.
-
-        Example:
-            >>> job = await client.wait(handle)
-        """
-        return await self._run(self._lifecycle_wait_op(handle, on_status))
+                   on_status: Callable[[JobStatus], None] | None = None) -> Job:
+        """See ``SutroClient.wait``."""
+        return await self._run(lifecycle.wait_op(self, handle, on_status))
 
     async def finish(self, handle: JobHandle | dict[str, Any], *, carry: Any = None, destination: Any = None,
-               storage_options: dict[str, Any] | None = None,
-               timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT_S) -> ResultsManifest:
-        """Write the job's results as the one artifact shape (carried input columns, unpacked outputs,
-        ``sutro.*`` footer) to ``destination`` or the spec's ``output_uri``, streamed and atomic.
-
-        Example:
-            >>> manifest = await client.finish(handle, carry=spec.carry)
-        """
-        return await self._run(self._finish_op(handle, carry, destination, storage_options, timeout))
+                     storage_options: dict[str, Any] | None = None,
+                     timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT_S) -> ResultsManifest:
+        """See ``SutroClient.finish``."""
+        return await self._run(lifecycle.finish_op(self, handle, carry, destination, storage_options, timeout))
 
     async def cancel(self, handle: JobHandle | dict[str, Any] | str, *, reason: str = "it was asked to") -> bool:
-        """Cancel the job unless it is terminal; True when the service accepted. Bounded (20 s); never
-        raises a ``SutroError`` (a warning says the job may still run).
-
-        Example:
-            >>> await client.cancel(handle, reason="the task was killed")
-        """
-        return await self._run(self._cancel_op(handle, reason))
+        """See ``SutroClient.cancel``."""
+        return await self._run(lifecycle.cancel_op(self, handle, reason))
 
     async def run(self, spec: JobSpec, *, scope: Sequence[Any] | None = None, idempotency_key: str | None = None,
-            on_handle: Callable[[JobHandle], None] | None = None,
-            on_status: Callable[[JobStatus], None] | None = None, destination: Any = None,
-            storage_options: dict[str, Any] | None = None) -> JobOutcome:
-        """The whole step: ``start``, ``on_handle(handle)`` (record it durably), ``wait``, ``finish``.
-
-        An interruption (task cancellation, KeyboardInterrupt, an orchestrator's termination) cancels the job
-        unless ``spec.cancel_on_interrupt`` is False, then re-raises; ordinary errors never cancel.
+                  on_handle: Callable[[JobHandle], None] | None = None,
+                  on_status: Callable[[JobStatus], None] | None = None, destination: Any = None,
+                  storage_options: dict[str, Any] | None = None) -> JobOutcome:
+        """See ``SutroClient.run``; a cancelled task is an interruption (the job is cancelled).
 
         Example:
-            >>> outcome = await client.run(spec, scope=("dagster", "asset", "2026-12-01", run_id), on_handle=record)
-            >>> outcome.manifest.uri
+            >>> outcome = await client.run(spec, scope=("prefect", flow_run_id, "score"), on_handle=record)
         """
-        key, _ = lifecycle.step_key(spec, scope, idempotency_key)
-        handle: JobHandle | None = None
+        return await self._run(lifecycle.step_op(self, spec, scope, idempotency_key, on_status, destination, storage_options),
+                               on_started=on_handle)
+
+    async def stages(self, spec: JobSpec, *, scope: Sequence[Any] | None = None, idempotency_key: str | None = None,
+                     on_status: Callable[[JobStatus], None] | None = None, destination: Any = None,
+                     storage_options: dict[str, Any] | None = None,
+                     announce: Callable[[JobHandle], Any] | None = None) -> AsyncGenerator[Any, None]:
+        """``SutroClient.stages`` as an async iterator: it yields the handle once the job is started (or
+        ``announce(handle)``), then the ``JobOutcome``. What is thrown in at the first yield is handled as
+        ``run``'s ``on_handle`` errors are (an interruption cancels the job); closed early, it cancels nothing.
+
+        Example:
+            >>> async for step in client.stages(spec, scope=scope):
+            ...     if isinstance(step, JobHandle): record(step)
+            ...     else: outcome = step
+        """
+        steps = self._drive(lifecycle.step_op(self, spec, scope, idempotency_key, on_status, destination, storage_options),
+                            announce)
         try:
-            handle = await self.start(spec, scope=scope, idempotency_key=key)
-            if on_handle is not None:
-                on_handle(handle)
-            job = await self.wait(handle, on_status=on_status)
-            manifest = await self.finish(handle, carry=spec.carry, destination=destination, storage_options=storage_options)
-        except BaseException as exc:
-            if self._interrupted(exc, spec):
-                await self._run(self._cancel_interrupted_op(handle, key))
-            raise
-        return JobOutcome(handle=handle, job=job, manifest=manifest)
-
-    async def run_function(
-        self,
-        name: str,
-        input_data: Any,
-        langsmith_metadata: dict[str, Any] | None = None,
-        langsmith_tags: list[str] | None = None,
-        *,
-        confidence_scoring: bool | None = None,
-    ) -> FunctionResult:
-        """See ``SutroClient.run_function``."""
-        body = self._function_input(name, input_data)
-        with tracing.function_run_trace(name, body, langsmith_metadata, langsmith_tags) as traced:
-            result = await self._run(ops.send(self.retry, protocol.run_function_call(name, body, confidence_scoring)))
-            traced.update(result.model_dump(mode="json", exclude_none=True))
-        return result
-
-    async def batch_run_function(
-        self,
-        name: str,
-        data: Any,
-        job_priority: int = 0,
-        output_column: str = "inference_result",
-        dry_run: bool = False,
-        stay_attached: bool = False,
-        job_name: str | None = None,
-        description: str | None = None,
-        langsmith_metadata: dict[str, Any] | None = None,
-        langsmith_tags: list[str] | None = None,
-        *,
-        columns: Sequence[str] | None = None,
-        idempotency_key: str | None = None,
-    ) -> Any:
-        """See ``SutroClient.batch_run_function``."""
-        op = self._batch_function_op(name, data, columns, job_priority, stay_attached, job_name, description,
-                                     idempotency_key, output_column, dry_run)
-        if dry_run:
-            return await self._run(op)
-        with tracing.batch_submit_trace(name, compat.rows_of(data), langsmith_metadata, langsmith_tags) as traced:
-            out = await self._run(op)
-            traced["job_id"] = self.last_job_id
-        return out
+            item = await anext(steps)
+            while not isinstance(item, _Finished):
+                try:
+                    yield item
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:
+                    item = await steps.athrow(exc)
+                else:
+                    item = await anext(steps)
+            yield item.value
+        finally:
+            await steps.aclose()

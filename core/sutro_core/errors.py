@@ -131,6 +131,21 @@ class JobCancelledError(JobError):
         super().__init__(f"job {job_id} was CANCELLED", job_id=job_id, status="CANCELLED")
 
 
+def ended_error(job_id: str, status: str, reason: str | None = None) -> JobError | None:
+    """The one place a job that ended without success becomes an error: ``JobFailedError`` (with the server's
+    ``reason``) for FAILED, ``JobCancelledError`` for CANCELLED (never a success); None for any other status.
+
+    Example:
+        >>> ended_error("job-1", "CANCELLED")
+        JobCancelledError('job job-1 was CANCELLED')
+    """
+    if status == "FAILED":
+        return JobFailedError(job_id, reason)
+    if status == "CANCELLED":
+        return JobCancelledError(job_id)
+    return None
+
+
 class JobTimeoutError(JobError):
     """The job did not finish before the deadline. It is still running unless the caller cancels it."""
 
@@ -200,3 +215,21 @@ class DryRunResultsError(JobError):
             job_id=job_id,
             status="SUCCEEDED",
         )
+
+
+def describe(exc: SutroError) -> str:
+    """One sentence for a UI about why a step's job did not produce results.
+
+    Example:
+        >>> describe(JobCancelledError("job-1"))
+        'Sutro job job-1 was CANCELLED outside this run; a cancelled job is never a success'
+    """
+    if isinstance(exc, CostLimitExceededError):
+        return f"Sutro cost gate: {exc}. No billed job was submitted."
+    if isinstance(exc, JobFailedError):
+        return f"Sutro job {exc.job_id} FAILED: {exc.reason or 'no reason given'}"
+    if isinstance(exc, JobCancelledError):
+        return f"Sutro job {exc.job_id} was CANCELLED outside this run; a cancelled job is never a success"
+    if isinstance(exc, JobTimeoutError):
+        return f"Sutro job {exc.job_id} did not finish in time: {exc}"
+    return f"Sutro: {exc}"

@@ -1,12 +1,18 @@
-"""The job lifecycle, once for every orchestrator: a job spec, a job handle, and start / wait / finish / cancel.
+"""The job lifecycle, once for every orchestrator and both clients: start, wait, finish, cancel, and the
+whole step (``step_op``) with its interrupt-cancel rule.
 
-- ``JobSpec``: what to run (rows or their URI, model or Function, prompt, schema, sampling, priority, names,
-  cost budget, output URI/format, the input columns to carry). Serializable.
-- ``JobHandle``: a started job (id, idempotency key, deadline, poll policy, URL, whether reattached).
-  Versioned and JSON-serializable: an orchestrator records it (XCom, metadata, task result) before waiting.
-- The operations are generators (see ``operations``) that both clients drive: ``start_op`` (reattach or
-  cost-gate and submit once, close the same-key race, cancel a superseded job), ``wait_op`` (deadline-bound,
-  cancels at the deadline), ``finish_op`` (the one results shape, see ``shaping``) and ``cancel_op``.
+Every operation is a generator of effects (see ``operations``) that ``SutroClient`` and
+``AsyncSutroClient`` drive the same way; what flows through them (``JobSpec``, ``JobHandle``,
+``JobOutcome``) is in ``spec``.
+
+- ``start_op``: reattach to a live job under the step's key (no dry run, no submit), or cost-gate
+  (``max_cost_usd``: a dry run first), cancel a live job of the same scope whose inputs changed, submit
+  once (never auto-retried; a lost answer is looked up by key), and close the same-key race.
+- ``wait_op``: deadline-bound; at the deadline cancels (unless the spec opted out) and raises.
+- ``finish_op``: the one results shape, written atomically; ``cancel_op``: bounded, never raises.
+- ``step_op``: start, hand over the handle (``Started``: the orchestrator records it), wait, finish. An
+  interruption (a ``BaseException`` that is not an ``Exception``: kill, termination, task cancellation)
+  cancels the job unless ``cancel_on_interrupt`` is off; ordinary errors leave it for the retry.
 
 Rules (docs/architecture.md states them for users): a retry with unchanged inputs reattaches and never
 cancels; a kill, termination, timeout or flow cancellation cancels; changed inputs submit anew and cancel the
@@ -21,337 +27,212 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
-from pydantic import BaseModel
 
 from . import operations as ops, protocol
-from .artifacts import RESULT_FORMATS, finalize, job_metadata, prepare_target
-from .errors import InputValidationError, JobTimeoutError
-from .idempotency import idempotency_key as make_key, scope_id as make_scope_id
-from .inputs import NormalisedInputs, _is_pandas, is_url, to_polars
-from .models import Job, JobStatus, ResultsManifest
-from .operations import Blocking, Op
+from .artifacts import finalize, job_metadata, prepare_target
+from .errors import (
+    CostLimitExceededError,
+    InputValidationError,
+    JobTimeoutError,
+    ServerError,
+    SubmitOutcomeUnknownError,
+    SutroAPIError,
+    SutroConnectionError,
+    SutroError,
+)
+from .idempotency import key_in_description, scope_in_description
+from .models import Job, JobStatus, ResultsManifest, Submission
+from .operations import Blocking, Op, Sleep, Started, log
 from .request import BatchJobRequest
 from .retrying import DeadlineReached, PollPolicy, RetryPolicy
+from .spec import JobHandle, JobOutcome, JobSpec, carry_frame, check_max_cost, step_key
 
-LIFECYCLE_READY = True
-HANDLE_VERSION = 1
 #: How long a cancel may take (an interrupted step has little time: Airflow gives on_kill 30 s).
 CANCEL_TIMEOUT_S = 20.0
-DEFAULT_TIMEOUT_S = 24 * 60 * 60.0
 DEFAULT_DOWNLOAD_TIMEOUT_S = 3600.0
+#: How long a dry run (the cost gate's estimate) may take.
+ESTIMATE_TIMEOUT_S = 600.0
 
 
-def check_max_cost(value: Any) -> None:
-    """The one rule for a cost budget, for adapters that check it when a step is defined: a dollar amount
-    >= 0 (0 allows only free jobs), or None for no gate.
+# ---- start: reattach, or cost-gate and submit once --------------------------------------------------
 
-    Example:
-        >>> check_max_cost(0)
+def submit_op(
+    policy: RetryPolicy,
+    request: BatchJobRequest,
+    idempotency_key: str | None,
+    reattach: bool = True,
+    *,
+    poll: PollPolicy | None = None,
+    max_cost_usd: float | None = None,
+    estimate_cost: bool = False,
+    scope: str | None = None,
+) -> Op[Submission]:
+    """Submit once, or reattach to the job an earlier try submitted under the same key.
+
+    A QUEUED/STARTING/RUNNING/SUCCEEDED job with the key is reattached to; none, or only FAILED or
+    CANCELLED ones, means submit. Only a job about to be submitted is dry-run first, when
+    ``max_cost_usd`` is set (``CostLimitExceededError`` above it, before anything billed) or
+    ``estimate_cost`` asks for the estimate: a reattaching retry was gated when its job was submitted.
+    The submit itself is never retried: when its response is lost (5xx/524 or a dropped connection
+    after sending), the key is looked up again; if no new job shows up, ``SubmitOutcomeUnknownError``
+    is raised and nothing is resubmitted. A fresh submit then closes the same-key race (``close_race``);
+    with ``scope``, live jobs of the same step under another key (its inputs changed) are cancelled.
     """
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0):
-        raise InputValidationError(
-            "max_cost_usd", f"must be a dollar amount >= 0 (e.g. 5.0), got {value!r}; None disables the gate")
+    check_max_cost(max_cost_usd)
+    payload = request.payload(idempotency_key, scope)  # validates before any request
+    known: set[str] = set()
+    if idempotency_key and reattach:
+        for job in (yield from ops.jobs_with_key(policy, idempotency_key)):
+            if job.status.is_reattachable:
+                log.info("reattaching to job %s (%s) for key %s: nothing submitted", job.job_id, job.status.value,
+                         idempotency_key)
+                return Submission(job_id=job.job_id, reattached=True, status=job.status,
+                                  idempotency_key=idempotency_key)
+            known.add(job.job_id)
+    estimate: float | None = None
+    if max_cost_usd is not None or estimate_cost:
+        estimate = yield from estimate_op(policy, poll or PollPolicy(), request)
+        if max_cost_usd is not None and estimate > max_cost_usd:
+            raise CostLimitExceededError(estimate, max_cost_usd)
+    if scope and idempotency_key:
+        for old in (yield from live_jobs_of_scope(policy, scope, idempotency_key)):
+            yield from ops.cancel_quietly(policy, old.job_id, "the step's inputs changed (a new job replaces it)")
+    try:
+        job_id, deduped = yield from ops.send(policy, protocol.submit_call(payload))
+    except SutroConnectionError as exc:
+        if isinstance(exc.__cause__, ops.NOT_SENT):
+            raise
+        lost: Exception = exc
+    except ServerError as exc:
+        lost = exc
+    else:
+        if deduped:
+            log.info("the server answered with job %s, which already carries key %s: reattached", job_id,
+                     idempotency_key)
+            return Submission(job_id=job_id, reattached=True, status=JobStatus.QUEUED,
+                              idempotency_key=idempotency_key)
+        if request.dry_run:
+            log.info("dry run %s submitted to estimate the cost of %s rows on %s", job_id, request.num_rows,
+                     request.model)
+        else:
+            log.info("submitted job %s (%s, %s rows)", job_id, request.model, request.num_rows)
+        if idempotency_key and reattach:
+            kept = yield from close_race(policy, idempotency_key, job_id)
+            if kept != job_id:
+                log.info("a concurrent try submitted job %s first; reattaching to it", kept)
+                return Submission(job_id=kept, reattached=True, status=JobStatus.QUEUED,
+                                  idempotency_key=idempotency_key)
+        return Submission(job_id=job_id, reattached=False, status=JobStatus.QUEUED, idempotency_key=idempotency_key,
+                          cost_estimate=estimate)
+    if not idempotency_key:
+        raise SubmitOutcomeUnknownError(
+            f"the submit's response was lost ({lost}); a job may have been created. "
+            "Check list_jobs() before submitting again (pass idempotency_key= to recover automatically)",
+            idempotency_key=None,
+        ) from lost
+    log.warning("submit response lost (%s); looking the job up by idempotency key %s", lost, idempotency_key)
+    for attempt in range(1, 6):  # about 15 s with the default policy
+        yield Sleep(policy.delay(attempt, jitter=False))
+        try:
+            matches = yield from ops.jobs_with_key(policy, idempotency_key)
+        except (SutroConnectionError, ServerError):
+            continue
+        fresh = [j for j in matches if j.job_id not in known]
+        if fresh:
+            log.info("recovered job %s from a lost submit response", fresh[0].job_id)
+            return Submission(job_id=fresh[0].job_id, reattached=True, status=fresh[0].status,
+                              idempotency_key=idempotency_key, cost_estimate=estimate)
+    raise SubmitOutcomeUnknownError(
+        f"the submit's response was lost ({lost}) and no job with idempotency key {idempotency_key} appeared; "
+        "nothing was resubmitted. Retry the step: it looks the key up again before submitting",
+        idempotency_key=idempotency_key,
+    ) from lost
 
 
-def _read_table(data: Any) -> Any:
-    """A .csv/.parquet path read once, so the rows sent and the rows carried are the same."""
-    if isinstance(data, (str, os.PathLike)) and not is_url(str(data)):
-        suffix = Path(str(data)).suffix.lower()
-        if suffix in (".csv", ".parquet"):
-            path = Path(data)
-            if not path.exists():
-                raise InputValidationError("data", f"file {path} does not exist")
-            return pl.read_parquet(path) if suffix == ".parquet" else pl.read_csv(path, infer_schema_length=10_000)
-    return data
+def estimate_op(policy: RetryPolicy, poll: PollPolicy, request: BatchJobRequest,
+                timeout: float = ESTIMATE_TIMEOUT_S) -> Op[float]:
+    """Run the request as a dry run and return its cost estimate in dollars (nothing is billed)."""
+    submission = yield from submit_op(policy, request.as_dry_run(), None)
+    job = yield from ops.poll_until_done(policy, poll, submission.job_id, timeout=timeout)
+    if job.cost_estimate is None:
+        raise SutroAPIError(200, f"dry run {job.job_id} finished without a cost_estimate")
+    estimate = float(job.cost_estimate)
+    log.info("dry run %s: cost estimate $%.6g", job.job_id, estimate)
+    return estimate
 
 
-def carry_frame(data: Any, carry_columns: Sequence[str] | None) -> pl.DataFrame | None:
-    """The input columns a job's artifact carries (all of a DataFrame's by default; none for other inputs).
+def close_race(policy: RetryPolicy, key: str, job_id: str) -> Op[str]:
+    """After a submit under ``key``: keep the earliest live job with that key, cancel later duplicates.
 
-    Raises ``InputValidationError`` naming ``carry_columns`` before anything is submitted.
-
-    Example:
-        >>> carry_frame(pl.DataFrame({"id": [1], "text": ["a"]}), ["id"]).columns
-        ['id']
+    Two tries that submitted at the same moment both see both jobs and agree on the earliest; the later
+    one cancels its own job and reattaches. Residual window: a listing that does not show a job created
+    a moment ago (an eventually consistent list) lets both survive; sutro-local closes it server-side.
     """
-    if isinstance(data, pl.DataFrame) or (_is_pandas(data) and hasattr(data, "columns")):
-        frame = to_polars(data)
-        cols = list(frame.columns) if carry_columns is None else list(carry_columns)
-        missing = [c for c in cols if c not in frame.columns]
-        if missing:
-            raise InputValidationError(
-                "carry_columns", f"columns {missing} are not in the data; available: {frame.columns}")
-        return frame.select(cols) if cols else None
-    if carry_columns:
-        raise InputValidationError(
-            "carry_columns", "only DataFrame (or .csv/.parquet file) inputs have columns to carry; "
-            "URL inputs carry their ids with id_column=")
-    return None
+    live = [j for j in (yield from ops.jobs_with_key(policy, key)) if j.status.is_reattachable]
+    if not live:
+        return job_id
+    keep = min(live, key=ops.created_order)
+    for dup in live:
+        if dup.job_id != keep.job_id:
+            yield from ops.cancel_quietly(policy, dup.job_id, f"it duplicates job {keep.job_id} (same idempotency key)")
+    return keep.job_id
 
 
-@dataclass(frozen=True)
-class JobSpec:
-    """What to run, and where its results go. Build with ``for_inference`` / ``for_function``.
-
-    ``carry`` holds the input columns copied into the artifact (row-aligned; not part of the fingerprint).
-
-    Example:
-        >>> spec = JobSpec.for_function("ticket-triage", tickets_df, columns=["text"], carry_columns=["id"],
-        ...                             output_uri="s3://bucket/triage.parquet", max_cost_usd=5)  # doctest: +SKIP
-    """
-
-    request: BatchJobRequest
-    carry: pl.DataFrame | None = field(default=None, compare=False, repr=False)
-    output_column: str = "inference_result"
-    max_cost_usd: float | None = None
-    estimate_cost: bool = False   # dry-run (and report) the cost even without a limit
-    output_uri: str | None = None
-    output_format: str = "parquet"
-    include_inputs: bool = False
-    timeout: float | None = DEFAULT_TIMEOUT_S
-    poll: PollPolicy | None = None
-    cancel_on_timeout: bool = True
-    cancel_on_interrupt: bool = True
-
-    def __post_init__(self) -> None:
-        check_max_cost(self.max_cost_usd)
-        if self.timeout is not None and (isinstance(self.timeout, bool) or not self.timeout > 0):
-            raise InputValidationError("timeout", f"must be a positive number of seconds or None, got {self.timeout!r}")
-        if self.output_format not in RESULT_FORMATS:
-            raise InputValidationError("output_format", f"{self.output_format!r} is not one of {RESULT_FORMATS}")
-        if not isinstance(self.output_column, str) or not self.output_column:
-            raise InputValidationError("output_column", "give a column name such as 'inference_result'")
-        if self.carry is not None and self.request.num_rows is not None and self.carry.height != self.request.num_rows:
-            raise InputValidationError(
-                "carry", f"{self.carry.height} carried rows for {self.request.num_rows} input rows; they must match")
-
-    @classmethod
-    def for_inference(
-        cls,
-        data: Any,
-        model: str,
-        *,
-        column: str | Sequence[str] | None = None,
-        id_column: str | None = None,
-        carry_columns: Sequence[str] | None = None,
-        job_priority: int = 0,
-        output_schema: Any = None,
-        system_prompt: str | None = None,
-        sampling_params: dict[str, Any] | None = None,
-        random_seed_per_input: bool = False,
-        truncate_rows: bool = True,
-        name: str | None = None,
-        description: str | None = None,
-        **settings: Any,
-    ) -> "JobSpec":
-        """A batch inference job. ``settings``: the other ``JobSpec`` fields (``output_uri``, ``max_cost_usd``,
-        ``timeout``, ``poll``, ``output_column``, ...). ``carry_columns`` None carries every column of a
-        DataFrame input; ``[]`` carries none.
-
-        Example:
-            >>> JobSpec.for_inference(df, "qwen-3-4b", column="body", output_uri="out/s.parquet").request.num_rows
-        """
-        data = _read_table(data)
-        request = BatchJobRequest.for_inference(
-            data, model, column=column, id_column=id_column, job_priority=job_priority, output_schema=output_schema,
-            system_prompt=system_prompt, sampling_params=sampling_params, random_seed_per_input=random_seed_per_input,
-            truncate_rows=truncate_rows, name=name, description=description,
-        )
-        return cls(request=request, carry=carry_frame(data, carry_columns), **settings)
-
-    @classmethod
-    def for_function(
-        cls,
-        function_name: str,
-        data: Any,
-        *,
-        columns: Sequence[str] | None = None,
-        carry_columns: Sequence[str] | None = None,
-        job_priority: int = 0,
-        name: str | None = None,
-        description: str | None = None,
-        **settings: Any,
-    ) -> "JobSpec":
-        """A batch Function job: each row's ``columns`` (default: all) are the Function's inputs.
-
-        Example:
-            >>> JobSpec.for_function("ticket-triage", [{"text": "I was charged twice"}]).request.is_function
-            True
-        """
-        data = _read_table(data)
-        request = BatchJobRequest.for_function(function_name, data, columns=columns, job_priority=job_priority,
-                                               name=name, description=description)
-        return cls(request=request, carry=carry_frame(data, carry_columns), **settings)
-
-    @property
-    def fingerprint(self) -> str:
-        """What the job computes (the request's fingerprint); carried columns and outputs are left out."""
-        return self.request.fingerprint
-
-    def with_(self, **changes: Any) -> "JobSpec":
-        """A copy with some fields changed (validated again).
-
-        Example:
-            >>> spec.with_(output_uri="/tmp/out.parquet", timeout=600)  # doctest: +SKIP
-        """
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form (rows included; the carried columns keep their dtypes).
-
-        Example:
-            >>> JobSpec.from_dict(spec.to_dict()).fingerprint == spec.fingerprint  # doctest: +SKIP
-            True
-        """
-        request = dataclasses.asdict(self.request)
-        return {
-            "request": request,
-            "carry": None if self.carry is None else self.carry.serialize(format="json"),
-            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("request", "carry", "poll")},
-            "poll": None if self.poll is None else self.poll.to_dict(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "JobSpec":
-        """The spec ``to_dict`` wrote."""
-        body = dict(data)
-        request = dict(body.pop("request"))
-        request["inputs"] = NormalisedInputs(**request["inputs"])
-        carry = body.pop("carry", None)
-        poll = body.pop("poll", None)
-        return cls(
-            request=BatchJobRequest(**request),
-            carry=None if carry is None else pl.DataFrame.deserialize(io.StringIO(carry), format="json"),
-            poll=None if poll is None else PollPolicy(**poll),
-            **body,
-        )
+def live_jobs_of_scope(policy: RetryPolicy, scope: str, other_than_key: str) -> Op[list[Job]]:
+    """Live (not terminal) jobs of a step ``scope`` submitted under another key: an earlier try's job whose
+    inputs have changed since."""
+    jobs = yield from ops.send(policy, protocol.list_jobs_call())
+    return [j for j in jobs if scope_in_description(j.description) == scope and not j.is_terminal
+            and key_in_description(j.description) != other_than_key]
 
 
-class JobHandle(BaseModel):
-    """A started job, as an orchestrator records it. ``to_dict()`` is JSON-safe and versioned.
+class LifecycleClient(Protocol):
+    """What the lifecycle needs of a client (``SutroClient`` and ``AsyncSutroClient`` both are one)."""
 
-    Example:
-        >>> handle = client.start(spec, scope=("airflow", "dag", "task", "run-1", -1))   # doctest: +SKIP
-        >>> JobHandle.from_dict(handle.to_dict()).job_id == handle.job_id                 # doctest: +SKIP
-        True
-    """
-
-    version: int = HANDLE_VERSION
-    job_id: str
-    idempotency_key: str | None = None
-    scope: str | None = None
+    retry: RetryPolicy
+    poll: PollPolicy
     api_url: str
-    url: str
-    reattached: bool = False
-    status: str = JobStatus.QUEUED.value
-    started_at: float
-    deadline: float | None = None
-    poll: dict[str, Any] | None = None
-    cost_estimate: float | None = None
-    model: str | None = None
-    is_function: bool = False
-    json_schema: dict[str, Any] | None = None
-    output_column: str = "inference_result"
-    output_uri: str | None = None
-    output_format: str = "parquet"
-    include_inputs: bool = False
-    cancel_on_timeout: bool = True
-    cancel_on_interrupt: bool = True
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON values."""
-        return self.model_dump(mode="json")
-
-    def to_json(self) -> str:
-        """The handle as a JSON string."""
-        return self.model_dump_json()
-
-    @classmethod
-    def from_dict(cls, data: "dict[str, Any] | JobHandle") -> "JobHandle":
-        """A handle from ``to_dict`` (or a handle, returned as is); refuses a newer version it cannot read."""
-        if isinstance(data, JobHandle):
-            return data
-        if not isinstance(data, dict) or "job_id" not in data:
-            raise InputValidationError("handle", f"expected a JobHandle dict with a job_id, got {type(data).__name__}")
-        version = data.get("version", HANDLE_VERSION)
-        if not isinstance(version, int) or version > HANDLE_VERSION:
-            raise InputValidationError(
-                "handle", f"version {version!r} was written by a newer sutro_core (this one reads {HANDLE_VERSION}); "
-                "upgrade sutro-pipelines where the job is waited for")
-        return cls.model_validate(data)
-
-    @classmethod
-    def from_json(cls, text: str) -> "JobHandle":
-        """A handle from ``to_json``."""
-        import json
-
-        return cls.from_dict(json.loads(text))
-
-    def poll_policy(self) -> PollPolicy | None:
-        """The poll policy the spec asked for (None: the client's)."""
-        return None if self.poll is None else PollPolicy(**self.poll)
-
-    def seconds_left(self) -> float | None:
-        """Seconds before the deadline (None without one; negative once past)."""
-        return None if self.deadline is None else self.deadline - time.time()
+    def job_url(self, job_id: str) -> str: ...
 
 
-@dataclass(frozen=True)
-class JobOutcome:
-    """What ``run`` returns: the handle, the SUCCEEDED job and the artifact's manifest."""
-
-    handle: JobHandle
-    job: Job
-    manifest: ResultsManifest
-
-
-def step_key(spec: JobSpec, scope: Sequence[Any] | None, idempotency_key: str | None) -> tuple[str, str | None]:
-    """The idempotency key (and scope id) of a step: from its scope plus the spec's fingerprint, or given."""
-    if scope is not None and (isinstance(scope, (str, bytes)) or not isinstance(scope, Sequence) or not scope):
-        raise InputValidationError("scope", "give the step's identity as a tuple, e.g. ('airflow', dag_id, task_id, run_id)")
-    sid = make_scope_id(*scope) if scope else None
-    if idempotency_key:
-        return idempotency_key, sid
-    if scope:
-        return make_key(*scope, fingerprint=spec.fingerprint), sid
-    raise InputValidationError(
-        "scope", "give scope=(...) (what stays the same across retries of this step) or idempotency_key=: "
-        "without a key a retried step could not find its job and would pay for it twice")
-
-
-def start_op(retry: RetryPolicy, poll: PollPolicy, api_url: str, job_url: Callable[[str], str], spec: JobSpec,
-             key: str, scope: str | None) -> Op[JobHandle]:
+def start_op(client: LifecycleClient, spec: JobSpec, scope: Sequence[Any] | None,
+             idempotency_key: str | None) -> Op[JobHandle]:
     """Find/reattach, cost-gate, submit once, close the race, cancel a superseded job -> the handle."""
-    sub = yield from ops.submit_job(retry, spec.request, key, poll=poll, max_cost_usd=spec.max_cost_usd,
-                                    estimate_cost=spec.estimate_cost, scope=scope)
+    key, sid = step_key(spec, scope, idempotency_key)
+    return (yield from _start_op(client, spec, key, sid))
+
+
+def _start_op(client: LifecycleClient, spec: JobSpec, key: str, scope: str | None) -> Op[JobHandle]:
+    sub = yield from submit_op(client.retry, spec.request, key, poll=client.poll, max_cost_usd=spec.max_cost_usd,
+                               estimate_cost=spec.estimate_cost, scope=scope)
     now = time.time()
     return JobHandle(
-        job_id=sub.job_id, idempotency_key=key, scope=scope, api_url=api_url, url=job_url(sub.job_id),
+        job_id=sub.job_id, idempotency_key=key, scope=scope, api_url=client.api_url, url=client.job_url(sub.job_id),
         reattached=sub.reattached, status=sub.status.value, started_at=now,
         deadline=None if spec.timeout is None else now + spec.timeout,
         poll=None if spec.poll is None else spec.poll.to_dict(), cost_estimate=sub.cost_estimate,
-        model=spec.request.model, is_function=spec.request.is_function, json_schema=spec.request.json_schema,
-        output_column=spec.output_column, output_uri=spec.output_uri, output_format=spec.output_format,
-        include_inputs=spec.include_inputs, cancel_on_timeout=spec.cancel_on_timeout,
-        cancel_on_interrupt=spec.cancel_on_interrupt,
+        model=spec.request.model, is_function=spec.request.is_function, output=spec.output,
+        cancel_on_timeout=spec.cancel_on_timeout, cancel_on_interrupt=spec.cancel_on_interrupt,
     )
 
 
-def wait_op(retry: RetryPolicy, poll: PollPolicy, handle: JobHandle,
+# ---- wait, finish, cancel -----------------------------------------------------------------------------
+
+def wait_op(client: LifecycleClient, handle: JobHandle | dict[str, Any],
             on_status: Callable[[JobStatus], None] | None) -> Op[Job]:
     """Wait until SUCCEEDED within the handle's deadline; at the deadline cancel (unless opted out) and raise."""
+    handle = JobHandle.from_dict(handle)
+    retry, poll = client.retry, client.poll
     try:
-        return (yield from ops.wait_for_job(retry, handle.poll_policy() or poll, handle.job_id, timeout=None,
+        return (yield from ops.poll_until_done(retry, handle.poll_policy() or poll, handle.job_id, timeout=None,
                                             deadline=handle.deadline, on_status=on_status))
     except JobTimeoutError as exc:
         if not handle.cancel_on_timeout:
@@ -366,32 +247,40 @@ def _shape_in_place(path: Path, carry: pl.DataFrame | None, handle: JobHandle, j
 
     out = path.with_suffix(".shaped.part")
     try:
-        shape_file(path, out, carry=carry, output_column=handle.output_column, json_schema=handle.json_schema,
-                   metadata=job_metadata(job))
+        shape_file(path, out, carry=carry, output_column=handle.output.column,
+                   json_schema=handle.output.json_schema, metadata=job_metadata(job))
         os.replace(out, path)
     finally:
         out.unlink(missing_ok=True)
 
 
-def finish_op(retry: RetryPolicy, handle: JobHandle, carry: pl.DataFrame | None, destination: Any,
+def finish_op(client: LifecycleClient, handle: JobHandle | dict[str, Any], carry: Any, destination: Any,
               storage_options: dict[str, Any] | None, timeout: float | None) -> Op[ResultsManifest]:
-    """Download the SUCCEEDED job's results once and write the one results shape, atomically."""
-    dest = destination if destination is not None else handle.output_uri
+    """Download the SUCCEEDED job's results once and write the one results shape (with ``carry``'s
+    columns, row-aligned), atomically."""
+    handle = JobHandle.from_dict(handle)
+    if carry is not None and not isinstance(carry, pl.DataFrame):
+        carry = carry_frame(carry, None)
+    dest = destination if destination is not None else handle.output.uri
     if dest is None:
         raise InputValidationError("output_uri", "say where the results go: JobSpec(output_uri=...) or destination=")
-    fmt = handle.output_format
+    fmt = handle.output.format
     target = prepare_target(dest, fmt, storage_options)
-    job = yield from ops.download(retry, handle.job_id, target, timeout, result_format=fmt,
-                                  include_inputs=handle.include_inputs)
+    job = yield from ops.download(client.retry, handle.job_id, target, timeout, result_format=fmt,
+                                  include_inputs=handle.output.include_inputs)
     transform = (lambda path: _shape_in_place(path, carry, handle, job)) if fmt == "parquet" else None
     return (yield Blocking(lambda: finalize(target, job, fmt, transform)))
 
 
-def cancel_op(retry: RetryPolicy, job_id: str | None, key: str | None, reason: str) -> Op[bool]:
-    """Cancel a job (or, with only a key, every live job carrying it: an interrupt mid-submit), within
-    ``CANCEL_TIMEOUT_S``; skips terminal jobs; never raises a ``SutroError``."""
-    from .errors import SutroError
+def cancel_op(client: LifecycleClient, target: JobHandle | dict[str, Any] | str, reason: str) -> Op[bool]:
+    """Cancel the job of a handle (or a job id) unless it is terminal, within ``CANCEL_TIMEOUT_S``; never
+    raises a ``SutroError``."""
+    job_id = target if isinstance(target, str) else JobHandle.from_dict(target).job_id
+    return (yield from _cancel_op(client.retry, job_id, None, reason))
 
+
+def _cancel_op(retry: RetryPolicy, job_id: str | None, key: str | None, reason: str) -> Op[bool]:
+    """Cancel a job (or, with only a key, every live job carrying it: an interrupt mid-submit)."""
     deadline = time.time() + CANCEL_TIMEOUT_S
     try:
         if job_id is None:
@@ -402,10 +291,44 @@ def cancel_op(retry: RetryPolicy, job_id: str | None, key: str | None, reason: s
             status = yield from ops.send(retry, protocol.get_job_status_call(job_id), deadline)
             targets = [] if status.is_terminal else [job_id]
     except (SutroError, DeadlineReached) as exc:
-        ops.log.warning("could not look up job %s to cancel it (%s); it may still be running: %s",
-                        job_id or f"with key {key}", reason, exc)
+        log.warning("could not look up job %s to cancel it (%s); it may still be running: %s",
+                    job_id or f"with key {key}", reason, exc)
         return False
     accepted = False
     for target in targets:
         accepted = (yield from ops.cancel_quietly(retry, target, reason, deadline)) or accepted
     return accepted
+
+
+# ---- the whole step ---------------------------------------------------------------------------------
+
+def interrupted(exc: BaseException, spec: JobSpec | JobHandle) -> bool:
+    """Whether ``exc`` is an interruption that cancels the job: a kill, a termination or a task
+    cancellation (any BaseException that is not an Exception), unless ``cancel_on_interrupt`` is off.
+    Ordinary errors never cancel: the retry reattaches."""
+    return not isinstance(exc, Exception) and spec.cancel_on_interrupt
+
+
+def step_op(client: LifecycleClient, spec: JobSpec, scope: Sequence[Any] | None, idempotency_key: str | None,
+            on_status: Callable[[JobStatus], None] | None, destination: Any,
+            storage_options: dict[str, Any] | None) -> Op[JobOutcome]:
+    """The whole step: start, ``Started(handle)`` (the driver hands the handle to the orchestrator, which
+    records it), wait, finish. An interruption anywhere, the orchestrator's own included (the driver throws
+    it in at ``Started``), cancels the job unless ``spec.cancel_on_interrupt`` is False, then re-raises;
+    ordinary errors and a generator closed unfinished cancel nothing."""
+    key, sid = step_key(spec, scope, idempotency_key)
+    handle: JobHandle | None = None
+    try:
+        handle = yield from _start_op(client, spec, key, sid)
+        yield Started(handle)
+        job = yield from wait_op(client, handle, on_status)
+        manifest = yield from finish_op(client, handle, spec.carry, destination, storage_options,
+                                        DEFAULT_DOWNLOAD_TIMEOUT_S)
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        if interrupted(exc, spec):
+            yield from _cancel_op(client.retry, None if handle is None else handle.job_id, key,
+                                  "the step was interrupted")
+        raise
+    return JobOutcome(handle=handle, job=job, manifest=manifest)

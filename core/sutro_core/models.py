@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .errors import ended_error
+
 
 class JobStatus(str, enum.Enum):
     """A job's lifecycle state, as the service names it."""
@@ -138,6 +140,16 @@ class Job(_WireMapping, BaseModel):
     def is_terminal(self) -> bool:
         """True once the job can no longer change."""
         return self.status.is_terminal
+
+    def raise_if_ended(self) -> None:
+        """Raise ``JobFailedError`` / ``JobCancelledError`` when the job ended FAILED / CANCELLED.
+
+        Example:
+            >>> Job(job_id="job-1", status="RUNNING").raise_if_ended()
+        """
+        error = ended_error(self.job_id, self.status.value, self.failure_reason)
+        if error is not None:
+            raise error
 
     @property
     def duration_seconds(self) -> float | None:

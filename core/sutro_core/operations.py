@@ -1,4 +1,5 @@
-"""Every multi-step client operation, written once as a generator and driven by both clients.
+"""The wire operations (send with retries, reads, wait, download, cancel), each written once as a generator
+and driven by both clients; the job lifecycle built on them is in ``lifecycle``.
 
 An operation yields *effects* (``Call``: send one HTTP request; ``Sleep``; ``Blocking``: run a
 function that touches disk; ``Lines``: read an NDJSON stream) and receives their results. The sync
@@ -22,24 +23,11 @@ from typing import Any, TypeVar
 import httpx
 
 from . import protocol
-from .errors import (
-    CostLimitExceededError,
-    InputValidationError,
-    JobCancelledError,
-    JobFailedError,
-    JobNotSucceededError,
-    JobTimeoutError,
-    RateLimitError,
-    ServerError,
-    SubmitOutcomeUnknownError,
-    SutroAPIError,
-    SutroConnectionError,
-)
 from .config import redact
-from .idempotency import key_in_description, scope_in_description
-from .models import Job, JobStatus, Submission
+from .errors import JobNotSucceededError, JobTimeoutError, RateLimitError, ServerError, SutroAPIError, SutroConnectionError
+from .idempotency import key_in_description
+from .models import Job, JobStatus
 from .protocol import Call
-from .request import BatchJobRequest
 from .retrying import Deadline, DeadlineReached, PollPolicy, RetryPolicy
 
 log = logging.getLogger("sutro_core")
@@ -68,6 +56,14 @@ class Blocking:
 
 
 @dataclass(frozen=True)
+class Started:
+    """Effect: a step's job started; the driver hands ``handle`` to the orchestrator (to record it) and throws
+    back in whatever the orchestrator raised meanwhile (see ``lifecycle.step_op``)."""
+
+    handle: Any
+
+
+@dataclass(frozen=True)
 class Lines:
     """Effect: stream an NDJSON response, handing each parsed line to ``on_line``."""
 
@@ -75,11 +71,11 @@ class Lines:
     on_line: Callable[[dict[str, Any]], None]
 
 
-Effect = Call[Any] | Sleep | Blocking | Lines
+Effect = Call[Any] | Sleep | Blocking | Lines | Started
 Op = Generator[Effect, Any, T]
 
 # Transport failures where a request certainly never reached the server.
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def send(policy: RetryPolicy, call: Call[T], deadline: float | None = None) -> Op[T]:
@@ -133,7 +129,7 @@ def get_job(policy: RetryPolicy, job_id: str) -> Op[Job]:
     return (yield from send(policy, protocol.get_job_call(job_id)))
 
 
-def _created_order(job: Job) -> tuple[float, str]:
+def created_order(job: Job) -> tuple[float, str]:
     # Oldest first; the job id breaks ties so racing clients all pick the same job.
     return (job.created_at.timestamp() if job.created_at else float("inf"), job.job_id)
 
@@ -142,15 +138,7 @@ def jobs_with_key(policy: RetryPolicy, key: str, deadline: float | None = None) 
     """Jobs whose description carries idempotency ``key``, newest first."""
     jobs = yield from send(policy, protocol.list_jobs_call(idempotency_key=key), deadline)
     matches = [j for j in jobs if key_in_description(j.description) == key]
-    return sorted(matches, key=_created_order, reverse=True)
-
-
-def live_jobs_of_scope(policy: RetryPolicy, scope: str, other_than_key: str) -> Op[list[Job]]:
-    """Live (not terminal) jobs of a step ``scope`` submitted under another key: an earlier try's job whose
-    inputs have changed since."""
-    jobs = yield from send(policy, protocol.list_jobs_call())
-    return [j for j in jobs if scope_in_description(j.description) == scope and not j.is_terminal
-            and key_in_description(j.description) != other_than_key]
+    return sorted(matches, key=created_order, reverse=True)
 
 
 def cancel_quietly(policy: RetryPolicy, job_id: str, why: str, deadline: float | None = None) -> Op[bool]:
@@ -164,124 +152,10 @@ def cancel_quietly(policy: RetryPolicy, job_id: str, why: str, deadline: float |
     return True
 
 
-def close_race(policy: RetryPolicy, key: str, job_id: str) -> Op[str]:
-    """After a submit under ``key``: keep the earliest live job with that key, cancel later duplicates.
-
-    Two tries that submitted at the same moment both see both jobs and agree on the earliest; the later
-    one cancels its own job and reattaches. Residual window: a listing that does not show a job created
-    a moment ago (an eventually consistent list) lets both survive; sutro-local closes it server-side.
-    """
-    live = [j for j in (yield from jobs_with_key(policy, key)) if j.status.is_reattachable]
-    if not live:
-        return job_id
-    keep = min(live, key=_created_order)
-    for dup in live:
-        if dup.job_id != keep.job_id:
-            yield from cancel_quietly(policy, dup.job_id, f"it duplicates job {keep.job_id} (same idempotency key)")
-    return keep.job_id
-
-
 def find_job(policy: RetryPolicy, key: str) -> Op[Job | None]:
     """The newest job carrying idempotency ``key``, or None."""
     matches = yield from jobs_with_key(policy, key)
     return matches[0] if matches else None
-
-
-def submit_job(
-    policy: RetryPolicy,
-    request: BatchJobRequest,
-    idempotency_key: str | None,
-    reattach: bool = True,
-    *,
-    poll: PollPolicy | None = None,
-    max_cost_usd: float | None = None,
-    estimate_cost: bool = False,
-    scope: str | None = None,
-) -> Op[Submission]:
-    """Submit once, or reattach to the job an earlier try submitted under the same key.
-
-    A QUEUED/STARTING/RUNNING/SUCCEEDED job with the key is reattached to; none, or only FAILED or
-    CANCELLED ones, means submit. Only a job about to be submitted is dry-run first, when
-    ``max_cost_usd`` is set (``CostLimitExceededError`` above it, before anything billed) or
-    ``estimate_cost`` asks for the estimate: a reattaching retry was gated when its job was submitted.
-    The submit itself is never retried: when its response is lost (5xx/524 or a dropped connection
-    after sending), the key is looked up again; if no new job shows up, ``SubmitOutcomeUnknownError``
-    is raised and nothing is resubmitted. A fresh submit then closes the same-key race (``close_race``);
-    with ``scope``, live jobs of the same step under another key (its inputs changed) are cancelled.
-    """
-    if max_cost_usd is not None and (isinstance(max_cost_usd, bool) or not max_cost_usd >= 0):
-        raise InputValidationError("max_cost_usd", f"must be a dollar amount >= 0 (e.g. 5.0), got {max_cost_usd!r}; None disables the gate")
-    payload = request.payload(idempotency_key, scope)  # validates before any request
-    known: set[str] = set()
-    if idempotency_key and reattach:
-        for job in (yield from jobs_with_key(policy, idempotency_key)):
-            if job.status.is_reattachable:
-                log.info("reattaching to job %s (%s) for key %s", job.job_id, job.status.value, idempotency_key)
-                return Submission(job_id=job.job_id, reattached=True, status=job.status,
-                                  idempotency_key=idempotency_key)
-            known.add(job.job_id)
-    estimate: float | None = None
-    if max_cost_usd is not None or estimate_cost:
-        estimate = yield from estimate_cost_op(policy, poll or PollPolicy(), request)
-        if max_cost_usd is not None and estimate > max_cost_usd:
-            raise CostLimitExceededError(estimate, max_cost_usd)
-        log.info("cost estimate $%.6g%s", estimate, f" (limit ${max_cost_usd:.6g})" if max_cost_usd is not None else "")
-    if scope and idempotency_key:
-        for old in (yield from live_jobs_of_scope(policy, scope, idempotency_key)):
-            yield from cancel_quietly(policy, old.job_id, "the step's inputs changed (a new job replaces it)")
-    try:
-        job_id, deduped = yield from send(policy, protocol.submit_call(payload))
-    except SutroConnectionError as exc:
-        if isinstance(exc.__cause__, _NOT_SENT):
-            raise
-        lost: Exception = exc
-    except ServerError as exc:
-        lost = exc
-    else:
-        if deduped:
-            log.info("the server answered with job %s, which already carries key %s", job_id, idempotency_key)
-            return Submission(job_id=job_id, reattached=True, status=JobStatus.QUEUED,
-                              idempotency_key=idempotency_key)
-        log.info("submitted job %s (%s, %s rows)", job_id, request.model, request.num_rows)
-        if idempotency_key and reattach:
-            kept = yield from close_race(policy, idempotency_key, job_id)
-            if kept != job_id:
-                log.info("a concurrent try submitted job %s first; reattaching to it", kept)
-                return Submission(job_id=kept, reattached=True, status=JobStatus.QUEUED,
-                                  idempotency_key=idempotency_key)
-        return Submission(job_id=job_id, reattached=False, status=JobStatus.QUEUED, idempotency_key=idempotency_key,
-                          cost_estimate=estimate)
-    if not idempotency_key:
-        raise SubmitOutcomeUnknownError(
-            f"the submit's response was lost ({lost}); a job may have been created. "
-            "Check list_jobs() before submitting again (pass idempotency_key= to recover automatically)",
-            idempotency_key=None,
-        ) from lost
-    log.warning("submit response lost (%s); looking the job up by idempotency key %s", lost, idempotency_key)
-    for attempt in range(1, 6):  # about 15 s with the default policy
-        yield Sleep(policy.delay(attempt, jitter=False))
-        try:
-            matches = yield from jobs_with_key(policy, idempotency_key)
-        except (SutroConnectionError, ServerError):
-            continue
-        fresh = [j for j in matches if j.job_id not in known]
-        if fresh:
-            log.info("recovered job %s from a lost submit response", fresh[0].job_id)
-            return Submission(job_id=fresh[0].job_id, reattached=True, status=fresh[0].status,
-                              idempotency_key=idempotency_key, cost_estimate=estimate)
-    raise SubmitOutcomeUnknownError(
-        f"the submit's response was lost ({lost}) and no job with idempotency key {idempotency_key} appeared; "
-        "nothing was resubmitted. Retry the step: it looks the key up again before submitting",
-        idempotency_key=idempotency_key,
-    ) from lost
-
-
-def raise_for_terminal(job: Job) -> None:
-    """Raise the matching error for a FAILED or CANCELLED job."""
-    if job.status is JobStatus.FAILED:
-        raise JobFailedError(job.job_id, job.failure_reason)
-    if job.status is JobStatus.CANCELLED:
-        raise JobCancelledError(job.job_id)
 
 
 #: How old, as a fraction of the pause before it, a wait's batched status may be: 0.2 of a 30 s pause is 6 s,
@@ -292,7 +166,7 @@ BATCHED_STATUS_AGE = 0.2
 WAKE_SLACK = 0.02
 
 
-def wait_for_job(
+def poll_until_done(
     policy: RetryPolicy,
     poll: PollPolicy,
     job_id: str,
@@ -341,7 +215,7 @@ def wait_for_job(
                 job = yield from send(policy, protocol.get_job_call(job_id), limit.at)
             except DeadlineReached as exc:
                 raise JobTimeoutError(job_id, status.value, limit.elapsed()) from exc
-            raise_for_terminal(job)
+            job.raise_if_ended()
             return job
         remaining = limit.remaining()
         if remaining <= 0:
@@ -354,7 +228,7 @@ def wait_for_job(
 def succeeded_job(policy: RetryPolicy, job_id: str, deadline: float | None = None) -> Op[Job]:
     """The job, checked to be SUCCEEDED before results are asked for."""
     job = yield from send(policy, protocol.get_job_call(job_id), deadline)
-    raise_for_terminal(job)
+    job.raise_if_ended()
     if job.status is not JobStatus.SUCCEEDED:
         raise JobNotSucceededError(job_id, job.status.value)
     return job
@@ -381,12 +255,3 @@ def download(policy: RetryPolicy, job_id: str, target: Any, timeout: float | Non
         discard(target)
         raise
     return job
-
-
-def estimate_cost_op(policy: RetryPolicy, poll: PollPolicy, request: BatchJobRequest, timeout: float = 600) -> Op[float]:
-    """Run the request as a dry run and return its cost estimate in dollars."""
-    submission = yield from submit_job(policy, request.as_dry_run(), None)
-    job = yield from wait_for_job(policy, poll, submission.job_id, timeout=timeout)
-    if job.cost_estimate is None:
-        raise SutroAPIError(200, f"dry run {job.job_id} finished without a cost_estimate")
-    return float(job.cost_estimate)

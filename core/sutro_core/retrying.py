@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from .errors import InputValidationError
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -51,8 +53,6 @@ class PollPolicy:
 
     def __post_init__(self) -> None:
         # The one rule every adapter gets: bad values raise, a cap below the first interval is raised to it.
-        from .errors import InputValidationError
-
         for name in ("initial_interval", "max_interval", "factor"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -117,3 +117,18 @@ class Deadline:
     def elapsed(self) -> float:
         """Seconds since this deadline object was made."""
         return time.time() - self.started
+
+
+def poll_policy(initial: float | None = None, maximum: float | None = None,
+                transient_errors: int | None = None) -> PollPolicy:
+    """The default ``PollPolicy`` with an adapter's overrides; ``None`` keeps the core's default.
+
+    Example:
+        >>> poll_policy(maximum=5.0).max_interval
+        5.0
+    """
+    default = PollPolicy()
+    return PollPolicy(
+        initial_interval=default.initial_interval if initial is None else initial,
+        max_interval=default.max_interval if maximum is None else maximum,
+        max_transient_errors=default.max_transient_errors if transient_errors is None else transient_errors)

@@ -141,7 +141,7 @@ def test_the_cost_gate_blocks_before_anything_billed(sutro_client):
 
 def test_a_step_without_scope_or_key_is_refused():
     with pytest.raises(InputValidationError, match="scope"):
-        from sutro_core.lifecycle import step_key
+        from sutro_core.spec import step_key
 
         step_key(JobSpec.for_inference(["a"], EMBED), None, None)
 
@@ -152,3 +152,61 @@ async def test_async_run_matches_the_sync_shape(sutro_server, sutro_key, sutro_c
     async with AsyncSutroClient(api_key=sutro_key, api_url=sutro_server.url) as client:
         other = await client.run(spec, scope=("test", "shape", "async"), destination=str(tmp_path / "async.parquet"))
     assert pq.read_schema(sync.manifest.uri).remove_metadata() == pq.read_schema(other.manifest.uri).remove_metadata()
+
+
+async def test_async_stages_yield_the_handle_then_the_outcome(sutro_server, sutro_key, tmp_path):
+    spec = JobSpec.for_inference(["a", "b"], EMBED, output_uri=str(tmp_path / "s.parquet"), poll=FAST)
+    async with AsyncSutroClient(api_key=sutro_key, api_url=sutro_server.url) as client:
+        steps = [step async for step in client.stages(spec, scope=("test", "async-stages", "1"))]
+    assert [type(s).__name__ for s in steps] == ["JobHandle", "JobOutcome"]
+    assert steps[1].handle == steps[0] and steps[1].manifest.rows == 2
+
+
+async def test_async_stages_cancel_on_an_interruption_thrown_in(sutro_server, sutro_key, sutro_client, tmp_path):
+    spec = JobSpec.for_inference([f"row {i}" for i in range(20)], "slow-embed", output_uri=str(tmp_path / "o.parquet"))
+    async with AsyncSutroClient(api_key=sutro_key, api_url=sutro_server.url) as client:
+        steps = client.stages(spec, scope=("test", "async-stages-interrupt", "1"))
+        handle = await anext(steps)
+        with pytest.raises(KeyboardInterrupt):
+            await steps.athrow(KeyboardInterrupt())
+    assert sutro_client.get_job_status(handle.job_id) in (JobStatus.CANCELLING, JobStatus.CANCELLED)
+
+
+async def test_async_run_cancels_when_its_task_is_cancelled(sutro_server, sutro_key, sutro_client, tmp_path):
+    import asyncio
+
+    spec = JobSpec.for_inference([f"row {i}" for i in range(20)], "slow-embed", output_uri=str(tmp_path / "o.parquet"))
+    seen: list[JobHandle] = []
+    async with AsyncSutroClient(api_key=sutro_key, api_url=sutro_server.url) as client:
+        task = asyncio.ensure_future(client.run(spec, scope=("test", "async-cancel", "1"), on_handle=seen.append))
+        while not seen:
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert sutro_client.get_job_status(seen[0].job_id) in (JobStatus.CANCELLING, JobStatus.CANCELLED)
+
+
+def test_a_handle_knows_whether_it_is_for_the_current_inputs_and_takes_a_steps_own_rules(sutro_client):
+    scope = ("test", "is-for", "1")
+    spec = JobSpec.for_inference(["x"], EMBED, output_uri="out.parquet")
+    handle = sutro_client.start(spec, scope=scope)
+    assert handle.is_for(spec, scope) and handle.output.uri == "out.parquet"
+    assert not handle.is_for(JobSpec.for_inference(["y"], EMBED), scope)
+    assert not handle.is_for(spec, ("test", "is-for", "2"))
+    rearmed = handle.with_overrides(timeout=30, poll=FAST, cancel_on_timeout=False, include_inputs=True)
+    assert 25 < rearmed.seconds_left() <= 30 and rearmed.poll_policy() == FAST
+    assert not rearmed.cancel_on_timeout and rearmed.output.include_inputs and rearmed.output.uri == "out.parquet"
+    assert handle.with_overrides(timeout=None).deadline is None
+    assert sutro_client.wait(handle).status is JobStatus.SUCCEEDED
+
+
+def test_a_version_1_handle_recorded_before_an_upgrade_is_still_read(sutro_client, tmp_path):
+    handle = sutro_client.start(JobSpec.for_inference(["x"], EMBED), scope=("test", "v1", "1"))
+    v1 = {k: v for k, v in handle.to_dict().items() if k != "output"} | {
+        "version": 1, "output_uri": str(tmp_path / "v1.parquet"), "output_format": "parquet",
+        "output_column": "vector", "include_inputs": False, "json_schema": None}
+    again = JobHandle.from_dict(v1)
+    assert again.version == 2 and again.output.uri == str(tmp_path / "v1.parquet") and again.output.column == "vector"
+    sutro_client.wait(again)
+    assert "vector" in load_results(sutro_client.finish(again)).columns

@@ -89,7 +89,7 @@ def _answer(job_id: str, status: str) -> httpx.Response:
 
 def test_a_waits_pause_has_slack_unless_it_ends_at_the_deadline():
     every_second = PollPolicy(initial_interval=1.0, max_interval=1.0, factor=1.0)
-    op = ops.wait_for_job(RetryPolicy(), every_second, "job-1", timeout=None, deadline=time.time() + 100)
+    op = ops.poll_until_done(RetryPolicy(), every_second, "job-1", timeout=None, deadline=time.time() + 100)
     assert next(op).batch_job_id == "job-1"
     pause = op.send(_answer("job-1", "RUNNING"))
     assert isinstance(pause, Sleep) and 0.8 <= pause.seconds <= 1.2
@@ -97,7 +97,7 @@ def test_a_waits_pause_has_slack_unless_it_ends_at_the_deadline():
     op.close()
 
     # The deadline is nearer than the next poll: the pause ends exactly at it, with no slack past it.
-    op = ops.wait_for_job(RetryPolicy(), every_second, "job-2", timeout=None, deadline=time.time() + 0.5)
+    op = ops.poll_until_done(RetryPolicy(), every_second, "job-2", timeout=None, deadline=time.time() + 0.5)
     next(op)
     pause = op.send(_answer("job-2", "RUNNING"))
     assert isinstance(pause, Sleep) and pause.seconds <= 0.5 and pause.slack == 0.0

@@ -13,11 +13,11 @@ from sutro_core import (
     JobTimeoutError,
     SubmitOutcomeUnknownError,
 )
-from sutro_core.summary import format_usd
-from sutro_core.summary import jobs_table_markdown as render
+from sutro_core.markdown import format_usd
+from sutro_core.markdown import jobs_table_markdown as render
 
 from prefect_sutro import cancel_sutro_jobs, sutro_flow, with_sutro_cancellation
-from prefect_sutro.hooks import has_sutro_cancellation
+from prefect_sutro.flow_decorators import has_sutro_cancellation
 from prefect_sutro.summary import summary_key
 from prefect_sutro.tasks import retry_unless_permanent
 

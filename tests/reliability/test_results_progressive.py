@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from sutro_core import BatchJobRequest, RetryPolicy, SutroClient, _base, body_download, progressive_parquet
+from sutro_core import BatchJobRequest, RetryPolicy, SutroClient, body_download, progressive_parquet, sdk_facade as _base
 from sutro_local.testing import LocalServer
 
 from .proxy import FaultProxy, Rule

@@ -1,5 +1,5 @@
-"""A wait's outcome as one small JSON dict, and back: for an orchestrator whose wait runs in another process
-than the step that resumes (Airflow's triggerer hands the outcome to the worker through its database).
+"""A wait's outcome as one small JSON dict, and back: the triggerer (where ``SutroJobTrigger`` waits) hands
+it to the worker that resumes the task through Airflow's database.
 
 Example:
     >>> outcome_of("job-1", JobCancelledError("job-1"))["status"]
@@ -10,15 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import (
-    CostLimitExceededError,
-    JobCancelledError,
-    JobFailedError,
-    JobTimeoutError,
-    SutroAPIError,
-    SutroError,
-)
-from .models import Job
+from sutro_core import Job, JobCancelledError, JobFailedError, JobTimeoutError, SutroAPIError, SutroError
+from sutro_core.errors import ended_error
 
 #: Every status an outcome can have.
 OUTCOME_STATUSES = frozenset({"success", "failed", "cancelled", "timeout", "error"})
@@ -55,28 +48,11 @@ def raise_for_ended(outcome: dict[str, Any]) -> None:
     Example:
         >>> raise_for_ended({"status": "success", "job_id": "job-1"})
     """
-    if outcome["status"] == "failed":
-        raise JobFailedError(outcome["job_id"], outcome.get("reason") or outcome.get("message"))
-    if outcome["status"] == "cancelled":
-        raise JobCancelledError(outcome["job_id"])
-
-
-def describe(exc: SutroError) -> str:
-    """One sentence for a UI about why a step's job did not produce results.
-
-    Example:
-        >>> describe(JobCancelledError("job-1"))
-        'Sutro job job-1 was CANCELLED outside this run; a cancelled job is never a success'
-    """
-    if isinstance(exc, CostLimitExceededError):
-        return f"Sutro cost gate: {exc}. No billed job was submitted."
-    if isinstance(exc, JobFailedError):
-        return f"Sutro job {exc.job_id} FAILED: {exc.reason or 'no reason given'}"
-    if isinstance(exc, JobCancelledError):
-        return f"Sutro job {exc.job_id} was CANCELLED outside this run; a cancelled job is never a success"
-    if isinstance(exc, JobTimeoutError):
-        return f"Sutro job {exc.job_id} did not finish in time: {exc}"
-    return f"Sutro: {exc}"
+    status = {"failed": "FAILED", "cancelled": "CANCELLED"}.get(outcome["status"])
+    error = None if status is None else ended_error(outcome["job_id"], status,
+                                                    outcome.get("reason") or outcome.get("message"))
+    if error is not None:
+        raise error
 
 
 class OutcomeError(SutroError):

@@ -1,4 +1,4 @@
-"""What every orchestrator's UI shows about a Sutro job, as plain text: costs, preview cells, markdown tables.
+"""Markdown for UIs (job summaries, previews, job tables): what the adapters show, rendered once.
 
 The adapters only decide where this goes (Dagster metadata, Prefect artifacts, Airflow logs).
 
