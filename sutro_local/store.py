@@ -674,13 +674,16 @@ def private_dir(path: Path) -> None:
 
 
 def private_file(path: Path) -> None:
-    """Create `path` if missing (empty) and make it 0600 whatever the umask."""
-    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    """Create `path` if missing (empty) and make it 0600 whatever the umask.
+
+    An existing file is never opened here: closing any descriptor of a SQLite database drops every
+    POSIX lock this process holds on it (another connection's locks included: "disk I/O error")."""
     try:
-        if os.fstat(fd).st_mode & 0o777 != 0o600:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    if path.stat().st_mode & 0o777 != 0o600:
+        os.chmod(path, 0o600)
 
 
 class _Tx:
