@@ -162,7 +162,8 @@ def key_before_body(scope: dict[str, Any]) -> ApiError | None:
     app = scope["app"]
     routes = getattr(app.state, "body_routes", None)
     if routes is None:  # the routes whose endpoint takes a body, found once
-        routes = app.state.body_routes = [r for r in app.router.routes if getattr(r, "body_field", None) is not None]
+        routes = [r for r in app.router.routes if getattr(r, "body_field", None) is not None]
+        app.state.body_routes = routes
     if not any(r.matches(scope)[0] is Match.FULL for r in routes):
         return None
     header = next((v for k, v in scope.get("headers", []) if k == b"authorization"), None)

@@ -64,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
     _out(f"data dir: {data_dir}   models: {', '.join(sorted(config.models))}")
     _out(f"try: SUTRO_API_URL={url} SUTRO_API_KEY={key}")
     _out(f"web console: {public_url.rstrip('/')}/console/jobs   (sign in with the API key)")
-    run_server(app, config, host=args.host, port=args.port, log_level=args.log_level)  # slow-client guards, umask 077
+    run_server(app, config, host=args.host, port=args.port, log_level=args.log_level)  # + slow-client guards
     return 0
 
 
@@ -100,7 +100,7 @@ def _keys_revoke(args: argparse.Namespace) -> int:
     if not gone:
         _out(f"error: no key named {args.name!r} in {args.data_dir} (see `sutro-local keys list`)")
         return 1
-    _out(f"revoked {gone} key(s) named {args.name!r}: their API calls and console sessions are refused from now on")
+    _out(f"revoked {gone} key(s) named {args.name!r}: their API calls and console sessions are refused now")
     return 0
 
 

@@ -286,16 +286,18 @@ def _parse(raw: dict[str, Any], base_dir: Path) -> ServerConfig:
 def _parse_http(spec: Any) -> HttpConfig:
     if not isinstance(spec, Mapping):
         raise ConfigError("config 'http' must be a mapping, e.g. {header_timeout_seconds: 10}")
-    _known(spec, ("header_timeout_seconds", "max_header_bytes", "body_idle_timeout_seconds", "keep_alive_seconds",
-                  "console_form_max_bytes"), "http.")  # fmt: skip
+    _known(spec, ("header_timeout_seconds", "max_header_bytes", "body_idle_timeout_seconds",
+                  "keep_alive_seconds", "console_form_max_bytes"), "http.")  # fmt: skip
     d = HttpConfig()
     return HttpConfig(
         header_timeout_seconds=_seconds(spec.get("header_timeout_seconds", d.header_timeout_seconds),
                                         "http.header_timeout_seconds"),
-        max_header_bytes=_positive_int(spec.get("max_header_bytes", d.max_header_bytes), "http.max_header_bytes"),
+        max_header_bytes=_positive_int(spec.get("max_header_bytes", d.max_header_bytes),
+                                       "http.max_header_bytes"),
         body_idle_timeout_seconds=_seconds(spec.get("body_idle_timeout_seconds", d.body_idle_timeout_seconds),
                                            "http.body_idle_timeout_seconds"),
-        keep_alive_seconds=_seconds(spec.get("keep_alive_seconds", d.keep_alive_seconds), "http.keep_alive_seconds"),
+        keep_alive_seconds=_seconds(spec.get("keep_alive_seconds", d.keep_alive_seconds),
+                                    "http.keep_alive_seconds"),
         console_form_max_bytes=_positive_int(spec.get("console_form_max_bytes", d.console_form_max_bytes),
                                              "http.console_form_max_bytes"),
     )  # fmt: skip
@@ -352,7 +354,8 @@ def _parse_model(name: str, spec: Any) -> ModelConfig:
         default_output_tokens=_positive_int(
             spec.get("default_output_tokens", 256), f"models.{name}.default_output_tokens"
         ),
-        max_output_tokens=None if max_out is None else _positive_int(max_out, f"models.{name}.max_output_tokens"),
+        max_output_tokens=(None if max_out is None
+                           else _positive_int(max_out, f"models.{name}.max_output_tokens")),  # fmt: skip
     )
 
 
@@ -362,7 +365,8 @@ MAX_PRICE_PER_1M = 1_000_000.0  # dollars per 1M tokens: anything above is a typ
 def _price(value: Any, where: str) -> float:
     """A price in dollars per 1M tokens: finite, 0 or more (a negative price made negative costs)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_PRICE_PER_1M:
-        raise ConfigError(f"config {where} must be a number of dollars from 0 to {MAX_PRICE_PER_1M:g}, got {value!r}")
+        raise ConfigError(f"config {where} must be a number of dollars from 0 to {MAX_PRICE_PER_1M:g}, "
+                          f"got {value!r}")
     return float(value)
 
 

@@ -89,7 +89,7 @@ def check_sampling(
             stops = [value] if isinstance(value, str) else value
             if isinstance(stops, list) and (len(stops) > MAX_STOPS or any(
                     isinstance(s, str) and len(s) > MAX_STOP_CHARS for s in stops)):  # fmt: skip
-                raise _bad(field, f"takes at most {MAX_STOPS} strings of at most {MAX_STOP_CHARS} characters each")
+                raise _bad(field, f"takes at most {MAX_STOPS} strings of at most {MAX_STOP_CHARS} characters")
     try:  # unknown keys, top_p 0, repetition_penalty 0, stop types: the engines' own rules
         parse_sampling_params({(aliases or {}).get(k, k): v for k, v in params.items()}, default_max_tokens=1)
     except EngineInputError as exc:
@@ -153,7 +153,7 @@ def _window_in_folder(path: str) -> int:
         try:
             cfg = json.loads((Path(path).expanduser() / "config.json").read_text())
         except (OSError, ValueError):
-            return TRANSFORMERS_DEFAULT_WINDOW  # not there yet (a builtin model not prepared): read again later
+            return TRANSFORMERS_DEFAULT_WINDOW  # not there yet (a builtin not prepared): read again later
         text = cfg.get("text_config") if isinstance(cfg, dict) else None
         value = (text or {}).get("max_position_embeddings") if isinstance(text, dict) else None
         value = value or (cfg.get("max_position_embeddings") if isinstance(cfg, dict) else None)

@@ -311,7 +311,7 @@ class Store:
         Example:
             >>> # [{"name": "default", "created_at": "2025-...Z", "last_used_at": None}]
         """
-        rows = self._conn().execute("SELECT name, created_at, last_used_at FROM keys ORDER BY created_at, name")
+        rows = self._conn().execute("SELECT name, created_at, last_used_at FROM keys ORDER BY created_at")
         return [{"name": r[0], "created_at": r[1], "last_used_at": r[2]} for r in rows.fetchall()]
 
     def revoke_keys(self, name: str) -> int:
@@ -356,7 +356,8 @@ class Store:
         """Record a console sign-in (`sid`: the hash of the cookie's session id); expired rows go."""
         with self._tx() as c:
             c.execute("DELETE FROM console_sessions WHERE expires_at < ?", (int(time.time()),))
-            c.execute("INSERT OR REPLACE INTO console_sessions VALUES (?,?,?,?)", (sid, owner, int(expires_at), utcnow()))
+            c.execute("INSERT OR REPLACE INTO console_sessions VALUES (?,?,?,?)",
+                      (sid, owner, int(expires_at), utcnow()))
 
     def session_valid(self, sid: str, owner: str) -> bool:
         """Whether a console session still stands: its row exists, unexpired, and its key exists

@@ -78,7 +78,8 @@ def chat_completions(
         raise _bad("n must be 1 on sutro-local", "n")
     messages = _messages(body.get("messages"))
     # every numeric field checked as sent (NaN, 1e30, a max_tokens past the context window): 400 naming it
-    given = {k: body[k] for k in (*_SAMPLING_FIELDS, "max_tokens", "max_completion_tokens") if body.get(k) is not None}
+    named = (*_SAMPLING_FIELDS, "max_tokens", "max_completion_tokens")
+    given = {k: body[k] for k in named if body.get(k) is not None}
     check_sampling(given, max_tokens_limit=max(1, int(engine.context_window) - 1), prefix="", model=model,
                    aliases={"max_completion_tokens": "max_tokens"})  # fmt: skip
     sampling = {k: body[k] for k in _SAMPLING_FIELDS if body.get(k) is not None}

@@ -96,7 +96,7 @@ async def _form(request: Request) -> dict[str, str] | None:
 
 
 def _bad_form() -> Response:
-    return _html(views.message_page("Bad request", "The form could not be read; reload the page and try again.", 400))
+    return _html(views.message_page("Bad request", "The form could not be read; reload the page, try again.", 400))
 
 
 def _page_ctx(request: Request) -> tuple[sess.Session, KeyRecord, str] | None:
@@ -135,7 +135,8 @@ def login_form(request: Request, next: str | None = None) -> Response:
 async def login(request: Request) -> Response:
     """Check the API key (from the form body), record the session, set its cookie, go on to `next`."""
     if not sess.same_origin(request):  # headers only: refused before the body is read
-        return _html(views.sign_in_page(f"{PREFIX}/jobs", "Sign-in refused: the form was sent from another site.", 403))
+        refused = "Sign-in refused: the form was sent from another site."
+        return _html(views.sign_in_page(f"{PREFIX}/jobs", refused, 403))
     form = await _form(request)
     if form is None:
         return _bad_form()
