@@ -77,8 +77,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        code = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+                413: "request_too_large"}.get(exc.status_code, "http_error")  # fmt: skip
+        headers = dict(exc.headers or {})
+        if exc.status_code in (408, 413):  # a body cut off mid-way: the rest is never read
+            headers["Connection"] = "close"
+        return _error(exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(RecursionError)
     async def _too_deep(_: Request, exc: RecursionError) -> JSONResponse:
@@ -87,8 +91,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return _error(500, "internal_error", f"internal error: {type(exc).__name__}: {exc}")
+        # the exception goes to the server log only: its text can hold paths, values or secrets
+        response = _error(500, "internal_error", "internal error; the server log has the details")
+        log.exception("unhandled error (request_id %s)", response.headers["x-request-id"])
+        return response
 
 
 def create_app(settings: Settings, state: ServerState | None = None) -> FastAPI:
@@ -117,8 +123,14 @@ def create_app(settings: Settings, state: ServerState | None = None) -> FastAPI:
     app.state.sutro = state
     app.state.public_url = (settings.public_url or settings.config.public_url or "").rstrip("/") or None
     install_error_handlers(app)
-    # counts body bytes as they arrive: an oversized (even chunked) body is cut off with a 413
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.config.max_request_body_bytes)
+    # counts body bytes as they arrive: an oversized (even chunked) body is cut off with a 413; the
+    # console's forms have a small limit of their own; no body is read for a caller without a key
+    http = settings.config.http
+    app.add_middleware(
+        BodyLimitMiddleware, max_bytes=settings.config.max_request_body_bytes,
+        path_limits=[("/console/", http.console_form_max_bytes, "http.console_form_max_bytes")],
+        idle_timeout=http.body_idle_timeout_seconds, check_before_body=key_before_body,
+    )  # fmt: skip
     for module in ROUTER_MODULES:
         app.include_router(importlib.import_module(module).router)
     # The official SDK (sutro 0.1.67, validation.normalize_api_url) sends every call under
@@ -132,6 +144,34 @@ def create_app(settings: Settings, state: ServerState | None = None) -> FastAPI:
     mount_console(app)
     _hot_reads_first(app)
     return app
+
+
+def key_before_body(scope: dict[str, Any]) -> ApiError | None:
+    """The 401 for a request to a route that reads a JSON body, sent without a valid key; None
+    otherwise. Runs before the body is read: FastAPI decodes a route's body before its dependencies
+    (the key check) run, so a keyless 256 MB body would otherwise be decoded in full.
+
+    Example:
+        >>> # POST /batch-inference without Authorization -> ApiError(401, "missing_api_key", ...)
+    """
+    from starlette.routing import Match
+
+    from .api.deps import invalid_key, presented_key
+    from .store import hash_key
+
+    app = scope["app"]
+    routes = getattr(app.state, "body_routes", None)
+    if routes is None:  # the routes whose endpoint takes a body, found once
+        routes = [r for r in app.router.routes if getattr(r, "body_field", None) is not None]
+        app.state.body_routes = routes
+    if not any(r.matches(scope)[0] is Match.FULL for r in routes):
+        return None
+    header = next((v for k, v in scope.get("headers", []) if k == b"authorization"), None)
+    try:
+        owner = hash_key(presented_key(header.decode("latin-1") if header is not None else None))
+    except ApiError as exc:
+        return exc
+    return None if app.state.sutro.store.key_exists(owner) else invalid_key()
 
 
 # Status and job reads are what pollers call, at up to thousands a second; Starlette tries routes in

@@ -3,6 +3,8 @@
 Example:
     $ sutro-local serve --port 8484 --data-dir .sutro-local
     $ sutro-local keys create ci
+    $ sutro-local keys list
+    $ sutro-local keys revoke ci
     $ sutro-local functions publish ticket-triage.yaml
 """
 
@@ -42,10 +44,9 @@ def default_key(data_dir: Path) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from .app import Settings, create_app
     from .config import load_config
+    from .httpguard import run_server
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -63,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
     _out(f"data dir: {data_dir}   models: {', '.join(sorted(config.models))}")
     _out(f"try: SUTRO_API_URL={url} SUTRO_API_KEY={key}")
     _out(f"web console: {public_url.rstrip('/')}/console/jobs   (sign in with the API key)")
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    run_server(app, config, host=args.host, port=args.port, log_level=args.log_level)  # + slow-client guards
     return 0
 
 
@@ -73,6 +74,33 @@ def _keys_create(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     _out(Store(data_dir / "sutro-local.db").create_key(args.name))
+    return 0
+
+
+def _keys_list(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    db = Path(args.data_dir) / "sutro-local.db"
+    if not db.is_file():
+        _out(f"error: no sutro-local database in {args.data_dir} (pass --data-dir)")
+        return 2
+    keys = Store(db).list_keys()
+    width = max([len(k["name"]) for k in keys] + [4])
+    _out(f"{'NAME':<{width}}  {'CREATED':<24}  LAST USED")  # never the key: the store holds only its hash
+    for k in keys:
+        _out(f"{k['name']:<{width}}  {k['created_at']:<24}  {k['last_used_at'] or 'never'}")
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from .store import Store
+
+    db = Path(args.data_dir) / "sutro-local.db"
+    gone = Store(db).revoke_keys(args.name) if db.is_file() else 0
+    if not gone:
+        _out(f"error: no key named {args.name!r} in {args.data_dir} (see `sutro-local keys list`)")
+        return 1
+    _out(f"revoked {gone} key(s) named {args.name!r}: their API calls and console sessions are refused now")
     return 0
 
 
@@ -118,6 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("name")
     kc.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
     kc.set_defaults(func=_keys_create)
+    kl = k.add_parser("list", help="list API keys: name, created, last used (never the key)")
+    kl.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    kl.set_defaults(func=_keys_list)
+    kr = k.add_parser("revoke", help="revoke every key with this name; its console sessions end at once")
+    kr.add_argument("name")
+    kr.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    kr.set_defaults(func=_keys_revoke)
     f = sub.add_parser("functions", help="manage Functions").add_subparsers(dest="fn_command", required=True)
     fp = f.add_parser("publish", help="publish Function YAML file(s) for a key")
     fp.add_argument("files", nargs="+")

@@ -37,6 +37,12 @@ YAML shape::
       max_bytes: 536870912            # the download is cut off past this
       timeout_seconds: 60             # total deadline of one fetch (every redirect included)
       max_concurrent: 8               # fetches at once; more wait (within their deadline), beyond 4x: 429
+    http:                             # slow and hostile clients (see HttpConfig)
+      header_timeout_seconds: 10      # a connection must finish sending a request's headers within this
+      max_header_bytes: 65536         # headers (request line included) larger than this: 431, closed
+      body_idle_timeout_seconds: 30   # a request body that sends nothing for this long: 408, closed
+      keep_alive_seconds: 5           # an idle keep-alive connection is closed after this
+      console_form_max_bytes: 16384   # console sign-in / sign-out / cancel forms; larger: 413
 """
 
 from __future__ import annotations
@@ -71,6 +77,7 @@ class ModelConfig:
     chunk_size: int | None = None
     min_seconds_per_chunk: float = 0.0
     default_output_tokens: int = 256
+    max_output_tokens: int | None = None  # the largest sampling_params.max_tokens (None: see sampling_check)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         """Dollars for the given token counts.
@@ -104,6 +111,22 @@ class UrlInputsConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """Limits on slow and hostile HTTP clients (see the module docstring's `http:` section).
+
+    Example:
+        >>> HttpConfig().console_form_max_bytes
+        16384
+    """
+
+    header_timeout_seconds: float = 10.0
+    max_header_bytes: int = 64 * 1024
+    body_idle_timeout_seconds: float = 30.0
+    keep_alive_seconds: float = 5.0
+    console_form_max_bytes: int = 16 * 1024
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """The whole server config (see the module docstring for the YAML shape).
 
@@ -123,6 +146,7 @@ class ServerConfig:
     max_request_body_bytes: int = 256 * 1024 * 1024
     dedupe_idempotency_keys: bool = True
     url_inputs: "UrlInputsConfig" = field(default_factory=lambda: UrlInputsConfig())
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     def chunk_size_for(self, model: str) -> int:
         """Rows per chunk for a model (its own setting, else the worker default)."""
@@ -208,8 +232,9 @@ def load_config(source: str | Path | Mapping[str, Any] | None, base_dir: Path | 
 
 
 TOP_KEYS = ("models", "quotas", "functions_dir", "worker", "public_url", "max_request_body_bytes",
-            "dedupe_idempotency_keys", "url_inputs")
-MODEL_KEYS = ("engine", "options", "price", "chunk_size", "min_seconds_per_chunk", "default_output_tokens")
+            "dedupe_idempotency_keys", "url_inputs", "http")
+MODEL_KEYS = ("engine", "options", "price", "chunk_size", "min_seconds_per_chunk", "default_output_tokens",
+              "max_output_tokens")
 
 
 def _known(mapping: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
@@ -254,7 +279,34 @@ def _parse(raw: dict[str, Any], base_dir: Path) -> ServerConfig:
                                              "max_request_body_bytes"),
         dedupe_idempotency_keys=_bool(raw.get("dedupe_idempotency_keys", True), "dedupe_idempotency_keys"),
         url_inputs=_parse_url_inputs(raw.get("url_inputs") or {}),
+        http=_parse_http(raw.get("http") or {}),
     )  # fmt: skip
+
+
+def _parse_http(spec: Any) -> HttpConfig:
+    if not isinstance(spec, Mapping):
+        raise ConfigError("config 'http' must be a mapping, e.g. {header_timeout_seconds: 10}")
+    _known(spec, ("header_timeout_seconds", "max_header_bytes", "body_idle_timeout_seconds",
+                  "keep_alive_seconds", "console_form_max_bytes"), "http.")  # fmt: skip
+    d = HttpConfig()
+    return HttpConfig(
+        header_timeout_seconds=_seconds(spec.get("header_timeout_seconds", d.header_timeout_seconds),
+                                        "http.header_timeout_seconds"),
+        max_header_bytes=_positive_int(spec.get("max_header_bytes", d.max_header_bytes),
+                                       "http.max_header_bytes"),
+        body_idle_timeout_seconds=_seconds(spec.get("body_idle_timeout_seconds", d.body_idle_timeout_seconds),
+                                           "http.body_idle_timeout_seconds"),
+        keep_alive_seconds=_seconds(spec.get("keep_alive_seconds", d.keep_alive_seconds),
+                                    "http.keep_alive_seconds"),
+        console_form_max_bytes=_positive_int(spec.get("console_form_max_bytes", d.console_form_max_bytes),
+                                             "http.console_form_max_bytes"),
+    )  # fmt: skip
+
+
+def _seconds(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 86400:
+        raise ConfigError(f"config {where} must be a number of seconds > 0 (at most 86400), got {value!r}")
+    return float(value)
 
 
 def _parse_url_inputs(spec: Any) -> UrlInputsConfig:
@@ -290,18 +342,32 @@ def _parse_model(name: str, spec: Any) -> ModelConfig:
         raise ConfigError(f"config models.{name}.price must be {{input_per_1m: ..., output_per_1m: ...}}")
     _known(price, ("input_per_1m", "output_per_1m"), f"models.{name}.price.")
     chunk = spec.get("chunk_size")
+    max_out = spec.get("max_output_tokens")
     return ModelConfig(
         name=name,
         engine=engine,
         options=dict(spec.get("options") or {}),
-        price_input_per_1m=float(price.get("input_per_1m", 0.0)),
-        price_output_per_1m=float(price.get("output_per_1m", 0.0)),
+        price_input_per_1m=_price(price.get("input_per_1m", 0.0), f"models.{name}.price.input_per_1m"),
+        price_output_per_1m=_price(price.get("output_per_1m", 0.0), f"models.{name}.price.output_per_1m"),
         chunk_size=_positive_int(chunk, f"models.{name}.chunk_size") if chunk is not None else None,
         min_seconds_per_chunk=float(spec.get("min_seconds_per_chunk", 0.0)),
         default_output_tokens=_positive_int(
             spec.get("default_output_tokens", 256), f"models.{name}.default_output_tokens"
         ),
+        max_output_tokens=(None if max_out is None
+                           else _positive_int(max_out, f"models.{name}.max_output_tokens")),  # fmt: skip
     )
+
+
+MAX_PRICE_PER_1M = 1_000_000.0  # dollars per 1M tokens: anything above is a typo, not a price
+
+
+def _price(value: Any, where: str) -> float:
+    """A price in dollars per 1M tokens: finite, 0 or more (a negative price made negative costs)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_PRICE_PER_1M:
+        raise ConfigError(f"config {where} must be a number of dollars from 0 to {MAX_PRICE_PER_1M:g}, "
+                          f"got {value!r}")
+    return float(value)
 
 
 def _parse_quota(index: int, q: Any) -> QuotaConfig:

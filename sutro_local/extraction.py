@@ -80,6 +80,13 @@ def validate(defn: FunctionDef, engines: EngineRegistry) -> None:
         raise FunctionDefinitionError(
             f"{where} field 'sampling_params' must be a mapping, e.g. {{max_tokens: 256}}"
         )
+    from .errors import ApiError
+    from .sampling_check import check_sampling, max_tokens_limit
+
+    try:  # the bounds a job's sampling_params get at submit (NaN, 1e30, past the context window)
+        check_sampling(sp, max_tokens_limit=max_tokens_limit(cfg), model=cfg.name)
+    except ApiError as exc:
+        raise FunctionDefinitionError(f"{where}: {exc.detail}") from None
 
 
 class ExtractionRunner:

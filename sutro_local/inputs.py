@@ -22,6 +22,7 @@ from .config import UrlInputsConfig
 from .errors import ApiError, echo
 from .functions import FunctionDef, FunctionInputError
 from .inputs_url import fetch_url
+from .store import private_dir
 
 
 @dataclass
@@ -139,7 +140,7 @@ def write_inputs(path: Path, inputs: ResolvedInputs) -> None:
     cols: dict[str, Any] = {"inputs": pa.array(inputs.rows, pa.string())}
     if inputs.ids is not None and inputs.id_column:
         cols[inputs.id_column] = pa.array(inputs.ids)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)  # the job's folder: 0700 whatever the umask (it holds the client's data)
     tmp = path.with_suffix(".tmp")
     pq.write_table(pa.table(cols), tmp, compression="zstd")
     os.replace(tmp, path)

@@ -16,7 +16,7 @@ from .config import ServerConfig
 from .engines.registry import EngineRegistry
 from .fetch_pool import UrlFetchPool
 from .functions import FunctionService
-from .store import Store
+from .store import Store, private_dir, private_file
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,9 @@ class ServerState:
     def open(cls, data_dir: Path, config: ServerConfig) -> "ServerState":
         """Open (or create) a data dir: database, secret, and the config folder's Functions."""
         data_dir = Path(data_dir).resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(data_dir / "sutro-local.db")
+        private_dir(data_dir)
+        private_dir(data_dir / "jobs")  # job folders hold inputs and results: 0700 whatever the umask
+        store = Store(data_dir / "sutro-local.db", track_key_use=True)
         store.enforce_unique_idempotency_keys(config.dedupe_idempotency_keys)
         engines = EngineRegistry(config)
         functions = FunctionService(store, engines)
@@ -110,7 +111,7 @@ def load_secret(data_dir: Path) -> bytes:
     path = data_dir / "secret.key"
     if not path.exists():
         tmp = path.with_suffix(".tmp")
+        private_file(tmp)  # 0600 before the secret is written, not after
         tmp.write_bytes(secrets.token_bytes(32))
-        tmp.chmod(0o600)
         tmp.replace(path)
     return path.read_bytes()

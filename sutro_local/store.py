@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,6 +67,13 @@ CREATE TRIGGER IF NOT EXISTS job_wire_on_delete AFTER DELETE ON jobs
   BEGIN DELETE FROM job_wire WHERE seq=OLD.seq; END;
 CREATE TRIGGER IF NOT EXISTS job_wire_on_insert AFTER INSERT ON jobs
   BEGIN DELETE FROM job_wire WHERE seq=NEW.seq; END;
+-- Console sign-ins: a session cookie is valid while its row exists and its key does (sign-out and
+-- `sutro-local keys revoke` delete rows; the console checks on every request, one primary-key read).
+-- `sid` is the SHA-256 of the cookie's session id, never the id itself.
+CREATE TABLE IF NOT EXISTS console_sessions (
+  sid TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at INTEGER NOT NULL, created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_sessions_owner ON console_sessions(owner);
 CREATE TABLE IF NOT EXISTS functions (
   owner TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL, definition TEXT NOT NULL,
   revision INTEGER NOT NULL, updated_at TEXT NOT NULL, PRIMARY KEY (owner, name)
@@ -203,14 +212,24 @@ class JobRow:
 class Store:
     """Thread-safe access to the sutro-local SQLite database (see module docstring)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, track_key_use: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        private_file(self.path)  # before SQLite creates it: its -wal and -shm files copy its mode
         self._local = threading.local()
+        # last-used times of keys: noted in memory on each use, written at most once a minute per
+        # key by one background thread (never a write on a request's path)
+        self._track_key_use = track_key_use
+        self._key_used: dict[str, float] = {}
+        self._key_use_pool: Any = None
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(_SCHEMA)
         self._migrate(conn)
+        for suffix in ("-wal", "-shm"):  # databases from before 0600: tighten what exists
+            extra = self.path.with_name(self.path.name + suffix)
+            if extra.exists():
+                private_file(extra)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Bring an older database up to date: the idempotency-key column (backfilled from the
@@ -227,6 +246,11 @@ class Store:
                 for job_id, description in rows.fetchall():
                     c.execute("UPDATE jobs SET idem_key=? WHERE job_id=?", (key_in_description(description), job_id))
         conn.execute("CREATE INDEX IF NOT EXISTS jobs_idem ON jobs(owner, idem_key)")
+        if "last_used_at" not in {r[1] for r in conn.execute("PRAGMA table_info(keys)")}:
+            try:
+                conn.execute("ALTER TABLE keys ADD COLUMN last_used_at TEXT")
+            except sqlite3.OperationalError:  # another process added it meanwhile
+                pass
 
     def enforce_unique_idempotency_keys(self, enabled: bool) -> None:
         """With dedupe on, add the partial UNIQUE index; off (hosted-like), drop it so that two live
@@ -271,11 +295,82 @@ class Store:
     def resolve_key(self, key: str) -> KeyRecord | None:
         """The key's record, or None for an unknown key."""
         row = self._conn().execute("SELECT key_hash, name FROM keys WHERE key_hash=?", (hash_key(key),)).fetchone()
-        return KeyRecord(owner=row["key_hash"], name=row["name"]) if row else None
+        if row is None:
+            return None
+        self.key_used(row["key_hash"])
+        return KeyRecord(owner=row["key_hash"], name=row["name"])
 
     def count_keys(self) -> int:
         """How many keys exist."""
         return int(self._conn().execute("SELECT COUNT(*) FROM keys").fetchone()[0])
+
+    def list_keys(self) -> list[dict[str, Any]]:
+        """Every key's name, created_at and last_used_at (None: never used), oldest first. Never the key
+        (the store holds only hashes).
+
+        Example:
+            >>> # [{"name": "default", "created_at": "2025-...Z", "last_used_at": None}]
+        """
+        rows = self._conn().execute("SELECT name, created_at, last_used_at FROM keys ORDER BY created_at")
+        return [{"name": r[0], "created_at": r[1], "last_used_at": r[2]} for r in rows.fetchall()]
+
+    def revoke_keys(self, name: str) -> int:
+        """Delete every key named `name` and end their console sessions, in one transaction; returns
+        how many keys went. The server reads keys and sessions on every request, so both stop at once.
+
+        Example:
+            >>> # store.revoke_keys("ci") -> 1
+        """
+        with self._tx() as c:
+            owners = [r[0] for r in c.execute("SELECT key_hash FROM keys WHERE name=?", (name,))]
+            for owner in owners:
+                c.execute("DELETE FROM console_sessions WHERE owner=?", (owner,))
+                c.execute("DELETE FROM keys WHERE key_hash=?", (owner,))
+        return len(owners)
+
+    KEY_USE_EVERY_S = 60.0  # how stale a key's last_used_at may be
+
+    def key_used(self, key_hash: str) -> None:
+        """Note that a key was used (its last_used_at is written soon, off the request's path)."""
+        if not self._track_key_use:
+            return
+        now = time.monotonic()
+        last = self._key_used.get(key_hash)
+        if last is not None and now - last < self.KEY_USE_EVERY_S:
+            return
+        self._key_used[key_hash] = now
+        if self._key_use_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._key_use_pool = ThreadPoolExecutor(1, thread_name_prefix="sutro-key-use")
+        self._key_use_pool.submit(self._write_key_use, key_hash, utcnow())
+
+    def _write_key_use(self, key_hash: str, when: str) -> None:
+        try:
+            self._conn().execute("UPDATE keys SET last_used_at=? WHERE key_hash=?", (when, key_hash))
+        except sqlite3.Error:  # a busy or closing database: the next use writes it
+            self._key_used.pop(key_hash, None)
+
+    # ---- console sessions -----------------------------------------------------------
+    def add_session(self, sid: str, owner: str, expires_at: int) -> None:
+        """Record a console sign-in (`sid`: the hash of the cookie's session id); expired rows go."""
+        with self._tx() as c:
+            c.execute("DELETE FROM console_sessions WHERE expires_at < ?", (int(time.time()),))
+            c.execute("INSERT OR REPLACE INTO console_sessions VALUES (?,?,?,?)",
+                      (sid, owner, int(expires_at), utcnow()))
+
+    def session_valid(self, sid: str, owner: str) -> bool:
+        """Whether a console session still stands: its row exists, unexpired, and its key exists
+        (one statement over two primary keys; read fresh on every console request)."""
+        row = self._read(
+            "SELECT 1 FROM console_sessions s JOIN keys k ON k.key_hash=s.owner "
+            "WHERE s.sid=? AND s.owner=? AND s.expires_at>=?", (sid, owner, int(time.time())),
+        ).fetchone()  # fmt: skip
+        return row is not None
+
+    def end_session(self, sid: str) -> None:
+        """Sign a console session out (its cookie stops working at once)."""
+        self._conn().execute("DELETE FROM console_sessions WHERE sid=?", (sid,))
 
     # ---- jobs -------------------------------------------------------------------------
     def insert_job(self, job: dict[str, Any]) -> None:
@@ -339,7 +434,10 @@ class Store:
             "SELECT j.status FROM keys k LEFT JOIN jobs j ON j.job_id=? AND j.owner=k.key_hash WHERE k.key_hash=?",
             (job_id, key_hash),
         ).fetchone()
-        return (False, None) if row is None else (True, row[0])
+        if row is None:
+            return False, None
+        self.key_used(key_hash)
+        return True, row[0]
 
     def key_and_job_json(self, key_hash: str, job_id: str) -> tuple[bool, bytes | None]:
         """(key exists, encoded wire record of its job `job_id` or None) -- the stored record in one
@@ -347,6 +445,7 @@ class Store:
         row = self._read(_JOB_JSON_SQL, (job_id, key_hash)).fetchone()
         if row is None:
             return False, None
+        self.key_used(key_hash)
         seq, wire = row
         if wire is not None or seq is None:
             return True, wire
@@ -355,7 +454,10 @@ class Store:
 
     def key_exists(self, key_hash: str) -> bool:
         """Whether a key with this hash exists (read fresh)."""
-        return self._read("SELECT 1 FROM keys WHERE key_hash=?", (key_hash,)).fetchone() is not None
+        if self._read("SELECT 1 FROM keys WHERE key_hash=?", (key_hash,)).fetchone() is None:
+            return False
+        self.key_used(key_hash)
+        return True
 
     def list_json(
         self, owner: str, idem_key: str | None = None, limit: int | None = None, *, store_missing: bool = False
@@ -557,6 +659,32 @@ class Store:
             if d["name"] not in seen or r[0] == owner:
                 seen[d["name"]] = d
         return list(seen.values())
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` (and parents) and make it 0700 whatever the umask: a data dir holds key hashes,
+    the signing secret, inputs and results."""
+    path.mkdir(parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o777 != 0o700:
+        try:
+            os.chmod(path, 0o700)
+        except PermissionError:  # not ours (e.g. a shared mount): say so, keep serving
+            import logging
+
+            logging.getLogger(__name__).warning("could not make %s private (0700): not its owner", path)
+
+
+def private_file(path: Path) -> None:
+    """Create `path` if missing (empty) and make it 0600 whatever the umask.
+
+    An existing file is never opened here: closing any descriptor of a SQLite database drops every
+    POSIX lock this process holds on it (another connection's locks included: "disk I/O error")."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    if path.stat().st_mode & 0o777 != 0o600:
+        os.chmod(path, 0o600)
 
 
 class _Tx:

@@ -21,6 +21,7 @@ from .errors import ApiError, echo
 from .functions import FunctionDef
 from .inputs import resolve_inputs, write_inputs
 from .jsonsafe import check_json
+from .sampling_check import check_sampling, model_max_tokens
 from .state import ServerState
 from .store import utcnow
 
@@ -115,6 +116,10 @@ def submit_job(state: ServerState, owner: str, body: Any, started: float | None 
         raise _bad(f"field 'description' is {len(description)} characters; the limit is {MAX_DESCRIPTION}")
     system_prompt = _opt_type(body, "system_prompt", str, "a string")
     sampling = _opt_type(body, "sampling_params", dict, "an object like {\"temperature\": 0.7}") or {}
+    # checked now against the model that runs the job: a bad value is a 400 here, not a failed job
+    # (or a dry run priced at -10^12 tokens) later
+    runs_on = body["model"] if function is None else (function.model or DEFAULT_EMBEDDING_MODEL)
+    check_sampling(sampling, max_tokens_limit=model_max_tokens(state, runs_on), model=runs_on)
     schema = body.get("json_schema")
     _check_schema(schema)
     dry_run = bool(_opt_type(body, "cost_estimate", bool, "true or false"))

@@ -178,7 +178,7 @@ class Worker(threading.Thread):
         in_tok = sum(sum(engine.count_tokens(rows[i : i + 256])) for i in range(0, len(rows), 256))
         per_row = 0
         if cfg.engine != "embedding":
-            per_row = int((job.params.get("sampling_params") or {}).get("max_tokens") or cfg.default_output_tokens)
+            per_row = _output_tokens_per_row(job, cfg)
         estimate = cfg.cost(in_tok, per_row * job.num_rows)
         if not self.state.store.transition(job.job_id, ACTIVE, "SUCCEEDED", cost_estimate=estimate,
                                            finished_at=utcnow(), job_cost=0.0):  # fmt: skip
@@ -287,3 +287,20 @@ def _write_part(path: Path, result: ChunkResult) -> None:
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def _output_tokens_per_row(job: JobRow, cfg: ModelConfig) -> int:
+    """The output tokens a dry run prices per row: the job's max_tokens (checked again here: a job
+    stored before submits checked it must not price -10^12 tokens), else the model's default."""
+    from .errors import ApiError
+    from .sampling_check import check_sampling, max_tokens_limit
+
+    sp = job.params.get("sampling_params") or {}
+    wanted = sp.get("max_tokens", sp.get("max_new_tokens")) if isinstance(sp, dict) else None
+    if wanted is None:
+        return cfg.default_output_tokens
+    try:
+        check_sampling({"max_tokens": wanted}, max_tokens_limit=max_tokens_limit(cfg), model=cfg.name)
+    except ApiError as exc:
+        raise EngineInputError(exc.detail) from None
+    return int(wanted)

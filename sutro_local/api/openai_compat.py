@@ -26,6 +26,7 @@ from ..engines.registry import UnknownModelError
 from ..engines.sampling import parse_sampling_params
 from ..errors import ApiError
 from ..jsonsafe import check_json
+from ..sampling_check import check_sampling
 from ..state import ServerState
 from ..store import KeyRecord
 from .deps import get_state, require_key
@@ -76,6 +77,11 @@ def chat_completions(
     if body.get("n") not in (None, 1):
         raise _bad("n must be 1 on sutro-local", "n")
     messages = _messages(body.get("messages"))
+    # every numeric field checked as sent (NaN, 1e30, a max_tokens past the context window): 400 naming it
+    named = (*_SAMPLING_FIELDS, "max_tokens", "max_completion_tokens")
+    given = {k: body[k] for k in named if body.get(k) is not None}
+    check_sampling(given, max_tokens_limit=max(1, int(engine.context_window) - 1), prefix="", model=model,
+                   aliases={"max_completion_tokens": "max_tokens"})  # fmt: skip
     sampling = {k: body[k] for k in _SAMPLING_FIELDS if body.get(k) is not None}
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None:

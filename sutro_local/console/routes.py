@@ -59,7 +59,13 @@ def _html(doc_status: tuple[str, int], headers: dict[str, str] | None = None) ->
 
 
 def _session(request: Request) -> sess.Session | None:
-    return sess.verify(_state(request).secret, request.cookies.get(sess.COOKIE))
+    """The request's session: a cookie signed by this server whose session is still recorded and
+    whose key still exists (sign-out and `sutro-local keys revoke` end it at once). The signature is
+    checked first, so a forged cookie costs no database read; a valid one costs one indexed read."""
+    s = sess.verify(_state(request).secret, request.cookies.get(sess.COOKIE))
+    if s is None or not _state(request).store.session_valid(sess.session_id(s), s.owner):
+        return None
+    return s
 
 
 def _safe_next(value: str | None) -> str:
@@ -74,10 +80,23 @@ def _to_sign_in(request: Request) -> Response:
     return RedirectResponse(f"{PREFIX}/login?next={quote(target, safe='/')}", status_code=303)
 
 
-async def _form(request: Request) -> dict[str, str]:
-    # urlencoded forms parsed here: no python-multipart dependency for three small forms
+MAX_FORM_FIELDS = 10  # the console's forms have two or three
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """The urlencoded form (no python-multipart dependency for three small forms); None when it is
+    not one. The body is small by then: BodyLimitMiddleware cuts console bodies off at
+    `http.console_form_max_bytes` (413) before they are read in full."""
     raw = (await request.body()).decode("utf-8", "replace")
-    return {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+    try:
+        fields = parse_qs(raw, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:  # more fields than any console form has
+        return None
+    return {k: v[0] for k, v in fields.items()}
+
+
+def _bad_form() -> Response:
+    return _html(views.message_page("Bad request", "The form could not be read; reload the page, try again.", 400))
 
 
 def _page_ctx(request: Request) -> tuple[sess.Session, KeyRecord, str] | None:
@@ -97,21 +116,31 @@ def home() -> Response:
     return RedirectResponse(f"{PREFIX}/jobs", status_code=303)
 
 
+def _forget_cookie(response: Response) -> Response:
+    response.delete_cookie(sess.COOKIE, path=PREFIX, httponly=True, samesite="strict")
+    return response
+
+
 @router.get("/login", response_model=None)
 def login_form(request: Request, next: str | None = None) -> Response:
     """The sign-in form; a visitor who already has a session goes straight on to `next`."""
     if _session(request) is not None:
         return RedirectResponse(_safe_next(next), status_code=303)
-    return _html(views.sign_in_page(_safe_next(next), None))
+    page = _html(views.sign_in_page(_safe_next(next), None))
+    # a cookie of an ended session (signed out elsewhere, key revoked, expired) is dropped
+    return _forget_cookie(page) if sess.COOKIE in request.cookies else page
 
 
 @router.post("/login", response_model=None)
 async def login(request: Request) -> Response:
-    """Check the API key (from the form body), set the session cookie, go on to `next`."""
+    """Check the API key (from the form body), record the session, set its cookie, go on to `next`."""
+    if not sess.same_origin(request):  # headers only: refused before the body is read
+        refused = "Sign-in refused: the form was sent from another site."
+        return _html(views.sign_in_page(f"{PREFIX}/jobs", refused, 403))
     form = await _form(request)
+    if form is None:
+        return _bad_form()
     target = _safe_next(form.get("next"))
-    if not sess.same_origin(request):
-        return _html(views.sign_in_page(target, "Sign-in refused: the form was sent from another site.", 403))
     key = (form.get("api_key") or "").strip()
     record = _state(request).store.resolve_key(key) if key else None
     if record is None:
@@ -121,10 +150,12 @@ async def login(request: Request) -> Response:
             else "Unknown API key for this server (create one with `sutro-local keys create NAME`)."
         )
         return _html(views.sign_in_page(target, msg, 401))
+    session = sess.Session.new(record.owner, record.name)
+    _state(request).store.add_session(sess.session_id(session), session.owner, session.expires)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         sess.COOKIE,
-        sess.sign(_state(request).secret, sess.Session.new(record.owner, record.name)),
+        sess.sign(_state(request).secret, session),
         max_age=sess.TTL_S,
         path=PREFIX,
         httponly=True,
@@ -136,14 +167,16 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout", response_model=None)
 async def logout(request: Request) -> Response:
-    """End the session (CSRF-checked, so another site cannot sign a user out)."""
+    """End the session server-side and drop its cookie (CSRF-checked, so another site cannot sign
+    a user out). The cookie stops working at once, even where a copy of it survives."""
     s = _session(request)
+    if s is None:  # no live session: nothing to end (and no body worth reading)
+        return _forget_cookie(RedirectResponse(f"{PREFIX}/login", status_code=303))
     form = await _form(request)
-    if s is not None and not sess.csrf_ok(_state(request).secret, s, request, form.get("csrf")):
+    if form is None or not sess.csrf_ok(_state(request).secret, s, request, form.get("csrf")):
         return _html(views.message_page("Forbidden", "Sign-out refused: bad or missing CSRF token.", 403))
-    response = RedirectResponse(f"{PREFIX}/login", status_code=303)
-    response.delete_cookie(sess.COOKIE, path=PREFIX, httponly=True, samesite="strict")
-    return response
+    _state(request).store.end_session(sess.session_id(s))
+    return _forget_cookie(RedirectResponse(f"{PREFIX}/login", status_code=303))
 
 
 # ---- jobs ---------------------------------------------------------------------------------------
@@ -264,7 +297,7 @@ async def cancel(request: Request, job_id: str) -> Response:
         return _to_sign_in(request)
     s, key, csrf = ctx
     form = await _form(request)
-    if not sess.csrf_ok(_state(request).secret, s, request, form.get("csrf")):
+    if form is None or not sess.csrf_ok(_state(request).secret, s, request, form.get("csrf")):
         return _html(
             views.message_page(
                 "Forbidden",
@@ -345,4 +378,5 @@ def static(name: str) -> Response:
     path = STATIC_DIR / name
     if "/" in name or path.suffix not in STATIC_TYPES or not path.is_file():
         return JSONResponse({"detail": f"no static file {name!r}"}, status_code=404)
-    return FileResponse(path, media_type=STATIC_TYPES[path.suffix], headers={"Cache-Control": "max-age=300"})
+    return FileResponse(path, media_type=STATIC_TYPES[path.suffix],
+                        headers={"Cache-Control": "max-age=300", "X-Content-Type-Options": "nosniff"})

@@ -2,6 +2,9 @@
 
 The cookie holds the key's *hash* (its owner id), never the key. It is HMAC-signed with a key
 derived from the server's secret, HttpOnly, SameSite=Strict and scoped to the console's path.
+A valid signature is not enough: the session must also still be recorded server-side
+(`Store.session_valid`, keyed by `session_id`), so signing out and revoking the key end it at once.
+Every secret is compared as bytes (`hmac.compare_digest` raises on non-ASCII str).
 
 Example:
     >>> s = Session(owner="ab12", name="ci", expires=4_102_444_800, nonce="n")
@@ -24,6 +27,7 @@ from starlette.requests import Request
 
 COOKIE = "sutro_console"
 TTL_S = 12 * 3600
+MAX_COOKIE_CHARS = 4096  # a real cookie is ~250 characters; anything longer is not decoded
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,17 @@ class Session:
     @classmethod
     def new(cls, owner: str, name: str) -> Session:
         """A fresh session for a key record, valid for TTL_S."""
-        return cls(owner, name, int(time.time()) + TTL_S, secrets.token_urlsafe(16))
+        return cls(owner, name, int(time.time()) + TTL_S, secrets.token_urlsafe(32))
+
+
+def session_id(session: Session) -> str:
+    """The server-side id of a session (what the store keeps: a hash of its random nonce).
+
+    Example:
+        >>> len(session_id(Session("o", "n", 0, "nonce")))
+        64
+    """
+    return hashlib.sha256(b"sutro-console-session:" + session.nonce.encode()).hexdigest()
 
 
 def _key(secret: bytes, purpose: bytes) -> bytes:
@@ -63,19 +77,22 @@ def sign(secret: bytes, session: Session) -> str:
 
 def verify(secret: bytes, value: str | None) -> Session | None:
     """The session of a cookie value, or None when missing, tampered with or expired."""
-    if not value or value.count(".") != 1:
+    if not value or value.count(".") != 1 or len(value) > MAX_COOKIE_CHARS:
         return None
     body, mac = value.split(".")
-    want = _b64(hmac.new(_key(secret, b"session"), body.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(mac, want):
+    want = _b64(hmac.new(_key(secret, b"session"), _bytes(body), hashlib.sha256).digest())
+    # bytes: compare_digest raises TypeError on non-ASCII str (a crafted cookie gave a 500)
+    if not hmac.compare_digest(_bytes(mac), want.encode()):
         return None
-    try:
+    try:  # signed by us, so well-formed; checked anyway: a malformed session is no session, never a 500
         owner, name, expires, nonce = json.loads(_unb64(body))
+        if not all(isinstance(v, str) for v in (owner, name, nonce)) or not isinstance(expires, int):
+            return None
     except (ValueError, TypeError):
         return None
-    if int(expires) < time.time():
+    if expires < time.time():
         return None
-    return Session(str(owner), str(name), int(expires), str(nonce))
+    return Session(owner, name, expires, nonce)
 
 
 def csrf_token(secret: bytes, session: Session) -> str:
@@ -97,6 +114,12 @@ def same_origin(request: Request) -> bool:
 
 def csrf_ok(secret: bytes, session: Session, request: Request, token: str | None) -> bool:
     """A state-changing form is accepted only same-origin and with the session's CSRF token."""
-    return (
-        same_origin(request) and bool(token) and hmac.compare_digest(str(token), csrf_token(secret, session))
-    )
+    if not same_origin(request) or not isinstance(token, str) or not token:
+        return False
+    # bytes: a token like "é" (csrf=%C3%A9) made compare_digest raise on str
+    return hmac.compare_digest(_bytes(token), csrf_token(secret, session).encode())
+
+
+def _bytes(text: str) -> bytes:
+    # any str a client can send, lone surrogates included, as bytes to MAC or compare
+    return text.encode("utf-8", "surrogatepass")
