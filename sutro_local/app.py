@@ -185,8 +185,3 @@ def _hot_reads_first(app: FastAPI) -> None:
     routes[:] = [r for r in routes if getattr(r, "path", None) in hot] + [
         r for r in routes if getattr(r, "path", None) not in hot
     ]
-
-
-def app_state(app: Any) -> ServerState:
-    """The ServerState behind an app built by create_app."""
-    return app.state.sutro

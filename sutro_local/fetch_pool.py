@@ -6,7 +6,7 @@ at most ``max_concurrent`` fetch at once, up to 4x that many wait (their deadlin
 while they wait), and any more are refused at once with 429 + Retry-After.
 
 Example:
-    >>> # submitted = await state.url_fetches.run(submit_job, state, owner, body)
+    >>> # submitted = await state.url_fetches.run(accept_job, state, owner, body)
 """
 
 from __future__ import annotations

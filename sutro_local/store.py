@@ -82,7 +82,7 @@ CREATE TABLE IF NOT EXISTS functions (
 
 # Jobs whose idempotency key a new submit reattaches to (the client's reattachable statuses).
 LIVE_STATUSES = ("QUEUED", "STARTING", "RUNNING", "SUCCEEDED")
-_LIVE_SQL = "status IN ('QUEUED','STARTING','RUNNING','SUCCEEDED')"
+_LIVE_SQL = f"status IN ({','.join(repr(s) for s in LIVE_STATUSES)})"
 # Unique per key among live non-dry-run jobs: the database itself refuses a second live job with a key.
 _IDEM_UNIQUE = (
     "CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem_live ON jobs(owner, idem_key) "

@@ -1,7 +1,7 @@
 """Validate a `batch-inference` body, apply quotas, and create the job (inputs first, then the row).
 
 Example:
-    >>> # submit_job(state, owner, {"model": "all-minilm-l6-v2", "inputs": ["hi"]}).job_id
+    >>> # accept_job(state, owner, {"model": "all-minilm-l6-v2", "inputs": ["hi"]}).job_id
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class Submitted:
     reattached: bool = False
 
 
-def submit_job(state: ServerState, owner: str, body: Any, started: float | None = None) -> Submitted:
+def accept_job(state: ServerState, owner: str, body: Any, started: float | None = None) -> Submitted:
     """Create a job from a request body (or find the live job with the same idempotency key).
     Raises ApiError (400/429) on bad input."""
     if not isinstance(body, dict):

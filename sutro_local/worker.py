@@ -27,13 +27,12 @@ from .config import DEFAULT_EMBEDDING_MODEL, ModelConfig
 from .engines.base import ChunkParams, ChunkResult, EngineInputError
 from .functions import parse_definition
 from .state import ServerState
-from .store import JobRow, utcnow
+from .store import ACTIVE_STATUSES, JobRow, utcnow
 
 #: Rows per parquet row group in results files (clients stream them a group at a time).
 RESULTS_ROW_GROUP = 65_536
 log = logging.getLogger(__name__)
 
-ACTIVE = ("QUEUED", "STARTING", "RUNNING")
 
 
 class Worker(threading.Thread):
@@ -180,7 +179,7 @@ class Worker(threading.Thread):
         if cfg.engine != "embedding":
             per_row = _output_tokens_per_row(job, cfg)
         estimate = cfg.cost(in_tok, per_row * job.num_rows)
-        if not self.state.store.transition(job.job_id, ACTIVE, "SUCCEEDED", cost_estimate=estimate,
+        if not self.state.store.transition(job.job_id, ACTIVE_STATUSES, "SUCCEEDED", cost_estimate=estimate,
                                            finished_at=utcnow(), job_cost=0.0):  # fmt: skip
             self._cancelled(job)
         log.info("job %s dry run: %d input tokens, estimate $%s", job.job_id, in_tok, estimate)
@@ -219,7 +218,7 @@ class Worker(threading.Thread):
         os.replace(tmp, jdir / "results.parquet")
         _build_default_projection(jdir, table)
         fresh = self.state.store.get_job(job.job_id) or job
-        if self.state.store.transition(job.job_id, ACTIVE, "SUCCEEDED", finished_at=utcnow(),
+        if self.state.store.transition(job.job_id, ACTIVE_STATUSES, "SUCCEEDED", finished_at=utcnow(),
                                        rows_processed=job.num_rows):  # fmt: skip
             log.info("job %s succeeded: %d rows, %d/%d tokens", job.job_id, job.num_rows,
                      fresh.input_tokens, fresh.output_tokens)  # fmt: skip
@@ -229,7 +228,7 @@ class Worker(threading.Thread):
         self._inputs.pop(job.job_id, None)
 
     def _fail(self, job: JobRow, message: str) -> None:
-        if self.state.store.transition(job.job_id, ACTIVE, "FAILED", failure_reason=message, finished_at=utcnow()):
+        if self.state.store.transition(job.job_id, ACTIVE_STATUSES, "FAILED", failure_reason=message, finished_at=utcnow()):
             log.info("job %s failed: %s", job.job_id, message)
         else:
             self._cancelled(job)

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import ApiError, echo, job_not_found
 from ..state import ServerState
 from ..store import JobRow, KeyRecord
-from ..submit import submit_job
+from ..submit import accept_job
 from .deps import caller_owner, get_state, invalid_key, require_key
 from .raw_route import RawRoute
 
@@ -55,9 +55,9 @@ async def batch_inference(
     slow URLs never hold the threads the other routes need."""
     started = time.monotonic()
     if isinstance(body, dict) and isinstance(body.get("inputs"), str):
-        submitted = await state.url_fetches.run(submit_job, state, key.owner, body, started)
+        submitted = await state.url_fetches.run(accept_job, state, key.owner, body, started)
     else:
-        submitted = await run_in_threadpool(submit_job, state, key.owner, body, started)
+        submitted = await run_in_threadpool(accept_job, state, key.owner, body, started)
     return {"results": submitted.job_id, "reattached": submitted.reattached}
 
 

@@ -31,7 +31,8 @@ from .layout import (
 )
 from .preview import cell_text
 
-ACTIVE = ("QUEUED", "STARTING", "RUNNING", "CANCELLING")
+# A page showing any of these refreshes itself (CANCELLING included: it still changes, unlike store.ACTIVE_STATUSES).
+CHANGING_STATUSES = ("QUEUED", "STARTING", "RUNNING", "CANCELLING")
 MAX_LISTED = 500
 
 
@@ -148,7 +149,7 @@ def jobs_page(
             chips.append(
                 f'<a class="chip {on}" href="{PREFIX}/jobs?status={s}">{status_badge(s)} <b>{counts[s]}</b></a>'
             )
-    live = " data-live" if any(j.status in ACTIVE for j in jobs) else ""
+    live = " data-live" if any(j.status in CHANGING_STATUSES for j in jobs) else ""
     src = f"{PREFIX}/jobs/table" + (f"?status={esc(status)}" if status else "")
     body = (
         f'<div class="head"><h1>Jobs</h1><div class="chips">{"".join(chips)}</div></div>'

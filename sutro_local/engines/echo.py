@@ -14,6 +14,11 @@ Options (config ``models.<name>.options``):
   (resume after a restart) gives the same outputs, and outputs compress like text (~3x under zstd),
   not like repeats.
 
+Sampling: ``max_tokens`` is honoured as N whitespace-separated words: a longer output is cut to its first N
+words and its row carries ``finish_reason`` "length" (the others "stop"), as a model cut by ``max_tokens``
+would; without ``max_tokens`` no ``finish_reason`` column is written. Deterministic and instant, so the
+client's handling of cut rows (row status, repair rounds) is testable without a model.
+
 Example:
     >>> from sutro_local.config import ModelConfig
     >>> eng = create(ModelConfig(name="echo", engine="echo", options={"output_chars": 24}))
@@ -73,12 +78,20 @@ class EchoEngine:
         return out
 
     def run(self, rows: list[str], params: ChunkParams) -> ChunkResult:
-        """Outputs for one chunk: the rows themselves, or their fixed-length expansions."""
+        """Outputs for one chunk: the rows themselves, or their fixed-length expansions, cut at
+        ``max_tokens`` words when the job sets it."""
         outputs = self._expand(rows, params.row_offset) if self.output_chars else list(rows)
+        carried: dict[str, list[str]] = {}
+        limit = params.sampling_params.get("max_tokens")
+        if limit is not None:
+            words = [o.split() for o in outputs]
+            carried["finish_reason"] = ["length" if len(w) > limit else "stop" for w in words]
+            outputs = [" ".join(w[:limit]) if len(w) > limit else o for w, o in zip(words, outputs)]
         return ChunkResult(
             outputs=outputs,
             input_tokens=self.count_tokens(rows),
             output_tokens=[len(o) // 4 for o in outputs],  # ~4 characters a token, like English BPE
+            carried=carried,
         )
 
 

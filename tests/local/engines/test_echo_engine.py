@@ -56,3 +56,25 @@ def test_echo_job_runs_through_worker_and_results(tmp_path):
     assert manifest.rows == 30
     assert [o[: len(r)] for o, r in zip(outputs, rows)] == rows  # input order across 5 chunks
     assert all(len(o) == 100 for o in outputs)
+
+
+def test_echo_honours_max_tokens_as_words_and_marks_cut_rows():
+    eng = create(ModelConfig(name="echo", engine="echo"))
+    res = eng.run(["one two three", "one two", ""], ChunkParams(sampling_params={"max_tokens": 2}))
+    assert res.outputs == ["one two", "one two", ""]
+    assert res.carried["finish_reason"] == ["length", "stop", "stop"]
+    assert "finish_reason" not in eng.run(["a b c"], ChunkParams()).carried  # no max_tokens, no column
+
+
+def test_a_cut_echo_row_says_length_through_a_real_server(tmp_path):
+    from sutro_core import BatchJobRequest, SutroClient
+    from sutro_local.testing import LocalServer
+
+    cfg = {"models": {"echo": {"engine": "echo"}}}
+    with LocalServer(tmp_path / "srv", cfg) as srv, SutroClient(api_key=srv.api_key, api_url=srv.url) as client:
+        request = BatchJobRequest.for_inference(["a b c d", "a b"], model="echo", sampling_params={"max_tokens": 3})
+        job_id = client.submit_job(request).job_id
+        client.await_job_completion(job_id, timeout=60, obtain_results=False)
+        df = client.get_job_results(job_id)
+    assert df["finish_reason"].to_list() == ["length", "stop"]
+    assert df["inference_result"].to_list() == ["a b c", "a b"]
