@@ -9,6 +9,8 @@ Usage::
     .venv/bin/python benchmarks/_our_contender.py dataframe-serial JOB_ID
     .venv/bin/python benchmarks/_our_contender.py dataframe-slices JOB_ID MIB
     .venv/bin/python benchmarks/_our_contender.py dataframe-warm JOB_ID        (polars used once before)
+    .venv/bin/python benchmarks/_our_contender.py download-then-read JOB_ID [httpx]   (polars used once before)
+    .venv/bin/python benchmarks/_our_contender.py download-httpx JOB_ID DEST.parquet   (body_download off)
     .venv/bin/python benchmarks/_our_contender.py read-floor RESULTS.parquet
     .venv/bin/python benchmarks/_our_contender.py read-floor-warm RESULTS.parquet
     .venv/bin/python benchmarks/_our_contender.py submit MODEL ROWS
@@ -52,6 +54,40 @@ def download(job_id: str, dest: str) -> dict:
         op = time.perf_counter() - t0
         OP_CPU[0] = _cpu_s() - c0
     return {"op_s": op, "rows": manifest.rows, "bytes": manifest.bytes, "rss_before_mb": before}
+
+
+def _httpx_only() -> None:
+    """Results bodies through httpx, as with a custom transport (``body_download`` off); benchmark only."""
+    from sutro_core import client as sync_client
+
+    sync_client.body_download.usable = lambda *args, **kwargs: False
+
+
+def download_then_read(job_id: str, httpx: bool = False) -> dict:
+    """The plain reading path: ``download_results`` to a temp file (streamed, validated, atomic), then
+    ``pl.read_parquet`` of it; polars used once before (as ``dataframe-warm``)."""
+    import os
+    import tempfile
+
+    import polars as pl
+
+    from sutro_core import SutroClient
+
+    if httpx:
+        _httpx_only()
+    _warm_polars()
+    with SutroClient() as client, tempfile.TemporaryDirectory(prefix="sutro-bench-") as tmp:
+        before = _rss_mb()
+        c0 = _cpu_s()
+        t0 = time.perf_counter()
+        dest = os.path.join(tmp, "results.parquet")
+        client.download_results(job_id, dest)
+        t1 = time.perf_counter()
+        df = pl.read_parquet(dest)
+        op = time.perf_counter() - t0
+        OP_CPU[0] = _cpu_s() - c0
+    return {"op_s": op, "download_s": t1 - t0, "after_download_s": op - (t1 - t0), "rows": df.height,
+            "rss_before_mb": before, "frame_mb": df.estimated_size() / 2**20}
 
 
 def dataframe_serial(job_id: str) -> dict:
@@ -225,6 +261,11 @@ def main() -> None:
         report = dataframe_slices(args[0], float(args[1]))
     elif cmd == "dataframe-serial":
         report = dataframe_serial(args[0])
+    elif cmd == "download-then-read":
+        report = download_then_read(args[0], httpx=args[1:2] == ["httpx"])
+    elif cmd == "download-httpx":
+        _httpx_only()
+        report = download(args[0], args[1])
     elif cmd == "read-floor":
         report = read_floor(args[0])
     elif cmd == "read-floor-warm":
