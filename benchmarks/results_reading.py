@@ -1,4 +1,5 @@
-"""Which way to read results into a DataFrame, and which way to write a results body to disk.
+"""``get_job_results`` against the plain path: download the results file, then read it (benchmarks/README.md,
+"One reading path": a cleverer reading path stays only while this shows it beating the plain one).
 
 One run, one fresh sutro-local, the ``echo`` engine (~100-byte outputs), one job per size (default 1M and
 5M rows). Then, per size, ``--rounds`` interleaved rounds (the contenders' order rotates each round), every
@@ -6,9 +7,9 @@ contender its own process with polars used once before (the issue-23 set-up):
 
 - ``get_job_results``: whatever the client does to build the DataFrame
 - download then read: ``download_results`` to a temp file (streamed, validated, atomic), then
-  ``pl.read_parquet`` of it; the same with the body through httpx (``body_download`` off)
+  ``pl.read_parquet`` of it
 - floor: ``pl.read_parquet`` of the same file, already on disk
-- ``download_results`` alone, body by ``body_download`` (``http.client`` readinto) and by httpx; ``curl``
+- ``download_results`` alone, and ``curl`` of the same file (the raw limit)
 
 Time is the call alone (after imports); CPU the call's (all threads); growth is peak RSS minus RSS before
 the call. The load average before and after each size's rounds is printed: the box is shared.
@@ -34,10 +35,8 @@ from results_download import curl_cmd, loadavg, make_job, server_config  # noqa:
 
 DF = "get_job_results"
 PLAIN = "download then read"
-PLAIN_HTTPX = "download then read, httpx body"
 FLOOR = "floor: pl.read_parquet"
-DL = "download_results, body_download"
-DL_HTTPX = "download_results, httpx"
+DL = "download_results"
 CURL = "curl to disk"
 
 
@@ -46,10 +45,8 @@ def contenders(job_id: str, out_dir: Path, file: Path, results_url: str, key: st
     return {
         DF: [*ours, "dataframe-warm", job_id],
         PLAIN: [*ours, "download-then-read", job_id],
-        PLAIN_HTTPX: [*ours, "download-then-read", job_id, "httpx"],
         FLOOR: [*ours, "read-floor-warm", str(file)],
         DL: [*ours, "download", job_id, str(out_dir / "dl.parquet")],
-        DL_HTTPX: [*ours, "download-httpx", job_id, str(out_dir / "dl.parquet")],
         CURL: curl_cmd(key, results_url, out_dir / "curl.parquet"),
     }
 
@@ -97,15 +94,12 @@ def run_size(srv, rows: int, rounds: int, out_dir: Path) -> str:
         rows_out.append([
             i + 1, loads[i].split()[0] + " -> " + loads[i + 1].split()[0],
             f"{got[DF].op_s:.3f}", f"{got[PLAIN].op_s:.3f}", f"**{got[DF].op_s / got[PLAIN].op_s:.2f}x**",
-            f"{got[PLAIN_HTTPX].op_s:.3f}", f"{got[FLOOR].op_s:.3f}",
+            f"{got[FLOOR].op_s:.3f}",
             f"{cpu(got[DF]):.3f} / {cpu(got[PLAIN]):.3f}", f"{growth(got[DF]):.0f} / {growth(got[PLAIN]):.0f}",
-            f"{got[DL].op_s:.3f} / {got[DL_HTTPX].op_s:.3f} / {got[CURL].op_s:.3f}",
-            f"{cpu(got[DL]):.3f} / {cpu(got[DL_HTTPX]):.3f}",
+            f"{got[DL].op_s:.3f} / {got[CURL].op_s:.3f}", f"{cpu(got[DL]):.3f}",
         ])
     ratio = [g[DF].op_s / g[PLAIN].op_s for g in per_round]
-    httpx_plain = [g[PLAIN_HTTPX].op_s / g[PLAIN].op_s for g in per_round]
-    dl = [g[DL_HTTPX].op_s / g[DL].op_s for g in per_round]
-    dl_cpu = [cpu(g[DL_HTTPX]) / max(cpu(g[DL]), 1e-9) for g in per_round]
+    dl = [g[DL].op_s / g[CURL].op_s for g in per_round]
     plain_floor = [g[PLAIN].op_s / g[FLOOR].op_s for g in per_round]
     mb = file.stat().st_size / 1e6
     return "\n".join([
@@ -113,13 +107,11 @@ def run_size(srv, rows: int, rounds: int, out_dir: Path) -> str:
         f"{rounds} interleaved rounds, load {loads[0]} -> {loads[-1]}",
         "",
         table(["round", "load (1 min)", f"{DF} (s)", f"{PLAIN} (s)", "get_job_results / plain",
-               f"{PLAIN_HTTPX} (s)", "floor (s)", "CPU s: get_job_results / plain",
-               "growth MB: get_job_results / plain", "download_results: body_download / httpx / curl (s)",
-               "download_results CPU s: body_download / httpx"], rows_out),
+               "floor (s)", "CPU s: get_job_results / plain", "growth MB: get_job_results / plain",
+               "download_results / curl (s)", "download_results CPU (s)"], rows_out),
         "",
         f"- {DF} / {PLAIN}: {spread(ratio)}; {PLAIN} / floor: {spread(plain_floor)}",
-        f"- {PLAIN_HTTPX} / {PLAIN}: {spread(httpx_plain)}",
-        f"- download_results httpx / body_download: time {spread(dl)}, CPU {spread(dl_cpu)}",
+        f"- {DL} / curl: {spread(dl)}",
         "",
     ])
 

@@ -19,7 +19,6 @@ from urllib.parse import urlsplit
 import polars as pl
 
 from . import __version__, lifecycle, operations as ops, protocol
-from .artifacts import finalize, prepare_target
 from .config import DEFAULT_API_URL, resolve_settings
 from .errors import DryRunResultsError, InputValidationError, SutroAPIError
 from .inputs import _is_pandas
@@ -27,9 +26,10 @@ from .lifecycle import JobHandle, JobSpec
 from .models import FunctionResult, Job, JobStatus, ResultsManifest, Submission
 from .operations import Blocking, Lines, Op
 from .progress import ProgressReporter
-from .progressive_parquet import ProgressiveParquet
 from .request import BatchJobRequest
-from .results import join_original, shape_results
+from .results.reading import read_results_file
+from .results.shape import join_original, shape_results
+from .results.targets import finalize, prepare_target
 from .retrying import PollPolicy, RetryPolicy
 
 HOSTED_APP_URL = "https://app.sutro.sh"
@@ -134,24 +134,23 @@ class ClientBase:
         job = yield from ops.succeeded_job(self.retry, job_id)
         if (job.model_extra or {}).get("dry_run") is True:  # a cost estimate: no results, ever; say so now
             raise DryRunResultsError(job_id)
-        # Spooled to a temp file, then read: a body held in memory costs ~2x its size at peak
-        # (benchmarks/results_download.py, issue 17).
+        # Streamed to a temp file, then read: a body held in memory costs ~2x its size at peak, and decoding
+        # while the body arrives did not beat this (benchmarks/README.md, "One reading path").
         fd, tmp = tempfile.mkstemp(prefix="sutro-results-", suffix=".parquet.part")
         os.close(fd)
-        reader = ProgressiveParquet(tmp)  # decodes row groups while the body arrives (sync client)
         try:
             try:
                 call = protocol.results_file_call(job_id, include_inputs=include_inputs,
                                                   include_cumulative_logprobs=include_cumulative_logprobs,
                                                   stream_to=tmp)
-                yield from ops.send(self.retry, dataclasses.replace(call, on_body=reader))
+                yield from ops.send(self.retry, call)
             except SutroAPIError as exc:
                 if exc.code == "dry_run_has_no_results":
                     raise DryRunResultsError(job_id) from exc
                 raise
 
             def shape() -> Any:
-                df = shape_results(reader.frame(), output_column=output_column, unpack_json=unpack_json,
+                df = shape_results(read_results_file(tmp), output_column=output_column, unpack_json=unpack_json,
                                    unwrap_reasoning=unwrap_reasoning)
                 if with_original_df is not None:
                     return join_original(df, with_original_df)
@@ -159,7 +158,6 @@ class ClientBase:
 
             return (yield Blocking(shape))
         finally:
-            reader.close()
             os.unlink(tmp)
 
     def _download_op(

@@ -6,7 +6,7 @@
   Versioned and JSON-serializable: an orchestrator records it (XCom, metadata, task result) before waiting.
 - The operations are generators (see ``operations``) that both clients drive: ``start_op`` (reattach or
   cost-gate and submit once, close the same-key race, cancel a superseded job), ``wait_op`` (deadline-bound,
-  cancels at the deadline), ``finish_op`` (the one results shape, see ``shaping``) and ``cancel_op``.
+  cancels at the deadline), ``finish_op`` (the one results shape, see ``results.shape``) and ``cancel_op``.
 
 Rules (docs/architecture.md states them for users): a retry with unchanged inputs reattaches and never
 cancels; a kill, termination, timeout or flow cancellation cancels; changed inputs submit anew and cancel the
@@ -34,13 +34,14 @@ import polars as pl
 from pydantic import BaseModel
 
 from . import operations as ops, protocol
-from .artifacts import RESULT_FORMATS, finalize, job_metadata, prepare_target
 from .errors import InputValidationError, JobTimeoutError
 from .idempotency import idempotency_key as make_key, scope_id as make_scope_id
 from .inputs import NormalisedInputs, _is_pandas, is_url, to_polars
 from .models import Job, JobStatus, ResultsManifest
 from .operations import Blocking, Op
 from .request import BatchJobRequest
+from .results.shape import shape_file
+from .results.targets import RESULT_FORMATS, finalize, job_metadata, prepare_target
 from .retrying import DeadlineReached, PollPolicy, RetryPolicy
 
 LIFECYCLE_READY = True
@@ -362,8 +363,6 @@ def wait_op(retry: RetryPolicy, poll: PollPolicy, handle: JobHandle,
 
 
 def _shape_in_place(path: Path, carry: pl.DataFrame | None, handle: JobHandle, job: Job) -> None:
-    from .shaping import shape_file
-
     out = path.with_suffix(".shaped.part")
     try:
         shape_file(path, out, carry=carry, output_column=handle.output_column, json_schema=handle.json_schema,
