@@ -6,9 +6,8 @@ Usage::
 
     .venv/bin/python benchmarks/_our_contender.py download JOB_ID DEST.parquet
     .venv/bin/python benchmarks/_our_contender.py dataframe JOB_ID
-    .venv/bin/python benchmarks/_our_contender.py dataframe-serial JOB_ID
-    .venv/bin/python benchmarks/_our_contender.py dataframe-slices JOB_ID MIB
     .venv/bin/python benchmarks/_our_contender.py dataframe-warm JOB_ID        (polars used once before)
+    .venv/bin/python benchmarks/_our_contender.py download-then-read JOB_ID    (polars used once before)
     .venv/bin/python benchmarks/_our_contender.py read-floor RESULTS.parquet
     .venv/bin/python benchmarks/_our_contender.py read-floor-warm RESULTS.parquet
     .venv/bin/python benchmarks/_our_contender.py submit MODEL ROWS
@@ -54,19 +53,29 @@ def download(job_id: str, dest: str) -> dict:
     return {"op_s": op, "rows": manifest.rows, "bytes": manifest.bytes, "rss_before_mb": before}
 
 
-def dataframe_serial(job_id: str) -> dict:
-    """``dataframe`` with the decode after the download (no listener: the file is read once complete),
-    the path before this round and the one the async client takes; benchmark only."""
-    from sutro_core import client as sync_client
+def download_then_read(job_id: str) -> dict:
+    """The plain reading path: ``download_results`` to a temp file (streamed, validated, atomic), then
+    ``pl.read_parquet`` of it; polars used once before (as ``dataframe-warm``)."""
+    import os
+    import tempfile
 
-    real = sync_client.body_download.get_to_file
+    import polars as pl
 
-    def without_listener(*args, **kwargs):  # type: ignore[no-untyped-def]
-        kwargs["listener"] = None
-        return real(*args, **kwargs)
+    from sutro_core import SutroClient
 
-    sync_client.body_download.get_to_file = without_listener
-    return dataframe(job_id)
+    _warm_polars()
+    with SutroClient() as client, tempfile.TemporaryDirectory(prefix="sutro-bench-") as tmp:
+        before = _rss_mb()
+        c0 = _cpu_s()
+        t0 = time.perf_counter()
+        dest = os.path.join(tmp, "results.parquet")
+        client.download_results(job_id, dest)
+        t1 = time.perf_counter()
+        df = pl.read_parquet(dest)
+        op = time.perf_counter() - t0
+        OP_CPU[0] = _cpu_s() - c0
+    return {"op_s": op, "download_s": t1 - t0, "after_download_s": op - (t1 - t0), "rows": df.height,
+            "rss_before_mb": before, "frame_mb": df.estimated_size() / 2**20}
 
 
 def _warm_polars() -> None:
@@ -81,29 +90,12 @@ def _warm_polars() -> None:
     pl.read_parquet(io.BytesIO(buf.getvalue()))
 
 
-def dataframe_slices(job_id: str, mib: float) -> dict:
-    """``dataframe`` with ``mib`` MiB of row groups decoded per slice (the trade: fewer, larger slices cost
-    less CPU per row and more memory); benchmark only."""
-    from sutro_core import progressive_parquet
-
-    progressive_parquet.SLICE_BYTES = int(mib * (1 << 20))
-    return dataframe(job_id)
-
-
 def dataframe(job_id: str, warm: bool = False) -> dict:
     """``get_job_results``; ``download_s``: until the last byte is on disk (the client's
     ``ProgressiveParquet.body_done_at``, read by a wrapper; benchmark only), so what follows it is known too."""
     import sutro_core.sdk_facade as base
     from sutro_core import SutroClient
 
-    readers: list = []
-    real = base.ProgressiveParquet
-
-    def recording(path: str):  # type: ignore[no-untyped-def]
-        readers.append(real(path))
-        return readers[-1]
-
-    base.ProgressiveParquet = recording  # type: ignore[misc]
     if warm:
         _warm_polars()
     with SutroClient() as client:
@@ -113,11 +105,9 @@ def dataframe(job_id: str, warm: bool = False) -> dict:
         df = client.get_job_results(job_id)
         op = time.perf_counter() - t0
         OP_CPU[0] = _cpu_s() - c0
-    download = (readers[-1].body_done_at or t0) - t0
     # frame_mb: polars' estimated_size (string bytes only); views_mb: + the 16-byte view per string it omits
-    return {"op_s": op, "download_s": download, "after_download_s": op - download, "rows": df.height,
-            "columns": df.columns, "rss_before_mb": before, "frame_mb": df.estimated_size() / 2**20,
-            "views_mb": df.height * 16 / 2**20}
+    return {"op_s": op, "rows": df.height, "columns": df.columns, "rss_before_mb": before,
+            "frame_mb": df.estimated_size() / 2**20, "views_mb": df.height * 16 / 2**20}
 
 
 def read_floor(path: str, warm: bool = False) -> dict:
@@ -221,10 +211,8 @@ def main() -> None:
         report = dataframe(args[0])
     elif cmd == "dataframe-warm":
         report = dataframe(args[0], warm=True)
-    elif cmd == "dataframe-slices":
-        report = dataframe_slices(args[0], float(args[1]))
-    elif cmd == "dataframe-serial":
-        report = dataframe_serial(args[0])
+    elif cmd == "download-then-read":
+        report = download_then_read(args[0])
     elif cmd == "read-floor":
         report = read_floor(args[0])
     elif cmd == "read-floor-warm":

@@ -1,7 +1,7 @@
 """Micro-benchmark: add job metadata to a results parquet file, footer rewrite vs full rewrite.
 
 ``download_results`` must stay within 1.25x of a raw byte copy, so metadata is added by
-rewriting only the parquet footer (``sutro_core.parquet_footer``). This script shows why:
+rewriting only the parquet footer (``sutro_core.results.parquet_footer``). This script shows why:
 it writes a ~100 MB results-like file (ids, text, list<float32> embeddings, several row
 groups), then times, on fresh copies of it:
 
@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from sutro_core.parquet_footer import add_key_value_metadata, read_key_value_metadata
+from sutro_core.results.parquet_footer import add_key_value_metadata, read_key_value_metadata
 
 METADATA = {
     "sutro.job_id": "job-0123456789abcdef",

@@ -9,9 +9,8 @@ bottleneck). Then, each as its own process, interleaved, ``--repeats`` times (me
 - first vs warm: a fresh job per run, its results curled right at SUCCEEDED and again (the server's
   results projection is built when the job finishes, so the first costs what a warm one does)
 - ours: ``SutroClient.download_results(job_id, path)`` (streamed, footer metadata, atomic rename)
-- ours: ``SutroClient.get_job_results(job_id)`` -> polars DataFrame (row groups decoded while the body
-  arrives); the same with the decode after the download (the path before, and the async client's); the
-  same and the floor in a process that has used polars before (its one-time cost already paid)
+- ours: ``SutroClient.get_job_results(job_id)`` -> polars DataFrame (the file streamed to a temp file, then
+  read); the same and the floor in a process that has used polars before (its one-time cost already paid)
 - official SDK 0.1.67: ``Sutro.get_job_results(job_id, disable_cache=True)`` (its own venv)
 
 Peak RSS is each process's own ``ru_maxrss``. Time is the operation alone (in-process, after
@@ -46,10 +45,8 @@ CHUNK_ROWS = 50_000
 #: Rounds of every contender per run (each run's figure: their median; one loopback transfer of a 38 MB
 #: file varies by 2x on the shared box, more than the ratios claimed).
 SAMPLES = 3
-SERIAL = "ours: get_job_results, decoded after the download (as before)"
 WARM_DF = "ours: get_job_results, polars used before in the process"
 WARM_FLOOR = "floor: pl.read_parquet, polars used before"
-BIG_SLICES = "ours: get_job_results, 8 MiB of row groups a slice"
 
 
 def server_config() -> dict:
@@ -136,11 +133,9 @@ def run(rows: int, repeats: int, with_sdk: bool) -> str:
                                                    job_id],
             "floor: pl.read_parquet of the file": [OUR_PYTHON, str(BENCH_DIR / "_our_contender.py"), "read-floor",
                                                    str(out_dir / "warm.parquet")],
-            SERIAL: [OUR_PYTHON, str(BENCH_DIR / "_our_contender.py"), "dataframe-serial", job_id],
             WARM_DF: [OUR_PYTHON, str(BENCH_DIR / "_our_contender.py"), "dataframe-warm", job_id],
             WARM_FLOOR: [OUR_PYTHON, str(BENCH_DIR / "_our_contender.py"), "read-floor-warm",
                          str(out_dir / "warm.parquet")],
-            BIG_SLICES: [OUR_PYTHON, str(BENCH_DIR / "_our_contender.py"), "dataframe-slices", job_id, "8"],
         }  # fmt: skip
         if sdk_python:
             contenders["official SDK: get_job_results (no cache)"] = [
@@ -182,24 +177,20 @@ def run(rows: int, repeats: int, with_sdk: bool) -> str:
         frame = df.report.get("frame_mb", 1) or 1
         return [r["run"], f"{r['load']} -> {r['load_after']}", round(cu.op_s, 3), round(dl.op_s, 3),
                 f"**{dl.op_s / cu.op_s:.2f}x**", f"{_op_cpu(dl):.3f} / {cu.cpu_s:.3f}", round(df.op_s, 3), round(fl.op_s, 3),
-                f"**{df.op_s / fl.op_s:.2f}x**", f"{df.report.get('after_download_s', df.op_s) / fl.op_s:.2f}x",
+                f"**{df.op_s / fl.op_s:.2f}x**",
                 f"{growth(df):.0f} ({growth(df) / frame:.2f}x)", f"{growth(fl):.0f} ({growth(fl) / frame:.2f}x)",
                 round(r["first_s"], 3), round(r["warm_s"], 3), f"**{r['first_s'] / r['warm_s']:.2f}x**",
                 round(r["job_s"], 1)]
 
     def frame_detail(r: dict) -> list:
-        df, se, fl, wdf, wfl = (r[k] for k in ("ours: get_job_results -> DataFrame", SERIAL,
-                                                "floor: pl.read_parquet of the file", WARM_DF, WARM_FLOOR))
+        df, fl, wdf, wfl = (r[k] for k in ("ours: get_job_results -> DataFrame",
+                                            "floor: pl.read_parquet of the file", WARM_DF, WARM_FLOOR))
         frame = df.report.get("frame_mb", 1) or 1
-        return [r["run"], f"{r['load']} -> {r['load_after']}", round(df.op_s, 3), round(se.op_s, 3),
-                round(fl.op_s, 3), f"**{df.op_s / fl.op_s:.2f}x**", f"{se.op_s / fl.op_s:.2f}x",
-                f"{df.report.get('download_s', 0):.3f} / {df.report.get('after_download_s', 0):.3f}",
-                f"{_op_cpu(df):.3f} / {_op_cpu(se):.3f} / {_op_cpu(fl):.3f}",
+        return [r["run"], f"{r['load']} -> {r['load_after']}", round(df.op_s, 3),
+                round(fl.op_s, 3), f"**{df.op_s / fl.op_s:.2f}x**", f"{_op_cpu(df):.3f} / {_op_cpu(fl):.3f}",
                 f"{growth(df):.0f} ({growth(df) / frame:.2f}x)", f"{growth(fl):.0f} ({growth(fl) / frame:.2f}x)",
                 f"**{growth(wdf):.0f} ({growth(wdf) / frame:.2f}x)**", f"{growth(wfl):.0f} ({growth(wfl) / frame:.2f}x)",
-                f"{wdf.op_s / wfl.op_s:.2f}x",
-                f"{r[BIG_SLICES].op_s:.3f} ({r[BIG_SLICES].op_s / fl.op_s:.2f}x; {_op_cpu(r[BIG_SLICES]):.3f} CPU; "
-                f"{growth(r[BIG_SLICES]):.0f} MB)"]
+                f"{wdf.op_s / wfl.op_s:.2f}x"]
 
     frame_mb = ours_df.report.get("frame_mb", 0)
     lines = [
@@ -219,31 +210,28 @@ def run(rows: int, repeats: int, with_sdk: bool) -> str:
         "",
         table(["run", "load avg", "curl (s)", "download_results (s)", "dl / curl",
                "CPU s: download_results call / curl process", "DataFrame (s)",
-               "floor read (s)", "DataFrame / floor", "excl. download / floor", "DataFrame growth MB (/ frame)",
+               "floor read (s)", "DataFrame / floor", "DataFrame growth MB (/ frame)",
                "floor growth MB (/ frame)", "first (s)", "warm (s)", "first / warm", "fresh job (s)"],
               [ratios(r) for r in per_run]),
         "",
-        ("DataFrame detail per run (time: the call, after imports; 'dl / after': until the last byte is on disk "
-         "/ the rest; CPU: of the call alone, all threads of the process; growth: peak RSS minus RSS before the "
+        ("DataFrame detail per run (time: the call, after imports; CPU: of the call alone, all threads of the "
+         "process; growth: peak RSS minus RSS before the "
          "call, / the frame's estimated_size; 'warm': polars' parquet reader used once on a tiny file before, as "
          "in any process that already worked with polars):"),
         "",
-        table(["run", "load avg", "DataFrame (s)", "decoded after dl (s)", "floor (s)", "DataFrame / floor",
-               "after-dl / floor", "dl / after (s)", "CPU s: ours / after-dl / floor", "growth MB cold",
-               "floor growth cold", "growth MB warm", "floor growth warm", "warm time / warm floor",
-               "8 MiB slices (s; / floor; CPU; growth)"],
+        table(["run", "load avg", "DataFrame (s)", "floor (s)", "DataFrame / floor", "CPU s: ours / floor",
+               "growth MB cold", "floor growth cold", "growth MB warm", "floor growth warm",
+               "warm time / warm floor"],
               [frame_detail(r) for r in per_run]),
         "",
         f"- get_job_results -> DataFrame / pl.read_parquet of the file: **{ours_df.op_s / floor.op_s:.2f}x** time "
-        f"(goal <= 1.3x), of which the download is {ours_df.report.get('download_s', 0):.3f} s; without it "
-        f"{ours_df.report.get('after_download_s', ours_df.op_s) / floor.op_s:.2f}x. Memory growth "
+        f"(goal <= 1.3x). Memory growth "
         f"{growth(ours_df):.0f} MB for a {frame_mb:.0f} MB frame (estimated_size; its string views add "
         f"{ours_df.report.get('views_mb', 0):.0f} MB more): **{growth(ours_df) / max(frame_mb, 1):.2f}x** "
         f"(goal <= 1.2x; the floor's own: {growth(floor):.0f} MB, {growth(floor) / max(frame_mb, 1):.2f}x)",
         (f"- in a process that used polars before: growth {growth(med[WARM_DF]):.0f} MB, "
          f"**{growth(med[WARM_DF]) / max(frame_mb, 1):.2f}x** the frame ({growth(med[WARM_DF]) / max(frame_mb + ours_df.report.get('views_mb', 0), 1):.2f}x "
-         f"the frame with its views); the floor's {growth(med[WARM_FLOOR]):.0f} MB; the decode after the download "
-         f"(as before): {med[SERIAL].op_s / floor.op_s:.2f}x the floor's time"),
+         f"the frame with its views); the floor's {growth(med[WARM_FLOOR]):.0f} MB"),
         f"- download_results / raw curl: **{ours_dl.op_s / raw.op_s:.2f}x** time (goal <= 1.1x); "
         f"peak RSS {ours_dl.peak_rss_mb:.0f} MB (target < 200 MB), of which {growth(ours_dl):.0f} MB came during "
         "the download (the rest: the interpreter, imports, client)",

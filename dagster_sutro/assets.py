@@ -28,7 +28,7 @@ from dagster import (
 
 from sutro_core import InputValidationError, JobSpec, load_results
 from sutro_core.spec import check_max_cost
-from sutro_core.tables import rows_to_frame
+from sutro_core.results.tables import rows_to_frame
 
 from .checks import evaluate_results, results_check_spec
 from .execution import prepare_spec, run_sutro_job, step_idempotency_key

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import polars as pl
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
-from sutro_core.tables import completeness
+from sutro_core.results.tables import completeness
 
 RESULTS_CHECK_NAME = "sutro_results_complete"
 

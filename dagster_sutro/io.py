@@ -17,7 +17,9 @@ import polars as pl
 from dagster import AssetExecutionContext, OutputContext
 from dagster_polars import PolarsParquetIOManager
 
-from sutro_core import ResultsManifest, placement
+from sutro_core import ResultsManifest
+
+from . import placement
 
 
 class SutroArtifact(pl.LazyFrame):

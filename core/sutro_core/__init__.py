@@ -21,12 +21,12 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "load_results": "artifacts",
+    "load_results": "results.reading",
     "AsyncSutroClient": "async_client",
     "SutroClient": "client",
     "idempotency_key": "idempotency",
     "BatchJobRequest": "request",
-    "ResultsShapeError": "results",
+    "ResultsShapeError": "results.shape",
     **{name: "spec" for name in ("JobHandle", "JobOutcome", "JobOutput", "JobSpec")},
     "is_retryable": "errors",
     "PollPolicy": "retrying",
@@ -57,7 +57,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # static names for type checkers and IDEs
-    from .artifacts import load_results
     from .async_client import AsyncSutroClient
     from .client import SutroClient
     from .errors import (
@@ -84,5 +83,6 @@ if TYPE_CHECKING:  # static names for type checkers and IDEs
     from .spec import JobHandle, JobOutcome, JobOutput, JobSpec
     from .models import CancelResult, FunctionResult, Job, JobStatus, Prediction, Quota, ResultsManifest, Submission
     from .request import BatchJobRequest
-    from .results import ResultsShapeError
+    from .results.reading import load_results
+    from .results.shape import ResultsShapeError
     from .retrying import PollPolicy, RetryPolicy

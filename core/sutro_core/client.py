@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import body_download, lifecycle, protocol
+from . import lifecycle, protocol
 from .client_base import ClientBase, shared_ssl_context
 from .lifecycle import DEFAULT_DOWNLOAD_TIMEOUT_S
 from .models import Job, JobStatus, ResultsManifest
@@ -78,7 +78,6 @@ class SutroClient(SdkFacade, ClientBase):
         super().__init__(api_key, api_url, timeout=timeout, retry=retry, poll=poll)
         self._http = httpx.Client(base_url=self.api_url + "/", headers=self._headers(), timeout=timeout,
                                   transport=transport, verify=shared_ssl_context())
-        self._custom_transport = transport is not None  # then results bodies go through it too
 
     # ---- driving operations ----------------------------------------------------------------------
 
@@ -142,16 +141,6 @@ class SutroClient(SdkFacade, ClientBase):
             raise
 
     def _send(self, call: Call[Any]) -> httpx.Response:
-        if call.stream_to is not None:
-            request = self._http.build_request(call.method, call.path, params=call.params, json=call.json)
-            if body_download.usable(self._http, self._custom_transport, request.url):
-                timeout = _timeout(call, self.timeout)
-                response = body_download.get_to_file(
-                    request, call.stream_to, read_timeout=timeout.read or self.timeout,
-                    connect_timeout=timeout.connect or self.timeout, deadline=call.deadline,
-                    ssl_context=shared_ssl_context(), listener=call.on_body)
-                if response is not None:
-                    return response
         if call.stream_to is None and call.deadline is None:
             return self._http.request(call.method, call.path, params=call.params, json=call.json,
                                       timeout=_timeout(call, self.timeout))

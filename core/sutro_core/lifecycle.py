@@ -36,7 +36,6 @@ from typing import Any, Protocol
 import polars as pl
 
 from . import operations as ops, protocol
-from .artifacts import finalize, job_metadata, prepare_target
 from .errors import (
     CostLimitExceededError,
     InputValidationError,
@@ -51,6 +50,8 @@ from .idempotency import key_in_description, scope_in_description
 from .models import Job, JobStatus, ResultsManifest, Submission
 from .operations import Blocking, Op, Sleep, Started, log
 from .request import BatchJobRequest
+from .results.shape import shape_file
+from .results.targets import finalize, job_metadata, prepare_target
 from .retrying import DeadlineReached, PollPolicy, RetryPolicy
 from .spec import JobHandle, JobOutcome, JobSpec, carry_frame, check_max_cost, step_key
 
@@ -243,8 +244,6 @@ def wait_op(client: LifecycleClient, handle: JobHandle | dict[str, Any],
 
 
 def _shape_in_place(path: Path, carry: pl.DataFrame | None, handle: JobHandle, job: Job) -> None:
-    from .shaping import shape_file
-
     out = path.with_suffix(".shaped.part")
     try:
         shape_file(path, out, carry=carry, output_column=handle.output.column,

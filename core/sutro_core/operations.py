@@ -240,7 +240,7 @@ def download(policy: RetryPolicy, job_id: str, target: Any, timeout: float | Non
     ``file_args`` go to ``results_file_call`` (format, inputs, logprobs). On any failure the temp file is
     removed; past the deadline ``JobTimeoutError`` is raised.
     """
-    from .artifacts import discard
+    from .results.targets import discard
 
     limit = Deadline.after(timeout)
     try:

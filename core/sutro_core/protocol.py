@@ -54,9 +54,6 @@ class Call(Generic[T]):
     #: Seconds the shared read answering a batched poll may have been sent before the poll (0: only one
     #: sent after it, e.g. with other polls made at the same moment).
     batch_max_age: float = 0.0
-    #: A ``ProgressiveParquet`` fed as a ``stream_to`` body arrives (it decodes row groups early); transports
-    #: that cannot feed it leave it alone and it reads the finished file.
-    on_body: Any = None
 
     def seconds_left(self) -> float | None:
         """Seconds before ``deadline`` (None without one); raises ``DeadlineReached`` once it has passed.

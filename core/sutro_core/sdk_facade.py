@@ -24,16 +24,16 @@ from typing import Any
 import polars as pl
 
 from . import lifecycle, operations as ops, protocol, tracing
-from .artifacts import finalize, prepare_target
 from .errors import CostLimitExceededError, DryRunResultsError, InputValidationError, SutroAPIError
 from .inputs import _is_pandas
 from .lifecycle import DEFAULT_DOWNLOAD_TIMEOUT_S
 from .models import CancelResult, FunctionResult, Job, JobStatus, Quota, ResultsManifest, Submission
 from .operations import Blocking, Lines, Op
 from .progress import ProgressReporter, announce_finished
-from .progressive_parquet import ProgressiveParquet
 from .request import BatchJobRequest
-from .results import join_original, shape_results
+from .results.reading import read_results_file
+from .results.shape import join_original, shape_results
+from .results.targets import finalize, prepare_target
 from .retrying import PollPolicy, RetryPolicy
 
 
@@ -120,24 +120,23 @@ class SdkOperations:
         job = yield from ops.succeeded_job(self.retry, job_id)
         if (job.model_extra or {}).get("dry_run") is True:  # a cost estimate: no results, ever; say so now
             raise DryRunResultsError(job_id)
-        # Spooled to a temp file, then read: a body held in memory costs ~2x its size at peak
-        # (benchmarks/results_download.py, issue 17).
+        # Streamed to a temp file, then read: a body held in memory costs ~2x its size at peak, and decoding
+        # while the body arrives did not beat this (benchmarks/README.md, "One reading path").
         fd, tmp = tempfile.mkstemp(prefix="sutro-results-", suffix=".parquet.part")
         os.close(fd)
-        reader = ProgressiveParquet(tmp)  # decodes row groups while the body arrives (sync client)
         try:
             try:
                 call = protocol.results_file_call(job_id, include_inputs=include_inputs,
                                                   include_cumulative_logprobs=include_cumulative_logprobs,
                                                   stream_to=tmp)
-                yield from ops.send(self.retry, dataclasses.replace(call, on_body=reader))
+                yield from ops.send(self.retry, call)
             except SutroAPIError as exc:
                 if exc.code == "dry_run_has_no_results":
                     raise DryRunResultsError(job_id) from exc
                 raise
 
             def shape() -> Any:
-                df = shape_results(reader.frame(), output_column=output_column, unpack_json=unpack_json,
+                df = shape_results(read_results_file(tmp), output_column=output_column, unpack_json=unpack_json,
                                    unwrap_reasoning=unwrap_reasoning)
                 if with_original_df is not None:
                     return join_original(df, with_original_df)
@@ -145,7 +144,6 @@ class SdkOperations:
 
             return (yield Blocking(shape))
         finally:
-            reader.close()
             os.unlink(tmp)
 
     def _download_op(

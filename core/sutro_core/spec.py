@@ -24,7 +24,7 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
-from .artifacts import RESULT_FORMATS
+from .results.targets import RESULT_FORMATS
 from .errors import InputValidationError
 from .idempotency import idempotency_key as make_key, scope_id as make_scope_id
 from .inputs import NormalisedInputs, _is_pandas, is_url, to_polars

@@ -1,6 +1,6 @@
 """A timer that shuts a socket down at a deadline.
 
-httpx's and ``http.client``'s read timeouts are per read, not per request: a stalled or trickling body
+httpx's read timeouts are per read, not per request: a stalled or trickling body
 would hold a blocking read long past the caller's deadline. Shutting the socket down makes that read
 return at once; ``fired`` then tells the caller the deadline, not the peer, ended it.
 

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from sutro_core import JobStatus, SutroClient
 from sutro_core.errors import DryRunResultsError, InputValidationError, SutroAPIError
 from sutro_core.models import CancelResult
-from sutro_core.results import shape_results
+from sutro_core.results.shape import shape_results
 
 EMBED = "all-minilm-l6-v2"
 

@@ -1,4 +1,4 @@
-"""Footer-only key-value metadata rewrite (sutro_core.parquet_footer).
+"""Footer-only key-value metadata rewrite (sutro_core.results.parquet_footer).
 
 Files are written by real writers (pyarrow, polars) and read back by real readers; no network
 is involved, so no server fixture is needed here.
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sutro_core.parquet_footer import (
+from sutro_core.results.parquet_footer import (
     _BINARY,
     _LIST,
     _parse_top_level,

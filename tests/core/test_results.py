@@ -8,7 +8,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from sutro_core.results import ResultsShapeError, join_original, shape_results
+from sutro_core.results.shape import ResultsShapeError, join_original, shape_results
 
 
 def test_plain_outputs_are_renamed():

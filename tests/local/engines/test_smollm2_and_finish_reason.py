@@ -15,7 +15,7 @@ from sutro_local.config import ModelConfig, load_config
 from sutro_local.engines import smollm2
 from sutro_local.engines.base import ChunkParams, EngineInputError
 from sutro_local.engines.transformers_engine import create
-from sutro_core.results import shape_results
+from sutro_core.results.shape import shape_results
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from .errors import InputValidationError
+from ..errors import InputValidationError
 
 
 def _top_module(value: Any) -> str:

@@ -1,17 +1,21 @@
-"""Results as files: stream to a temp file, finish it (metadata, CSV unzip), move it into place atomically.
+"""Where a results file goes and how it lands: a temp file first, checked, finished, moved into place atomically.
 
 Works for local paths and any fsspec URI (``s3://``, ``gs://``, ``memory://`` ...). Parquet files get
-key-value metadata in their footer (job id, model, rows, created time) without rewriting the data.
+key-value metadata in their footer (job id, model, rows, created time) without rewriting the data
+(``parquet_footer``); the one results shape is written by ``shape.shape_file`` through ``finalize``'s
+``transform``.
 
 Example:
-    >>> manifest = client.download_results(job_id, "out/results.parquet")
-    >>> load_results(manifest).height == manifest.rows
-    True
+    >>> target = prepare_target("out/results.parquet", "parquet")   # doctest: +SKIP
+    >>> # ... the body is streamed to target.tmp_path ...
+    >>> finalize(target, job, "parquet").uri                          # doctest: +SKIP
+    '/abs/out/results.parquet'
 """
 
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
 import tempfile
@@ -26,9 +30,9 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from .errors import InputValidationError, ResultsFormatError
-from .models import Job, ResultsManifest
-from .results import OUTPUTS, shape_results
+from ..errors import InputValidationError, ResultsFormatError
+from ..models import Job, ResultsManifest
+from .parquet_footer import add_key_value_metadata
 
 RESULT_FORMATS = ("parquet", "csv", "json")
 METADATA_PREFIX = "sutro."
@@ -45,7 +49,8 @@ class Target:
     fs_path: str | None = None
 
 
-def _is_remote(uri: str) -> bool:
+def is_remote(uri: str) -> bool:
+    """True for an fsspec URI other than ``file://`` (the file then goes through fsspec)."""
     return "://" in uri and not uri.startswith("file://")
 
 
@@ -59,7 +64,7 @@ def prepare_target(destination: Any, result_format: str, storage_options: dict[s
     uri = os.fspath(destination) if isinstance(destination, os.PathLike) else str(destination)
     if not uri:
         raise InputValidationError("destination", "give a file path or URI such as 'out/results.parquet'")
-    if _is_remote(uri):
+    if is_remote(uri):
         try:
             import fsspec
         except ImportError as exc:  # pragma: no cover - fsspec ships with every orchestrator
@@ -165,8 +170,6 @@ def validate_results_file(path: Path, result_format: str) -> None:
                 raise ResultsFormatError(f"the results body is not CSV (starts {head[:16]!r})")
             pl.scan_csv(path).collect_schema()
         else:
-            import json
-
             json.loads(path.read_bytes())
     except ResultsFormatError:
         raise
@@ -181,8 +184,6 @@ def _rows_and_columns(path: Path, result_format: str) -> tuple[int, list[str]]:
     if result_format == "csv":
         lazy = pl.scan_csv(path)
         return int(lazy.select(pl.len()).collect().item()), lazy.collect_schema().names()
-    import json
-
     body = json.loads(path.read_text())
     body = body.get("results", body) if isinstance(body, dict) else body
     outputs = body.get("outputs", []) if isinstance(body, dict) else []
@@ -193,7 +194,7 @@ def finalize(target: Target, job: Job, result_format: str,
              transform: "Callable[[Path], None] | None" = None) -> ResultsManifest:
     """Validate and finish the temp file, then move it into place atomically; return its manifest.
 
-    ``transform`` rewrites the validated temp file in place (the one results shape, see ``shaping``);
+    ``transform`` rewrites the validated temp file in place (the one results shape, see ``shape.shape_file``);
     without it a parquet file only gets the job's footer metadata.
     """
     try:
@@ -203,8 +204,6 @@ def finalize(target: Target, job: Job, result_format: str,
         if transform is not None:
             transform(target.tmp_path)
         elif result_format == "parquet":
-            from .parquet_footer import add_key_value_metadata
-
             add_key_value_metadata(target.tmp_path, job_metadata(job))
         rows, columns = _rows_and_columns(target.tmp_path, result_format)
         size = target.tmp_path.stat().st_size
@@ -224,58 +223,3 @@ def finalize(target: Target, job: Job, result_format: str,
         cost=job.job_cost if job.job_cost is not None else job.cost_estimate,
         created_at=job.created_at.isoformat() if job.created_at else None,
     )
-
-
-def _read_head(fh: Any, n_rows: int) -> pl.DataFrame:
-    """The first ``n_rows`` rows of a parquet file, reading only the row groups they need."""
-    # Buffered single-threaded reads: the default reads each column chunk of the first row group whole, in
-    # parallel (~45 MB of RSS for a 5-row preview of a million-row artifact).
-    rows = pq.ParquetFile(fh, buffer_size=1 << 16, pre_buffer=False).iter_batches(batch_size=max(n_rows, 1),
-                                                                                 use_threads=False)
-    batch = next(rows, None)
-    if batch is None:
-        return pl.DataFrame()
-    return pl.DataFrame(pl.from_arrow(batch)).head(n_rows)
-
-
-def load_results(
-    source: "ResultsManifest | dict[str, Any] | str | os.PathLike[str]",
-    *,
-    n_rows: int | None = None,
-    unpack_json: bool = False,
-    output_column: str = "outputs",
-) -> pl.DataFrame:
-    """Read a results artifact back as a polars DataFrame (from a manifest, its dict, or a path/URI).
-
-    By default the file's columns come back as stored (``inputs``, ``outputs``, ...). ``unpack_json``
-    shapes them as ``get_job_results`` does (JSON object outputs become columns, e.g. a Function's
-    ``label`` and ``rationale``; other outputs are named ``output_column``). ``n_rows`` reads only
-    the first rows (previews of huge results in bounded memory; parquet only).
-
-    Example:
-        >>> df = load_results(manifest)              # or load_results("s3://bucket/results.parquet")
-        >>> preview = load_results(manifest, n_rows=10, unpack_json=True)
-    """
-    if isinstance(source, ResultsManifest):
-        uri, fmt = source.uri, source.format
-    elif isinstance(source, dict):
-        uri, fmt = source["uri"], source.get("format", "parquet")
-    else:
-        uri = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
-        fmt = "csv" if uri.endswith(".csv") else "parquet"
-    if fmt not in ("parquet", "csv"):
-        raise InputValidationError("format", f"load_results reads parquet or csv artifacts, not {fmt!r}")
-    if fmt == "parquet":
-        reader = (lambda f: _read_head(f, n_rows)) if n_rows is not None else pl.read_parquet
-    else:
-        reader = (lambda f: pl.read_csv(f, n_rows=n_rows))
-    if _is_remote(uri):
-        import fsspec
-
-        with fsspec.open(uri, "rb") as fh:
-            df = reader(fh)
-    else:
-        df = reader(uri.removeprefix("file://"))
-    if unpack_json and OUTPUTS in df.columns:
-        df = shape_results(df, output_column=output_column, unpack_json=True)
-    return df

@@ -1,4 +1,4 @@
-"""Where a step's results artifact is staged, and how it is moved into an orchestrator's storage unchanged.
+"""Where an asset's results artifact is staged, and how it is moved into the IO manager's storage unchanged.
 
 Example:
     >>> staging_path("/data/sutro", ["ticket_labels", "2026-01-01", "5c1f.parquet"])
@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 
-def staging_path(base: str | None, parts: Sequence[str], home_env: str = "DAGSTER_HOME") -> str:
-    """``base`` (a folder or fsspec URI) joined with ``parts``; without a base, ``$<home_env>/storage/sutro``
+def staging_path(base: str | None, parts: Sequence[str]) -> str:
+    """``base`` (a folder or fsspec URI) joined with ``parts``; without a base, ``$DAGSTER_HOME/storage/sutro``
     (a temporary folder when that is unset). Slashes inside a part are replaced, so each part is one level.
 
     Example:
         >>> staging_path("s3://b/sutro", ["a/b", "x.parquet"])
         's3://b/sutro/a_b/x.parquet'
     """
-    base = base or os.path.join(os.environ.get(home_env) or tempfile.gettempdir(), "storage", "sutro")
+    base = base or os.path.join(os.environ.get("DAGSTER_HOME") or tempfile.gettempdir(), "storage", "sutro")
     parts = [p.replace("/", "_") for p in parts]
     return str(Path(base).joinpath(*parts)) if "://" not in base else "/".join([base.rstrip("/"), *parts])
 

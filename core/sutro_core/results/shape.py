@@ -1,8 +1,13 @@
-"""The one results shape every adapter writes: carried input columns + unpacked outputs + server extras.
+"""The results shape: outputs unpacked into columns, for a DataFrame (the SDK's) and for an artifact file.
 
-A raw results file (``outputs`` as JSON text or values, plus the server's extra columns such as
-``confidence_score``) becomes a parquet artifact, read and written one row group at a time so memory stays
-flat whatever the row count:
+``shape_results`` / ``join_original`` shape a results DataFrame as the official SDK does
+(``get_job_results``, ``load_results(unpack_json=True)``): ``outputs`` renamed to ``output_column``, JSON
+object outputs unpacked into columns, reasoning outputs flattened, results placed beside the original rows.
+
+``shape_file`` writes the one results shape every adapter writes (carried input columns + unpacked outputs
++ server extras): a raw results file (``outputs`` as JSON text or values, plus the server's extra columns
+such as ``confidence_score``) becomes a parquet artifact, read and written one row group at a time so memory
+stays flat whatever the row count:
 
 - the carried input columns (ids, the caller's own columns), row-aligned, first;
 - the outputs: one column per field of the job's JSON schema (typed from the schema), or per field of the
@@ -15,6 +20,9 @@ A row whose output is not valid JSON (e.g. cut at ``max_tokens``) gets nulls in 
 the server's ``finish_reason`` column, when present, says why.
 
 Example:
+    >>> df = pl.DataFrame({"outputs": ['{"label": "bug"}', '{"label": "billing"}']})
+    >>> shape_results(df, output_column="inference_result", unpack_json=True).columns
+    ['label']
     >>> shape_file(raw, out, carry=pl.DataFrame({"id": [1, 2]}), output_column="inference_result",
     ...            json_schema=None, metadata={"sutro.job_id": "job-1"})  # doctest: +SKIP
 """
@@ -29,7 +37,124 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .results import OUTPUTS, REASONING, ResultsShapeError
+from ..errors import SutroError
+from ..inputs import _is_pandas, to_polars
+
+OUTPUTS = "outputs"
+REASONING = "reasoning_content"
+FINISH_REASON = "finish_reason"  # per row, from sutro-local's generative engines: "stop" or "length"
+
+
+class ResultsShapeError(SutroError):
+    """Results cannot be joined or unpacked as asked (row count mismatch, column clash)."""
+
+
+# ---- a results DataFrame, shaped as the SDK does --------------------------------------------------------
+
+
+def _decode_objects(column: pl.Series) -> pl.Series | None:
+    """The column decoded as JSON objects (a struct Series), or None if it is not all JSON objects."""
+    if column.dtype != pl.String:
+        return None
+    # A cheap sniff of the first values (no copy of the whole column: drop_nulls on it would copy it
+    # when it has nulls); json_decode then checks every row.
+    head = _first_values(column, 64)
+    if not head or not all(v.lstrip().startswith("{") for v in head):
+        return None
+    try:
+        decoded = column.str.json_decode(infer_schema_length=None)
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError):
+        return None
+    return decoded if isinstance(decoded.dtype, pl.Struct) else None
+
+
+def _first_values(column: pl.Series, n: int) -> list[str]:
+    """Up to ``n`` non-null values from the start of ``column``, looking at a growing window only."""
+    window = n
+    while True:
+        head = column.head(window)
+        values = [v for v in head.to_list() if v is not None][:n] if head.null_count() else head.to_list()
+        if len(values) >= n or window >= column.len():
+            return values
+        window *= 16
+
+
+def _check_clash(existing: list[str], new: list[str], what: str) -> None:
+    clash = sorted(set(existing) & set(new))
+    if clash:
+        raise ResultsShapeError(
+            f"{what} would overwrite columns {clash}; rename them in your data or pass a different "
+            "output_column / unpack_json=False"
+        )
+
+
+def shape_results(
+    df: pl.DataFrame,
+    *,
+    output_column: str = "inference_result",
+    unpack_json: bool = True,
+    unwrap_reasoning: bool = False,
+) -> pl.DataFrame:
+    """Rename ``outputs`` to ``output_column``; unpack JSON object outputs into columns, as the SDK does.
+
+    Every field of a JSON object output becomes a column. A reasoning output
+    (``{"content": ..., "reasoning_content": ...}``) therefore gives ``content`` and
+    ``reasoning_content`` columns; with ``unwrap_reasoning=True`` and object ``content`` the
+    SDK's flattening applies: ``reasoning_content`` plus one column per field of ``content``.
+
+    Example:
+        >>> outs = ['{"content": {"label": "bug"}, "reasoning_content": "it crashes"}']
+        >>> shape_results(pl.DataFrame({"outputs": outs}), unwrap_reasoning=True).columns
+        ['reasoning_content', 'label']
+    """
+    if OUTPUTS not in df.columns:
+        raise ResultsShapeError(f"the results have no {OUTPUTS!r} column (columns: {df.columns})")
+    others = [c for c in df.columns if c != OUTPUTS]
+    outputs = df[OUTPUTS]
+    if unpack_json and FINISH_REASON in df.columns:  # rows cut by max_tokens hold incomplete JSON:
+        # unpack the others; a cut row's fields are null and its finish_reason column says "length"
+        outputs = df.select(pl.when(pl.col(FINISH_REASON).ne_missing("length")).then(pl.col(OUTPUTS))).to_series()
+    decoded = _decode_objects(outputs) if unpack_json else None
+    if decoded is None:
+        return df.rename({OUTPUTS: output_column})
+    fields = {f.name: f.dtype for f in decoded.dtype.fields}  # type: ignore[union-attr]
+    if not fields:  # empty objects have no column to carry the rows: keep the raw output
+        return df.rename({OUTPUTS: output_column})
+    pieces = decoded.struct.unnest().get_columns()
+    if unwrap_reasoning and set(fields) == {"content", REASONING} and isinstance(fields["content"], pl.Struct):
+        content = decoded.struct.field("content")
+        pieces = [decoded.struct.field(REASONING), *content.struct.unnest().get_columns()]
+    new_names = [p.name for p in pieces]
+    _check_clash(others, new_names, "unpacking the JSON outputs")
+    return pl.concat([df.select(others), pl.DataFrame(pieces)], how="horizontal")
+
+
+def join_original(results: pl.DataFrame, original: Any) -> Any:
+    """Results placed beside the original rows (same order); pandas in, pandas out.
+
+    A pandas frame keeps its index and its columns' dtypes (results are appended positionally,
+    as the SDK does), so joining back on the index lines up.
+
+    Example:
+        >>> join_original(pl.DataFrame({"inference_result": ["r"]}), pd.DataFrame({"t": ["a"]}, index=[10]))
+    """
+    rows = len(original) if _is_pandas(original) else to_polars(original).height
+    if rows != results.height:
+        raise ResultsShapeError(
+            f"the original data has {rows} rows but the results have {results.height}; "
+            "pass the same DataFrame the job was submitted with"
+        )
+    columns = [str(c) for c in original.columns]
+    _check_clash(columns, results.columns, "joining results to the original DataFrame")
+    if _is_pandas(original):
+        combined = original.copy()
+        for name, values in results.to_pandas().items():
+            combined[name] = values.array  # .array: positional, ignores the original's index
+        return combined
+    return pl.concat([to_polars(original), results], how="horizontal")
+
+
+# ---- the one artifact shape, written file to file ------------------------------------------------------
 
 #: Rows read, shaped and written as one row group at a time. The parquet reader's and writer's transient
 #: memory grows with it: a 1M-row artifact peaked 62 MB over its inputs at 65,536 rows, 32 MB at 8,192

@@ -1,0 +1,117 @@
+"""Results read back as a DataFrame: an artifact (``load_results``) and a downloaded results file.
+
+``get_job_results`` streams the results file to a temp file (as ``download_results`` does), then reads it
+with ``read_results_file``: one reading path (benchmarks/README.md, "One reading path").
+
+Example:
+    >>> df = load_results(manifest)              # or load_results("s3://bucket/results.parquet")
+    >>> preview = load_results(manifest, n_rows=10, unpack_json=True)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from ..errors import InputValidationError
+from ..models import ResultsManifest
+from .shape import OUTPUTS, shape_results
+from .targets import is_remote, validate_results_file
+
+#: Compressed bytes of row groups read per slice. Reading a file in one go maps (and so holds in RSS) every
+#: compressed page until the frame is built: +38 MB at 1M rows over the frame itself. By slices the extra
+#: is one slice's pages (benchmarks/results_download.py, results_reading.py).
+READ_SLICE_BYTES = 16 << 20
+
+
+def read_results_file(path: str | os.PathLike[str]) -> pl.DataFrame:
+    """A downloaded parquet results file as a DataFrame, its validity checked first (``ResultsFormatError``).
+
+    Read a few row groups at a time (no copy: the slices become the frame's chunks), so the peak is the
+    frame plus one slice of the compressed file. The check reads the footer only.
+
+    Example:
+        >>> read_results_file("results.parquet").columns   # doctest: +SKIP
+        ['outputs']
+    """
+    validate_results_file(Path(path), "parquet")
+    slices = _row_slices(pq.read_metadata(path), READ_SLICE_BYTES)
+    if len(slices) <= 1:
+        return pl.read_parquet(path)
+    scan = pl.scan_parquet(path)
+    return pl.concat([scan.slice(first, rows).collect() for first, rows in slices], how="vertical", rechunk=False)
+
+
+def _row_slices(meta: Any, target_bytes: int) -> list[tuple[int, int]]:
+    """``(first row, rows)`` of runs of whole row groups of about ``target_bytes`` compressed each."""
+    slices: list[tuple[int, int]] = []
+    first = rows = size = 0
+    for i in range(meta.num_row_groups):
+        group = meta.row_group(i)
+        rows += group.num_rows
+        size += sum(group.column(c).total_compressed_size for c in range(group.num_columns))
+        if size >= target_bytes:
+            slices.append((first, rows))
+            first, rows, size = first + rows, 0, 0
+    if rows:
+        slices.append((first, rows))
+    return slices
+
+
+def _read_head(fh: Any, n_rows: int) -> pl.DataFrame:
+    """The first ``n_rows`` rows of a parquet file, reading only the row groups they need."""
+    # Buffered single-threaded reads: the default reads each column chunk of the first row group whole, in
+    # parallel (~45 MB of RSS for a 5-row preview of a million-row artifact).
+    rows = pq.ParquetFile(fh, buffer_size=1 << 16, pre_buffer=False).iter_batches(batch_size=max(n_rows, 1),
+                                                                                 use_threads=False)
+    batch = next(rows, None)
+    if batch is None:
+        return pl.DataFrame()
+    return pl.DataFrame(pl.from_arrow(batch)).head(n_rows)
+
+
+def load_results(
+    source: "ResultsManifest | dict[str, Any] | str | os.PathLike[str]",
+    *,
+    n_rows: int | None = None,
+    unpack_json: bool = False,
+    output_column: str = "outputs",
+) -> pl.DataFrame:
+    """Read a results artifact back as a polars DataFrame (from a manifest, its dict, or a path/URI).
+
+    By default the file's columns come back as stored (``inputs``, ``outputs``, ...). ``unpack_json``
+    shapes them as ``get_job_results`` does (JSON object outputs become columns, e.g. a Function's
+    ``label`` and ``rationale``; other outputs are named ``output_column``). ``n_rows`` reads only
+    the first rows (previews of huge results in bounded memory; parquet only).
+
+    Example:
+        >>> df = load_results(manifest)              # or load_results("s3://bucket/results.parquet")
+        >>> preview = load_results(manifest, n_rows=10, unpack_json=True)
+    """
+    if isinstance(source, ResultsManifest):
+        uri, fmt = source.uri, source.format
+    elif isinstance(source, dict):
+        uri, fmt = source["uri"], source.get("format", "parquet")
+    else:
+        uri = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
+        fmt = "csv" if uri.endswith(".csv") else "parquet"
+    if fmt not in ("parquet", "csv"):
+        raise InputValidationError("format", f"load_results reads parquet or csv artifacts, not {fmt!r}")
+    if fmt == "parquet":
+        reader = (lambda f: _read_head(f, n_rows)) if n_rows is not None else pl.read_parquet
+    else:
+        reader = (lambda f: pl.read_csv(f, n_rows=n_rows))
+    if is_remote(uri):
+        import fsspec
+
+        with fsspec.open(uri, "rb") as fh:
+            df = reader(fh)
+    else:
+        df = reader(uri.removeprefix("file://"))
+    if unpack_json and OUTPUTS in df.columns:
+        df = shape_results(df, output_column=output_column, unpack_json=True)
+    return df
