@@ -74,6 +74,10 @@ def _assert_majority(hits: list[bool], what: object) -> None:
     assert sum(hits) > len(hits) / 2, (f"{sum(hits)} of {len(hits)}", what)
 
 
+def _knows(text: str, words: tuple[str, ...]) -> bool:
+    return any(w in text.lower() for w in words)
+
+
 def _is_person(answer: object) -> bool:
     """Valid against PERSON_SCHEMA: an object of exactly two strings, name and city."""
     return (isinstance(answer, dict) and set(answer) == {"name", "city"}
@@ -98,7 +102,7 @@ def test_chat_completions_give_text_a_finish_reason_and_the_same_answer_twice(re
         replies.append(choice["message"]["content"])
     # Greedy on one server, one float path: asking again gives the same words.
     assert _chat(real_http, FACTS[0][0], **GREEDY)["choices"][0]["message"]["content"] == replies[0]
-    _assert_majority([any(w in text.lower() for w in words) for text, (_, words) in zip(replies, FACTS)], replies)
+    _assert_majority([_knows(text, words) for text, (_, words) in zip(replies, FACTS)], replies)
 
 
 def test_batch_job_gives_every_row_text_and_a_finish_reason(real_client) -> None:
@@ -109,7 +113,7 @@ def test_batch_job_gives_every_row_text_and_a_finish_reason(real_client) -> None
     texts = df["inference_result"].to_list()
     assert all(text.strip() for text in texts), texts
     assert set(df["finish_reason"].to_list()) <= FINISH_REASONS
-    _assert_majority([any(w in text.lower() for w in words) for text, (_, words) in zip(texts, FACTS)], texts)
+    _assert_majority([_knows(text, words) for text, (_, words) in zip(texts, FACTS)], texts)
     # The same job again on the same server (a second job, not a reattach): the same rows, greedy.
     second = _run_job(real_client, request)
     assert second != job_id and real_client.get_job_results(second).to_dicts() == df.to_dicts()
@@ -129,8 +133,8 @@ def test_rows_cut_by_max_tokens_say_length(real_http, real_client) -> None:
     body = _chat(real_http, LONG_ASK, temperature=0.0, max_tokens=4)
     assert body["choices"][0]["finish_reason"] == "length" and body["usage"]["completion_tokens"] == 4
     assert body["choices"][0]["message"]["content"].strip()  # what the model wrote before the cut
-    request = BatchJobRequest.for_inference([LONG_ASK, "Describe the ocean in detail."], model=MODEL,
-                                            sampling_params={"temperature": 0.0, "max_tokens": 4})  # fmt: skip
+    rows = [LONG_ASK, "Describe the ocean in detail."]
+    request = BatchJobRequest.for_inference(rows, model=MODEL, sampling_params={**GREEDY, "max_tokens": 4})
     df = real_client.get_job_results(_run_job(real_client, request))
     assert df["finish_reason"].to_list() == ["length", "length"]
     assert all(text.strip() for text in df["inference_result"].to_list())
