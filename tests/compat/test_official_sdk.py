@@ -1,10 +1,9 @@
 """The official SDK (PyPI ``sutro==0.1.67``) and its CLI, unchanged, against the real sutro-local of the fixtures.
 
-The SDK pins old polars/pyarrow/pandas, so it lives in its own venv (ignored by git):
-
-    python3.11 -m venv .venv-sdk && .venv-sdk/bin/pip install sutro==0.1.67     # about a minute
-
-Point ``SUTRO_SDK_VENV`` at another venv to use that one. Without the venv these tests skip, saying so.
+The SDK pins old polars/pyarrow/pandas, so it lives in its own venv, ``.venv-sdk`` (ignored by git), which
+``./run test`` creates once (and then sets SUTRO_REQUIRE_SDK=1: a skip would hide a broken venv). Point
+``SUTRO_SDK_VENV`` at another venv to use that one. Run without ``./run`` and without the venv, these
+tests skip, saying how to create it.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         not CLI.exists() and os.environ.get("SUTRO_REQUIRE_SDK") != "1",  # CI sets it: there a skip is a failure
-        reason=f"the official SDK's venv is absent ({VENV}); create it with "
+        reason=f"the official SDK's venv is absent ({VENV}); `./run test` creates it, or by hand: "
         f"`python3.11 -m venv {VENV} && {VENV}/bin/pip install sutro==0.1.67`",
     ),
 ]

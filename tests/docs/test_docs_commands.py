@@ -9,6 +9,8 @@ what it is:
 - ``airflow ...``: parsed by Airflow's own CLI parser (one subprocess, throwaway AIRFLOW_HOME).
 - ``prefect ...`` / ``dagster ...``: the command path answers ``--help``; a ``-m`` module imports.
 - ``./run X``: X is a ./run command; its test paths (and those of ``python -m pytest``) exist.
+- ``source .venv/bin/activate``: the venv running these tests has that script and the programs the docs
+  then call by name.
 - ``export`` lines, placeholders and the official-SDK install (network) are recorded as not run.
 
 A command of any other kind fails the test: add a check for it here.
@@ -36,7 +38,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 BIN = Path(sys.executable).parent
-INLINE = re.compile(r"`((?:\./run|(?:\.venv/bin/)?sutro-local|dagster|airflow|prefect) [^`]+)`")
+INLINE = re.compile(r"`((?:\./run|(?:\.venv/bin/)?(?:sutro-local|dagster|airflow|prefect)) [^`]+)`")
 ENV_ASSIGN = re.compile(r"^[A-Z_][A-Z0-9_]*=")
 RUN_COMMANDS = {"demo", "test", "install"}
 # Commands that are documented but deliberately not run here, with why.
@@ -66,25 +68,28 @@ def _logical_lines(block: str) -> list[str]:
     return out
 
 
-def documented_commands() -> list[tuple[str, list[str]]]:
-    """(where, argv) of every command in the docs, env-var prefixes removed, `&&` chains split."""
+def commands_in(text: str, label: str) -> list[tuple[str, list[str]]]:
+    """(where, argv) of every command in a markdown text, env-var prefixes removed, `&&` chains split."""
     found: list[tuple[str, list[str]]] = []
-    for path in DOCS:
-        text = path.read_text()
-        lines = []
-        for m in re.finditer(r"```(?:bash|sh|shell)\n(.*?)```", text, re.DOTALL):
-            lines += _logical_lines(m.group(1))
-        lines += [m.group(1) for m in INLINE.finditer(re.sub(r"```.*?```", "", text, flags=re.DOTALL))]
-        for line in lines:
-            words = shlex.split(line, comments=True)
-            while words:
-                cut = words.index("&&") if "&&" in words else len(words)
-                argv, words = words[:cut], words[cut + 1 :]
-                while argv and ENV_ASSIGN.match(argv[0]):
-                    argv = argv[1:]
-                if argv:
-                    found.append((f"{path.relative_to(REPO)}: {line.splitlines()[0]}", argv))
+    lines = []
+    for m in re.finditer(r"```(?:bash|sh|shell)\n(.*?)```", text, re.DOTALL):
+        lines += _logical_lines(m.group(1))
+    lines += [m.group(1) for m in INLINE.finditer(re.sub(r"```.*?```", "", text, flags=re.DOTALL))]
+    for line in lines:
+        words = shlex.split(line, comments=True)
+        while words:
+            cut = words.index("&&") if "&&" in words else len(words)
+            argv, words = words[:cut], words[cut + 1 :]
+            while argv and ENV_ASSIGN.match(argv[0]):
+                argv = argv[1:]
+            if argv:
+                found.append((f"{label}: {line.splitlines()[0]}", argv))
     return found
+
+
+def documented_commands() -> list[tuple[str, list[str]]]:
+    """(where, argv) of every command in the docs."""
+    return [c for path in DOCS for c in commands_in(path.read_text(), str(path.relative_to(REPO)))]
 
 
 COMMANDS = documented_commands()
@@ -99,7 +104,7 @@ def _program(argv: list[str]) -> str:
 
 def _kind(argv: list[str]) -> str:
     prog = _program(argv)
-    if prog in ("sutro-local", "airflow", "prefect", "dagster", "./run") or prog in NOT_RUN:
+    if prog in ("sutro-local", "airflow", "prefect", "dagster", "./run", "source") or prog in NOT_RUN:
         return prog
     if prog.startswith(("/tmp/sdk/", ".venv-sdk/")):
         return "python3.11"  # the official SDK's own venv, made by the line before
@@ -112,6 +117,29 @@ def test_the_docs_have_commands_and_each_is_of_a_checked_kind():
     assert len(COMMANDS) >= 15, COMMANDS
     unknown = [where for where, argv in COMMANDS if _kind(argv) == "unknown"]
     assert not unknown, f"commands no check covers (add one to {Path(__file__).name}): {unknown}"
+
+
+def test_the_readmes_tours_say_how_to_run_them():
+    """The tours' own commands are among the checked ones: the venv, the Airflow DAG by its id, Prefect's
+    telemetry switch (without it a flow logs an ERROR traceback)."""
+    readme = (REPO / "README.md").read_text()
+    tours = readme[readme.index("## 60-second tours") : readme.index("## Configuration")]
+    argvs = [argv for _, argv in commands_in(tours, "README.md tours")]
+    assert ["source", ".venv/bin/activate"] in argvs and ["./run", "install"] in argvs
+    dag_id = re.search(r'with DAG\("([^"]+)"', tours).group(1)  # type: ignore[union-attr]
+    assert any(_program(a) == "airflow" and a[1:4] == ["dags", "test", dag_id] for a in argvs), argvs
+    assert "$AIRFLOW_HOME/dags" in tours  # where `airflow dags test` looks for the file
+    assert ["export", "PREFECT_SERVER_ANALYTICS_ENABLED=false"] in argvs
+
+
+@pytest.mark.parametrize(
+    "where,argv", [c for c in COMMANDS if _kind(c[1]) == "source"], ids=lambda v: str(v)[:60]
+)
+def test_source_activates_a_venv_with_the_programs_the_docs_call(where, argv):
+    assert argv[1:] == [".venv/bin/activate"], f"{where}: the docs source only the project's venv"
+    assert (BIN / "activate").is_file(), f"{where}: {BIN} has no activate script"
+    for prog in ("python", "sutro-local", "airflow", "dagster", "prefect"):
+        assert (BIN / prog).is_file(), f"{where}: after activating, `{prog}` is not the venv's"
 
 
 def _sutro_local_argv(argv: list[str]) -> list[str]:
