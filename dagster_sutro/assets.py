@@ -64,7 +64,10 @@ class AssetOptions(TypedDict, total=False):
     estimate is above it (0 allows only free jobs). ``estimate_cost``: dry-run and report even without a
     limit. ``timeout_seconds``: overrides the resource's. ``partitions_def``: one job per partition.
     ``resource_key``: where the :class:`SutroResource` is bound (``"sutro"``). ``check_results``: attach the
-    ``sutro_results_complete`` check (default True). The rest are ``@asset``'s own.
+    ``sutro_results_complete`` check (default True). ``repair_rounds``: follow-up jobs of only the rows that
+    are not ``ok`` (default 0); ``max_failed_rows``: rows that may stay not ok (a count, or a fraction below
+    1), past it the step fails without retries after materializing nothing (the artifact file is written).
+    The rest are ``@asset``'s own.
 
     Example:
         >>> options: AssetOptions = {"max_cost_usd": 5.0, "group_name": "support"}
@@ -81,6 +84,8 @@ class AssetOptions(TypedDict, total=False):
     retry_policy: RetryPolicy | None
     description: str | None
     check_results: bool
+    repair_rounds: int
+    max_failed_rows: int | float | None
 
 
 def _build(
@@ -119,7 +124,8 @@ def _build(
         try:
             frame = rows_to_frame(rows)
             spec = make_spec(frame, *_job_name_and_description(context)).with_(
-                max_cost_usd=max_cost_usd, estimate_cost=options.get("estimate_cost", False))
+                max_cost_usd=max_cost_usd, estimate_cost=options.get("estimate_cost", False),
+                repair_rounds=options.get("repair_rounds", 0), max_failed_rows=options.get("max_failed_rows"))
         except InputValidationError as exc:
             raise Failure(description=f"Bad input for Sutro asset {name}: {exc}", allow_retries=False) from exc
         uri = staging_path(context, sutro.results_dir, step_idempotency_key(context, spec.fingerprint)[:16])

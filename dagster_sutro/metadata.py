@@ -50,7 +50,9 @@ def materialization_metadata(outcome: JobOutcome, preview: pl.DataFrame, *, inpu
             "job_id": job.job_id, "job_url": handle.url, "model": job.model or "", "reattached": handle.reattached,
             "input_rows": input_rows, "manifest": manifest.to_dict(), "input_tokens": job.input_tokens,
             "output_tokens": job.output_tokens, "cost_usd": job.job_cost, "cost_estimate_usd": handle.cost_estimate,
-            "duration_seconds": job.duration_seconds,
+            "duration_seconds": job.duration_seconds, "row_status_counts": manifest.row_status_counts,
+            "failed_rows": manifest.failed_rows if manifest.row_status_counts is not None else None,
+            "job_ids": manifest.job_ids or None,
         }),
         "dagster/row_count": MetadataValue.int(manifest.rows),
         "dagster/column_schema": TableSchema(

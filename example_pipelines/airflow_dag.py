@@ -128,6 +128,7 @@ with DAG(
             system_prompt=common.REPLY_SYSTEM_PROMPT,
             sampling_params=common.REPLY_SAMPLING,
             output_uri=f"{OUT}/replies.parquet",
+            repair_rounds=1,  # a reply cut at max_tokens goes again, alone, with twice the tokens
             retries=2,
             **FAST_POLL,
         )

@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 from dagster import (
+    AssetCheckSeverity,
     AssetExecutionContext,
     AssetSelection,
     DailyPartitionsDefinition,
@@ -85,6 +86,7 @@ if GENERATION_MODEL:  # only with a real generative model: outputs are never fak
         sampling_params=common.REPLY_SAMPLING,
         partitions_def=DAYS,
         group_name="support",
+        repair_rounds=1,  # a reply cut at max_tokens goes again, alone, with twice the tokens
     )
     ticket_fields = build_sutro_function_asset(
         name="ticket_fields",
@@ -142,7 +144,9 @@ def run_partition(
             "path": meta["path"].value,
             "cost_estimate_usd": meta["sutro/cost_estimate_usd"].value if "sutro/cost_estimate_usd" in meta else None,
         }
-    summary["checks_passed"] = all(e.passed for e in result.get_asset_check_evaluations())
+    # A warning (rows that are not ok, within max_failed_rows) is shown, not a failure.
+    summary["checks_passed"] = all(e.passed or e.severity == AssetCheckSeverity.WARN
+                                   for e in result.get_asset_check_evaluations())
     return summary
 
 

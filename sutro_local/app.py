@@ -27,6 +27,7 @@ from .bodylimit import BodyLimitMiddleware
 from .config import ServerConfig
 from .errors import ApiError
 from .state import ServerState
+from .worker import start_worker
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def create_app(settings: Settings, state: ServerState | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if settings.run_worker and settings.config.worker_enabled:
-            state.start_worker()
+            start_worker(state)
         # What exists now (imports, the app, its routes) lives as long as the server: kept out of the
         # cyclic GC's full collections, which otherwise scan it all (40-70 ms pauses of every request
         # under load, measured; the p99 of 50 pollers is set by them).

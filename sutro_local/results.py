@@ -20,13 +20,15 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from .worker import RESULTS_ROW_GROUP
 from .errors import ApiError
 from .state import ServerState
 from .store import JobRow
 
 BASE_COLUMNS = ("inputs", "outputs", "cumulative_logprobs")
 
+
+#: Row-group size of results files (the worker writes them; projections keep it).
+RESULTS_ROW_GROUP = 65_536
 
 def ensure_results(job: JobRow) -> None:
     """409 unless the job SUCCEEDED with results (dry runs have none)."""

@@ -1,7 +1,7 @@
 """Everything a running sutro-local server shares between its routes and its worker.
 
 Example:
-    >>> # state = ServerState.open(Path(".sutro-local"), load_config(None)); state.start_worker()
+    >>> # state = ServerState.open(Path(".sutro-local"), load_config(None)); worker.start_worker(state)
 """
 
 from __future__ import annotations
@@ -56,17 +56,6 @@ class ServerState:
     def job_dir(self, job_id: str) -> Path:
         """Folder of one job's files (inputs, chunk parts, results, projections)."""
         return self.data_dir / "jobs" / job_id
-
-    def start_worker(self) -> None:
-        """Take the data dir's worker lock, requeue interrupted jobs and start the worker thread.
-
-        Two workers on one data dir would run the same chunks twice; the lock (released by the OS
-        even on kill -9) makes a second server on the same data dir fail at start instead."""
-        from .worker import Worker
-
-        self._lock_file = acquire_worker_lock(self.data_dir)
-        self.worker = Worker(self)
-        self.worker.start()
 
     def wake_worker(self) -> None:
         """Tell the worker there is new work (a submit or a cancel)."""

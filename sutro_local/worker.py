@@ -8,7 +8,7 @@ each unfinished job from its last finished chunk. A model's `min_seconds_per_chu
 that job's next chunk (other jobs keep running). Cancellation is checked between chunks.
 
 Example:
-    >>> # state.start_worker()  -> Worker(state).start(); state.wake_worker() after a submit
+    >>> # start_worker(state)  -> Worker(state).start(); state.wake_worker() after a submit
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Any
 from .config import DEFAULT_EMBEDDING_MODEL, ModelConfig
 from .engines.base import ChunkParams, ChunkResult, EngineInputError
 from .functions import parse_definition
-from .state import ServerState
+from .results import RESULTS_ROW_GROUP, build_default_projection
+from .state import ServerState, acquire_worker_lock
 from .store import ACTIVE_STATUSES, JobRow, utcnow
 
 #: Rows per parquet row group in results files (clients stream them a group at a time).
-RESULTS_ROW_GROUP = 65_536
 log = logging.getLogger(__name__)
 
 
@@ -248,8 +248,6 @@ def _build_default_projection(jdir: Path, table: Any) -> None:
 
     A failure here only costs speed: the results route builds a missing projection on request.
     """
-    from .results import build_default_projection  # results imports this module
-
     try:
         build_default_projection(jdir, table)
     except Exception:
@@ -303,3 +301,18 @@ def _output_tokens_per_row(job: JobRow, cfg: ModelConfig) -> int:
     except ApiError as exc:
         raise EngineInputError(exc.detail) from None
     return int(wanted)
+
+
+def start_worker(state: ServerState) -> Worker:
+    """Take the data dir's worker lock, requeue interrupted jobs and start the worker thread.
+
+    Two workers on one data dir would run the same chunks twice; the lock (released by the OS even on
+    kill -9) makes a second server on the same data dir fail at start instead.
+
+    Example:
+        >>> # start_worker(state); state.wake_worker()  # after a submit
+    """
+    state._lock_file = acquire_worker_lock(state.data_dir)
+    state.worker = Worker(state)
+    state.worker.start()
+    return state.worker

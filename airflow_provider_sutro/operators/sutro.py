@@ -76,6 +76,8 @@ class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
         cancel_on_kill: bool = True,
         include_inputs: bool = False,
         carry_columns: Sequence[str] | None = None,
+        repair_rounds: int = 0,
+        max_failed_rows: int | float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -97,6 +99,8 @@ class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
         self.cancel_on_kill = cancel_on_kill
         self.include_inputs = include_inputs
         self.carry_columns = carry_columns
+        self.repair_rounds = repair_rounds
+        self.max_failed_rows = max_failed_rows
         self.handle: JobHandle | None = None
 
     # -- what subclasses provide -------------------------------------------------------------------
@@ -115,6 +119,7 @@ class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
         settings = {
             "carry_columns": self.carry_columns, "output_uri": output_uri_to_str(self.output_uri),
             "max_cost_usd": self.max_cost_usd, "include_inputs": self.include_inputs,
+            "repair_rounds": self.repair_rounds, "max_failed_rows": self.max_failed_rows,
             "timeout": self._wait_seconds(), "cancel_on_timeout": True, "cancel_on_interrupt": self.cancel_on_kill,
             "poll": poll_policy(self.poll_interval, self.max_poll_interval, self.max_transient_errors),
         }
@@ -149,7 +154,7 @@ class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
             handle = self.client.start(spec, scope=self._scope(context))
             self._record(context, handle)
             if handle.status == JobStatus.SUCCEEDED.value:
-                return self._logged(self.client.finish(handle, carry=spec.carry))
+                return self._logged(self.client.finish(handle, spec=spec))
             self._defer_on(handle, handle.seconds_left() or 0.0)
 
     def execute_complete(self, context: Context, event: Any = None,
@@ -167,7 +172,7 @@ class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
                 raise InputValidationError(
                     "inputs", f"the inputs changed while job {handle.job_id} ran, so its results no longer "
                     "match them; clear the task to run it on the current inputs")
-            return self._logged(self.client.finish(handle, carry=spec.carry))
+            return self._logged(self.client.finish(handle, spec=spec))
         if status == "timeout":
             raise SutroTaskTimeoutError(handle.job_id, event.get("job_status") or "RUNNING", self._wait_seconds(),
                                         event.get("cancelled"))
@@ -198,6 +203,10 @@ class SutroBatchInferenceOperator(_SutroBatchOperator):
     :param cancel_on_kill: cancel the job when the task is killed.
     :param include_inputs: also write each row's input (an ``inputs`` column) into the results file.
     :param carry_columns: input columns copied into the results (table inputs; default all, ``[]`` none).
+    :param repair_rounds: follow-up jobs of only the rows that are not ``ok`` (``sutro_row_status``), merged
+        back in input order; cut rows go again with twice the ``max_tokens``. 0 (default): none.
+    :param max_failed_rows: rows that may stay not ``ok`` (a count, or a fraction below 1); past it the task
+        fails without retries, after writing the results.
 
     Example::
 

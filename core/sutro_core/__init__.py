@@ -36,7 +36,7 @@ _EXPORTS = {
     **{name: "errors" for name in (
         "AuthenticationError", "CostLimitExceededError", "DryRunResultsError", "InputValidationError", "JobCancelledError", "JobError",
         "JobFailedError", "JobNotSucceededError", "JobTimeoutError", "NotFoundError", "RateLimitError",
-        "ResultsFormatError", "ServerError", "SubmitOutcomeUnknownError", "SutroAPIError", "SutroConnectionError",
+        "ResultsFormatError", "RowsFailedError", "ServerError", "SubmitOutcomeUnknownError", "SutroAPIError", "SutroConnectionError",
         "SutroError")},
 }
 
@@ -72,6 +72,7 @@ if TYPE_CHECKING:  # static names for type checkers and IDEs
         NotFoundError,
         RateLimitError,
         ResultsFormatError,
+        RowsFailedError,
         ServerError,
         SubmitOutcomeUnknownError,
         SutroAPIError,

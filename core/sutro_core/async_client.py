@@ -289,9 +289,10 @@ class AsyncSutroClient(AsyncSdkFacade, ClientBase):
 
     async def finish(self, handle: JobHandle | dict[str, Any], *, carry: Any = None, destination: Any = None,
                      storage_options: dict[str, Any] | None = None,
-                     timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT_S) -> ResultsManifest:
+                     timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT_S, spec: JobSpec | None = None) -> ResultsManifest:
         """See ``SutroClient.finish``."""
-        return await self._run(lifecycle.finish_op(self, handle, carry, destination, storage_options, timeout))
+        carry = spec.carry if carry is None and spec is not None else carry
+        return await self._run(lifecycle.finish_op(self, handle, carry, destination, storage_options, timeout, spec))
 
     async def cancel(self, handle: JobHandle | dict[str, Any] | str, *, reason: str = "it was asked to") -> bool:
         """See ``SutroClient.cancel``."""

@@ -219,14 +219,18 @@ class SutroClient(SdkFacade, ClientBase):
 
     def finish(self, handle: JobHandle | dict[str, Any], *, carry: Any = None, destination: Any = None,
                storage_options: dict[str, Any] | None = None,
-               timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT_S) -> ResultsManifest:
+               timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT_S, spec: JobSpec | None = None) -> ResultsManifest:
         """Write the job's results as the one artifact shape (carried input columns, unpacked outputs,
-        ``sutro.*`` footer) to ``destination`` or the spec's ``output_uri``, streamed and atomic.
+        server extras, each row's ``sutro_row_status`` and ``sutro_job_id``, ``sutro.*`` footer) to
+        ``destination`` or the spec's ``output_uri``, atomically. ``spec`` (the step's) carries its columns
+        when ``carry`` is None and gives ``repair_rounds`` the rows to run again. ``RowsFailedError`` past
+        ``max_failed_rows``, after the artifact is written.
 
         Example:
-            >>> manifest = client.finish(handle, carry=spec.carry)
+            >>> manifest = client.finish(handle, spec=spec)
         """
-        return self._run(lifecycle.finish_op(self, handle, carry, destination, storage_options, timeout))
+        carry = spec.carry if carry is None and spec is not None else carry
+        return self._run(lifecycle.finish_op(self, handle, carry, destination, storage_options, timeout, spec))
 
     def cancel(self, handle: JobHandle | dict[str, Any] | str, *, reason: str = "it was asked to") -> bool:
         """Cancel the job unless it is terminal; True when the service accepted. Bounded (20 s); never

@@ -179,12 +179,34 @@ class JobNotSucceededError(JobError):
         )
 
 
+class RowsFailedError(SutroError):
+    """More rows than ``max_failed_rows`` are not ``ok`` after the repair rounds. The artifact, every paid
+    row with its ``sutro_row_status``, was written first: ``manifest`` describes it.
+
+    Example:
+        >>> try:
+        ...     client.run(spec.with_(max_failed_rows=0.01), scope=scope)
+        ... except RowsFailedError as exc:
+        ...     print(exc.manifest.row_status_counts)
+    """
+
+    def __init__(self, manifest: Any, limit: float) -> None:
+        counts = manifest.row_status_counts or {}
+        bad = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "ok" and n)
+        super().__init__(
+            f"{manifest.failed_rows} of {manifest.rows} rows are not ok ({bad}), more than max_failed_rows="
+            f"{limit!r}; every row, with its sutro_row_status, is in {manifest.uri}")
+        self.manifest = manifest
+        self.limit = limit
+
+
 class ResultsFormatError(SutroError):
     """A downloaded results body is not the format asked for (HTML, truncated, corrupt); nothing was written."""
 
 
 # Errors that a retry of the same step cannot fix: adapters map them to their "do not retry".
-_PERMANENT = (InputValidationError, CostLimitExceededError, JobFailedError, JobCancelledError, AuthenticationError)
+_PERMANENT = (InputValidationError, CostLimitExceededError, JobFailedError, JobCancelledError, AuthenticationError,
+              RowsFailedError)
 
 
 def is_retryable(exc: BaseException) -> bool:

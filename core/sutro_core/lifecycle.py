@@ -27,7 +27,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,19 +41,23 @@ from . import operations as ops, protocol
 from .errors import (
     CostLimitExceededError,
     InputValidationError,
+    JobError,
     JobTimeoutError,
+    RateLimitError,
+    RowsFailedError,
     ServerError,
     SubmitOutcomeUnknownError,
     SutroAPIError,
     SutroConnectionError,
     SutroError,
 )
-from .idempotency import key_in_description, scope_in_description
+from .idempotency import idempotency_key as make_key, key_in_description, scope_in_description
 from .models import Job, JobStatus, ResultsManifest, Submission
 from .operations import Blocking, Op, Sleep, Started, log
 from .request import BatchJobRequest
-from .results.shape import shape_file
-from .results.targets import finalize, job_metadata, prepare_target
+from .results import row_status
+from .results.shape import FINISH_REASON, OUTPUTS, shape_file
+from .results.targets import discard, finalize, job_metadata, prepare_target
 from .retrying import DeadlineReached, PollPolicy, RetryPolicy
 from .spec import JobHandle, JobOutcome, JobSpec, carry_frame, check_max_cost, step_key
 
@@ -243,20 +249,23 @@ def wait_op(client: LifecycleClient, handle: JobHandle | dict[str, Any],
         raise JobTimeoutError(handle.job_id, exc.status, exc.waited, cancelled=cancelled) from exc
 
 
-def _shape_in_place(path: Path, carry: pl.DataFrame | None, handle: JobHandle, job: Job) -> None:
+def _shape_in_place(path: Path, carry: pl.DataFrame | None, handle: JobHandle, job: Job) -> dict[str, Any]:
     out = path.with_suffix(".shaped.part")
     try:
-        shape_file(path, out, carry=carry, output_column=handle.output.column,
-                   json_schema=handle.output.json_schema, metadata=job_metadata(job))
+        counts = shape_file(path, out, carry=carry, output_column=handle.output.column,
+                            json_schema=handle.output.json_schema, metadata=job_metadata(job), job_id=job.job_id)
         os.replace(out, path)
     finally:
         out.unlink(missing_ok=True)
+    return {"row_status_counts": counts}
 
 
 def finish_op(client: LifecycleClient, handle: JobHandle | dict[str, Any], carry: Any, destination: Any,
-              storage_options: dict[str, Any] | None, timeout: float | None) -> Op[ResultsManifest]:
-    """Download the SUCCEEDED job's results once and write the one results shape (with ``carry``'s
-    columns, row-aligned), atomically."""
+              storage_options: dict[str, Any] | None, timeout: float | None,
+              spec: JobSpec | None = None) -> Op[ResultsManifest]:
+    """Download the SUCCEEDED job's results once, repair the rows that are not ``ok`` (``repair_rounds``,
+    when ``spec`` gives the rows to send again), and write the one results shape (with ``carry``'s columns,
+    row-aligned), atomically. Past ``max_failed_rows`` it raises ``RowsFailedError`` after writing."""
     handle = JobHandle.from_dict(handle)
     if carry is not None and not isinstance(carry, pl.DataFrame):
         carry = carry_frame(carry, None)
@@ -267,8 +276,121 @@ def finish_op(client: LifecycleClient, handle: JobHandle | dict[str, Any], carry
     target = prepare_target(dest, fmt, storage_options)
     job = yield from ops.download(client.retry, handle.job_id, target, timeout, result_format=fmt,
                                   include_inputs=handle.output.include_inputs)
+    repairs: list[Job] = []
+    if fmt == "parquet" and handle.output.repair_rounds:
+        try:
+            repairs = yield from _repair_op(client, handle, spec, target.tmp_path)
+        except BaseException:
+            discard(target)
+            raise
     transform = (lambda path: _shape_in_place(path, carry, handle, job)) if fmt == "parquet" else None
-    return (yield Blocking(lambda: finalize(target, job, fmt, transform)))
+    manifest = yield Blocking(lambda: finalize(target, job, fmt, transform))
+    if repairs:
+        every = [job, *repairs]
+        manifest = manifest.model_copy(update={
+            "job_ids": [j.job_id for j in every],
+            "cost": _total([j.job_cost if j.job_cost is not None else j.cost_estimate for j in every]),
+            "input_tokens": _total([j.input_tokens for j in every]),
+            "output_tokens": _total([j.output_tokens for j in every])})
+    if manifest.row_status_counts is not None and manifest.failed_rows > handle.output.failed_rows_allowed(manifest.rows):
+        raise RowsFailedError(manifest, handle.output.max_failed_rows)
+    return manifest
+
+
+def _total(values: list[Any]) -> Any:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None, raw_path: Path) -> Op[list[Job]]:
+    """Up to ``repair_rounds`` follow-up jobs of only the rows of ``raw_path`` (the main job's raw results)
+    that are not ``ok``, each merged back in place (a row keeps the better of its outputs: a paid row is
+    never thrown away); ``raw_path`` is rewritten with a ``sutro_job_id`` column. Returns the repair jobs.
+
+    Retry-safe: round r's rows are the main job's non-ok rows after round r-1 (what immutable results say),
+    and its key derives from the step's key and r, so a retry at any point reattaches to the same jobs.
+    A cut row goes again with twice the ``max_tokens``. The cost gate covers repairs: each is dry-run
+    against what ``max_cost_usd`` leaves after the main job's estimate, and one over it ends the repairs.
+    """
+    request = spec.request if spec is not None else None
+    if request is None or request.inputs.inline is None:
+        log.warning("job %s: repair_rounds needs the step's inline rows (the spec; not a URL input); its rows "
+                    "that are not ok stay as they are", handle.job_id)
+        return []
+    table = yield Blocking(lambda: pl.read_parquet(raw_path))
+    table = table.with_columns(pl.lit(handle.job_id).alias(row_status.ROW_JOB_ID))
+    schema, objects = handle.output.json_schema, _expects_objects(handle, table)
+    status = _statuses_of(table, schema, objects)
+    sampling = dict(request.sampling_params or {})
+    budget = None if spec.max_cost_usd is None else spec.max_cost_usd - (handle.cost_estimate or 0)
+    repairs: list[Job] = []
+    for round_ in range(1, handle.output.repair_rounds + 1):
+        bad = status.ne(row_status.OK).arg_true()
+        if bad.is_empty():
+            break
+        if isinstance(sampling.get("max_tokens"), int) and (status.gather(bad) == row_status.CUT).any():
+            sampling["max_tokens"] *= 2
+        rows = request.inputs.inline
+        again = dataclasses.replace(request, inputs=dataclasses.replace(request.inputs, inline=[rows[i] for i in bad]),
+                                    sampling_params=sampling or None)
+        key = make_key(handle.idempotency_key or handle.job_id, f"repair-{round_}", fingerprint=spec.fingerprint)
+        sub: Submission | None = None
+        try:
+            sub = yield from submit_op(client.retry, again, key, poll=client.poll, max_cost_usd=budget)
+            job = yield from ops.poll_until_done(client.retry, handle.poll_policy() or client.poll, sub.job_id,
+                                                 timeout=None, deadline=handle.deadline)
+        except (CostLimitExceededError, JobError, SutroAPIError) as exc:
+            # What a retry cannot change ends the repairs (the artifact keeps the rows as they are); a
+            # transient error fails the step, whose retry reattaches to this round's job.
+            if isinstance(exc, SutroAPIError) and (not 400 <= exc.status_code < 500 or isinstance(exc, RateLimitError)):
+                raise
+            if isinstance(exc, JobTimeoutError) and sub is not None and handle.cancel_on_timeout:
+                yield from ops.cancel_quietly(client.retry, sub.job_id, "the step's deadline passed",
+                                              time.time() + CANCEL_TIMEOUT_S)
+            log.warning("job %s: repair round %d ended the repairs (%s); %d rows stay not ok", handle.job_id,
+                        round_, exc, bad.len())
+            break
+        log.info("job %s: repair round %d, job %s, re-ran %d rows", handle.job_id, round_, job.job_id, bad.len())
+        if budget is not None:
+            budget -= sub.cost_estimate or 0
+        fixed = yield from _download_frame(client, job.job_id)
+        fixed_status = _statuses_of(fixed, schema, objects)
+        # A row takes the repair's output unless it is worse (a cut row's longer try is kept over the first).
+        better = _rank(fixed_status) <= _rank(status.gather(bad))
+        where = bad.filter(better)
+        columns = [c for c in table.columns if c in fixed.columns]
+        table = table.with_columns(
+            *[table[c].scatter(where, fixed[c].filter(better).cast(table[c].dtype)) for c in columns],
+            table[row_status.ROW_JOB_ID].scatter(where, job.job_id))
+        status = status.scatter(where, fixed_status.filter(better))
+        repairs.append(job)
+    yield Blocking(lambda: table.write_parquet(raw_path))
+    return repairs
+
+
+def _expects_objects(handle: JobHandle, table: pl.DataFrame) -> bool:
+    first = table[OUTPUTS].drop_nulls().head(1).to_list() if table[OUTPUTS].dtype == pl.String else []
+    return handle.is_function and bool(first) and first[0].lstrip().startswith("{")
+
+
+def _statuses_of(table: pl.DataFrame, schema: dict[str, Any] | None, objects: bool) -> pl.Series:
+    finish = table[FINISH_REASON] if FINISH_REASON in table.columns else None
+    return row_status.statuses(table[OUTPUTS], finish, schema, expect_objects=objects)
+
+
+def _rank(status: pl.Series) -> pl.Series:
+    return status.replace_strict(list(row_status.STATUSES), list(range(len(row_status.STATUSES))))
+
+
+def _download_frame(client: LifecycleClient, job_id: str) -> Op[pl.DataFrame]:
+    """A SUCCEEDED job's raw results as a DataFrame (through a temp file, removed after)."""
+    fd, tmp = tempfile.mkstemp(prefix="sutro-repair-", suffix=".parquet.part")
+    os.close(fd)
+    try:
+        yield from ops.send(client.retry, protocol.results_file_call(job_id, stream_to=tmp))
+        return (yield Blocking(lambda: pl.read_parquet(tmp)))
+    finally:
+        os.unlink(tmp)
 
 
 def cancel_op(client: LifecycleClient, target: JobHandle | dict[str, Any] | str, reason: str) -> Op[bool]:
@@ -322,7 +444,7 @@ def step_op(client: LifecycleClient, spec: JobSpec, scope: Sequence[Any] | None,
         yield Started(handle)
         job = yield from wait_op(client, handle, on_status)
         manifest = yield from finish_op(client, handle, spec.carry, destination, storage_options,
-                                        DEFAULT_DOWNLOAD_TIMEOUT_S)
+                                        DEFAULT_DOWNLOAD_TIMEOUT_S, spec)
     except GeneratorExit:
         raise
     except BaseException as exc:

@@ -305,6 +305,15 @@ class ResultsManifest(BaseModel):
     output_tokens: int | None = None
     cost: float | None = None
     created_at: str | None = None
+    #: Rows per ``sutro_row_status`` (ok / cut / invalid / missing); None for files without row status.
+    row_status_counts: dict[str, int] | None = None
+    #: Every job whose rows the artifact holds (the main job, then repair jobs), when more than ``job_id``.
+    job_ids: list[str] = Field(default_factory=list)
+
+    @property
+    def failed_rows(self) -> int:
+        """Rows that are not ``ok`` (0 without row status)."""
+        return sum(n for status, n in (self.row_status_counts or {}).items() if status != "ok")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-compatible dict."""

@@ -57,6 +57,15 @@ class JobOutput(BaseModel):
     column: str = "inference_result"
     include_inputs: bool = False
     json_schema: dict[str, Any] | None = None
+    repair_rounds: int = 0
+    max_failed_rows: float | None = None
+
+    def failed_rows_allowed(self, rows: int) -> float:
+        """How many rows may be not ``ok`` in an artifact of ``rows`` rows (inf without a limit)."""
+        limit = self.max_failed_rows
+        if limit is None:
+            return float("inf")
+        return limit * rows if isinstance(limit, float) else limit
 
 
 def check_max_cost(value: Any) -> None:
@@ -130,9 +139,24 @@ class JobSpec:
     poll: PollPolicy | None = None
     cancel_on_timeout: bool = True
     cancel_on_interrupt: bool = True
+    #: Follow-up jobs of only the rows that are not ``ok`` (cut rows with twice the ``max_tokens``), merged
+    #: back in input order. 0 by default: a repair is another paid job, so a step opts in.
+    repair_rounds: int = 0
+    #: Rows that may be not ``ok`` after the repairs: a count (int) or a fraction of the rows (a float
+    #: below 1); past it the step fails with ``RowsFailedError``, after writing the artifact. None: no limit.
+    max_failed_rows: int | float | None = None
 
     def __post_init__(self) -> None:
         check_max_cost(self.max_cost_usd)
+        if isinstance(self.repair_rounds, bool) or not isinstance(self.repair_rounds, int) \
+                or not 0 <= self.repair_rounds <= 10:
+            raise InputValidationError("repair_rounds", f"must be an integer from 0 to 10, got {self.repair_rounds!r}")
+        limit = self.max_failed_rows
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float))
+                                  or limit < 0 or (isinstance(limit, float) and not limit < 1)):
+            raise InputValidationError(
+                "max_failed_rows", f"give a row count (an integer >= 0) or a fraction below 1 (e.g. 0.01), "
+                f"got {limit!r}")
         if self.timeout is not None and (isinstance(self.timeout, bool) or not self.timeout > 0):
             raise InputValidationError("timeout", f"must be a positive number of seconds or None, got {self.timeout!r}")
         if self.output_format not in RESULT_FORMATS:
@@ -210,7 +234,8 @@ class JobSpec:
     def output(self) -> JobOutput:
         """The output settings a handle of this spec keeps."""
         return JobOutput(uri=self.output_uri, format=self.output_format, column=self.output_column,
-                         include_inputs=self.include_inputs, json_schema=self.request.json_schema)
+                         include_inputs=self.include_inputs, json_schema=self.request.json_schema,
+                         repair_rounds=self.repair_rounds, max_failed_rows=self.max_failed_rows)
 
     def with_(self, **changes: Any) -> "JobSpec":
         """A copy with some fields changed (validated again).

@@ -40,7 +40,7 @@ def test_run_writes_one_artifact_with_carried_columns_and_job_metadata(sutro_cli
     outcome = sutro_client.run(spec, scope=("test", "embed", "run-1"), on_handle=lambda h: recorded.append(h.to_dict()))
     assert recorded and recorded[0]["job_id"] == outcome.job.job_id  # recorded before the wait
     df = load_results(outcome.manifest)
-    assert df.columns == ["ticket_id", "text", "inference_result"]
+    assert df.columns == ["ticket_id", "text", "inference_result", "sutro_row_status", "sutro_job_id"]
     assert df["ticket_id"].to_list() == [101, 102, 103] and len(df["inference_result"][0]) == 384
     meta = pq.read_metadata(outcome.manifest.uri).metadata
     assert meta[b"sutro.job_id"].decode() == outcome.job.job_id and meta[b"sutro.model"] == EMBED.encode()

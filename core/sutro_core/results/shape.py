@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from ..errors import SutroError
 from ..inputs import _is_pandas, to_polars
+from . import row_status
 
 OUTPUTS = "outputs"
 REASONING = "reasoning_content"
@@ -296,9 +297,12 @@ def shape_file(
     output_column: str,
     json_schema: dict[str, Any] | None,
     metadata: dict[str, str],
+    job_id: str | None = None,
     batch_rows: int = BATCH_ROWS,
-) -> None:
-    """Write the shaped artifact of raw results file ``src`` to ``dst`` (a temp path), one batch at a time.
+) -> dict[str, int]:
+    """Write the shaped artifact of raw results file ``src`` to ``dst`` (a temp path), one batch at a time,
+    with each row's ``sutro_row_status`` and ``sutro_job_id`` (``job_id``, unless ``src`` has the column: a
+    merge of several jobs' rows); returns the rows per status.
 
     Raises ``ResultsShapeError`` when the carried columns do not line up with the results (row count)
     or would collide with an output column.
@@ -319,6 +323,7 @@ def shape_file(
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
     offset = 0
+    tally = dict.fromkeys(row_status.STATUSES, 0)
     try:
         for batch in raw.iter_batches(batch_size=batch_rows, use_threads=False):
             # Batches stay Arrow: a round trip through polars copies every string twice, into two allocators.
@@ -333,6 +338,12 @@ def shape_file(
             for name in batch.schema.names:
                 if name not in (OUTPUTS, "inputs"):
                     _add(columns, name, batch.column(name))
+            status = _statuses(batch, unpacker, json_schema)
+            for name, count in row_status.counts(status).items():
+                tally[name] += count
+            _add(columns, row_status.ROW_STATUS, status.to_arrow())
+            if row_status.ROW_JOB_ID not in batch.schema.names:
+                _add(columns, row_status.ROW_JOB_ID, pa.array([job_id] * batch.num_rows, pa.large_string()))
             offset += batch.num_rows
             table = pa.table(columns)
             if writer is None:
@@ -352,6 +363,17 @@ def shape_file(
     finally:
         if writer is not None:
             writer.close()
+    return tally
+
+
+def _statuses(batch: pa.RecordBatch, unpacker: _Unpacker, json_schema: dict[str, Any] | None) -> pl.Series:
+    """One batch's row statuses (see ``row_status``); a reasoning model's outputs are checked for presence
+    and cuts only (their JSON sits inside the reasoning wrapper)."""
+    names = batch.schema.names
+    finish = pl.Series(batch.column(FINISH_REASON)) if FINISH_REASON in names else None
+    reasoning = unpacker.mode == "reasoning"
+    return row_status.statuses(pl.Series(batch.column(OUTPUTS)), finish, None if reasoning else json_schema,
+                               expect_objects=unpacker.mode == "fields" and not reasoning)
 
 
 def _texty(dtype: pa.DataType) -> bool:

@@ -191,18 +191,20 @@ def _rows_and_columns(path: Path, result_format: str) -> tuple[int, list[str]]:
 
 
 def finalize(target: Target, job: Job, result_format: str,
-             transform: "Callable[[Path], None] | None" = None) -> ResultsManifest:
+             transform: "Callable[[Path], dict[str, Any] | None] | None" = None) -> ResultsManifest:
     """Validate and finish the temp file, then move it into place atomically; return its manifest.
 
-    ``transform`` rewrites the validated temp file in place (the one results shape, see ``shape.shape_file``);
-    without it a parquet file only gets the job's footer metadata.
+    ``transform`` rewrites the validated temp file in place (the one results shape, see ``shape.shape_file``)
+    and may return more manifest fields (the row status counts); without it a parquet file only gets the
+    job's footer metadata.
     """
+    extra: dict[str, Any] = {}
     try:
         if result_format == "csv":
             _unzip_single_csv(target.tmp_path)
         validate_results_file(target.tmp_path, result_format)
         if transform is not None:
-            transform(target.tmp_path)
+            extra = transform(target.tmp_path) or {}
         elif result_format == "parquet":
             add_key_value_metadata(target.tmp_path, job_metadata(job))
         rows, columns = _rows_and_columns(target.tmp_path, result_format)
@@ -221,5 +223,5 @@ def finalize(target: Target, job: Job, result_format: str,
         uri=target.uri, format=result_format, rows=rows, bytes=size, job_id=job.job_id, model=job.model,
         columns=columns, input_tokens=job.input_tokens, output_tokens=job.output_tokens,
         cost=job.job_cost if job.job_cost is not None else job.cost_estimate,
-        created_at=job.created_at.isoformat() if job.created_at else None,
+        created_at=job.created_at.isoformat() if job.created_at else None, **extra,
     )
