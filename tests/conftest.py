@@ -64,7 +64,8 @@ def session_server_config(tmp_path: Path) -> dict[str, Any]:
     Models: `all-minilm-l6-v2` (embedding) and `slow-embed` (the same model, one row a chunk and at
     least 0.3 s a chunk: jobs that stay RUNNING long enough to cancel or kill mid-run).
     `tiny-llama` (transformers): a tiny random-weight Llama built at test time; for tests only;
-    `tiny-llama-reasoning`: the same with a <think>-opening template and `reasoning: true`.
+    `tiny-llama-reasoning`: the same with a <think>-opening template and `reasoning: true`;
+    `echo` (no model): each row back, cut at `max_tokens` words.
     Add further models here.
     """
     functions_dir = tmp_path / "functions"
@@ -76,6 +77,8 @@ def session_server_config(tmp_path: Path) -> dict[str, Any]:
                 "engine": "embedding",
                 "price": {"input_per_1m": 0.02, "output_per_1m": 0.0},
             },
+            # Cuts a row at sampling_params.max_tokens words (finish_reason "length"): row status and repairs.
+            "echo": {"engine": "echo", "price": {"input_per_1m": 1.0, "output_per_1m": 1.0}},
             "slow-embed": {
                 "engine": "embedding",
                 "chunk_size": 1,

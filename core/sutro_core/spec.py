@@ -58,7 +58,7 @@ class JobOutput(BaseModel):
     include_inputs: bool = False
     json_schema: dict[str, Any] | None = None
     repair_rounds: int = 0
-    max_failed_rows: float | None = None
+    max_failed_rows: int | float | None = None  # int: a count; float below 1: a fraction (kept apart)
 
     def failed_rows_allowed(self, rows: int) -> float:
         """How many rows may be not ``ok`` in an artifact of ``rows`` rows (inf without a limit)."""

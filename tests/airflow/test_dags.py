@@ -83,6 +83,42 @@ def test_batch_inference_defers_and_writes_parquet(
     assert xcoms["_link_SutroJobLink"] == sutro_client.job_url(job.job_id)
 
 
+def test_cut_rows_are_repaired_in_a_deferred_task_and_the_manifest_counts_them(
+    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path,
+    trigger_runs: list[str],
+) -> None:
+    rows = ["one two", "one two three four five", "a b c d e f g h i"]  # at max_tokens 3, rows 2 and 3 are cut
+    with _dag(dag_id) as dag:
+        SutroBatchInferenceOperator(
+            task_id="draft", model="echo", inputs=rows, sampling_params={"max_tokens": 3},
+            output_uri=str(tmp_path / "drafts.parquet"), repair_rounds=2, **FAST,
+        )
+    result = run_dag(dag)
+    assert result.state == "success"
+    manifest = result.xcoms("draft")["return_value"]
+    jobs = sorted(sutro_client.list_jobs(), key=lambda j: j.created_at)
+    assert [j.num_rows for j in jobs] == [3, 2, 1]  # the main job, then only the rows still cut
+    assert trigger_runs == [jobs[0].job_id]
+    assert manifest["row_status_counts"] == {"ok": 3, "cut": 0, "invalid": 0, "missing": 0}
+    assert manifest["job_ids"] == [j.job_id for j in jobs]
+    df = load_results(manifest)
+    assert df["inference_result"].to_list() == rows and df["sutro_row_status"].to_list() == ["ok"] * 3
+
+
+def test_too_many_failed_rows_fail_the_task_without_retries(
+    run_dag: Any, dag_id: str, sutro_conn: str, tmp_path: Path,
+) -> None:
+    with _dag(dag_id) as dag:
+        SutroBatchInferenceOperator(
+            task_id="draft", model="echo", inputs=["a b c d e"], sampling_params={"max_tokens": 2},
+            output_uri=str(tmp_path / "drafts.parquet"), max_failed_rows=0, retries=3, **FAST,
+        )
+    result = run_dag(dag)
+    assert result.state == "failed"
+    assert result.task_state("draft") == "failed" and result.try_number("draft") == 1  # no retries: same rows again
+    assert load_results(str(tmp_path / "drafts.parquet"))["sutro_row_status"].to_list() == ["cut"]
+
+
 def test_batch_function_end_to_end(
     run_dag: Any,
     dag_id: str,

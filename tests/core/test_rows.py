@@ -97,7 +97,10 @@ def test_max_failed_rows_fails_the_step_after_writing_every_paid_row(client, tmp
     assert manifest.row_status_counts == {"ok": 2, "cut": 1, "invalid": 0, "missing": 0}
     df = load_results(manifest)  # the artifact was written first: every row, with its status
     assert df["sutro_row_status"].to_list() == ["ok", "ok", "cut"]
-    # a fraction: 1 of 3 rows failed is within 0.5, so the same step passes
+    # a count of 1 (not a fraction of 100%) is exceeded by 2 cut rows; a fraction of 0.5 allows 1 of 3
+    with pytest.raises(RowsFailedError):
+        client.run(_spec(tmp_path, max_failed_rows=1), scope=("rows", "limit", "count"))
+    # with one repair round 1 of 3 rows stays cut: within 0.5
     assert client.run(_spec(tmp_path, repair_rounds=1, max_failed_rows=0.5),
                       scope=("rows", "limit", "2")).manifest.failed_rows == 1
 

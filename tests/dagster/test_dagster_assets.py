@@ -402,3 +402,39 @@ def test_generative_output_schema_fields_become_columns(sutro, io_manager, sutro
     assert set(stored["sentiment"]) <= {"pos", "neg"}
     check = _check_result(result)
     assert check.passed and check.metadata["expected_fields"].value == ["sentiment"]
+
+
+@asset
+def drafts_input() -> pl.DataFrame:
+    # at max_tokens 3 (echo: words), the second and third rows are cut
+    return pl.DataFrame({"id": [1, 2, 3], "text": ["one two", "one two three four five", "a b c d e f g h i"]})
+
+
+def test_cut_rows_show_in_metadata_warn_in_the_check_and_are_repaired(sutro, io_manager, sutro_client):
+    def drafts(**options):
+        return build_sutro_inference_asset(name="drafts", upstream=drafts_input, model="echo", column="text",
+                                           sampling_params={"max_tokens": 3}, **options)
+
+    result = materialize([drafts_input, drafts()], resources={"sutro": sutro, "io_manager": io_manager})
+    assert result.success
+    meta = _materialization(result, "drafts").metadata
+    assert meta["sutro/row_status_counts"].value == {"ok": 1, "cut": 2, "invalid": 0, "missing": 0}
+    check = _check_result(result)
+    assert not check.passed and check.severity.value == "WARN" and "2 rows are not ok" in check.description
+
+    repaired = materialize([drafts_input, drafts(repair_rounds=2)], resources={"sutro": sutro, "io_manager": io_manager})
+    assert repaired.success and _check_result(repaired).passed
+    meta = _materialization(repaired, "drafts").metadata
+    assert meta["sutro/row_status_counts"].value["ok"] == 3 and len(meta["sutro/job_ids"].value) == 3
+
+
+def test_too_many_failed_rows_fail_the_step_without_retries(sutro, io_manager):
+    drafts = build_sutro_inference_asset(name="drafts", upstream=drafts_input, model="echo", column="text",
+                                         sampling_params={"max_tokens": 3}, max_failed_rows=1,
+                                         retry_policy=RetryPolicy(max_retries=2))
+    result = materialize([drafts_input, drafts], resources={"sutro": sutro, "io_manager": io_manager},
+                         raise_on_error=False)
+    assert not result.success
+    assert "RowsFailedError" in _step_error(result) or "rows are not ok" in _step_error(result)
+    retries = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retries == []
