@@ -16,7 +16,7 @@ from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
-from sutro_core import InputValidationError
+from sutro_core import InputValidationError, JobSpec
 from sutro_core.spec import DEFAULT_TIMEOUT_S, carry_frame
 
 from .credentials import SutroCredentials
@@ -64,6 +64,8 @@ async def sutro_batch_job(
     cancel_on_cancellation: bool = True,
     cancel_on_timeout: bool = True,
     carry_columns: list[str] | None = None,
+    repair_rounds: int = 0,
+    max_failed_rows: int | float | None = None,
 ) -> dict[str, Any]:
     """Run one Sutro batch job end to end: submit (retry-safe) -> wait -> parquet -> manifest dict.
 
@@ -82,15 +84,20 @@ async def sutro_batch_job(
     carry = carry_frame(data, carry_columns)  # checked before anything is billed
     step = artifact_key or name or function_name or model or "sutro-job"
     await _rename_run(step)
-    job = {"job_priority": job_priority, "name": name, "description": description,
-           "max_cost_usd": max_cost_usd, "artifact_key": artifact_key, "idempotency_scope": idempotency_scope}
+    rows = {"repair_rounds": repair_rounds, "max_failed_rows": max_failed_rows, "max_cost_usd": max_cost_usd}
+    job = {"job_priority": job_priority, "name": name, "description": description, **rows}
+    columns = [column] if isinstance(column, str) else column
     if model is not None:
-        handle = await submit_batch_inference(
-            data, model, sutro_credentials, column=column, system_prompt=system_prompt,
-            output_schema=output_schema, sampling_params=sampling_params, truncate_rows=truncate_rows, **job)
+        what = {"column": column, "system_prompt": system_prompt, "output_schema": output_schema,
+                "sampling_params": sampling_params, "truncate_rows": truncate_rows}
+        handle = await submit_batch_inference(data, model, sutro_credentials, artifact_key=artifact_key,
+                                              idempotency_scope=idempotency_scope, **what, **job)
+        # The same job, for the repair rounds: its rows go again (its fingerprint keys the repair jobs).
+        spec = JobSpec.for_inference(data, model, **what, **rows) if repair_rounds else None
     else:
-        columns = [column] if isinstance(column, str) else column
-        handle = await submit_batch_function(function_name, data, sutro_credentials, columns=columns, **job)
+        handle = await submit_batch_function(function_name, data, sutro_credentials, columns=columns,
+                                             artifact_key=artifact_key, idempotency_scope=idempotency_scope, **job)
+        spec = JobSpec.for_function(function_name, data, columns=columns, **rows) if repair_rounds else None
     await _rename_run(f"{step} · {handle.job_id}")
     # Waited in the flow body, not as a task run: when the run is cancelled Prefect marks every task
     # still in flight Crashed and logs "Crash detected!" in red (its engine does that for any task); a
@@ -100,4 +107,4 @@ async def sutro_batch_job(
         max_poll_interval_seconds=max_poll_interval_seconds, cancel_on_timeout=cancel_on_timeout)
     return await download_results_to_parquet(
         handle, output_path, sutro_credentials, include_inputs=include_inputs, preview_rows=preview_rows,
-        artifact_key=artifact_key, carry=carry)
+        artifact_key=artifact_key, carry=carry, spec=spec)

@@ -211,10 +211,12 @@ async def wait_for_job(job: JobRef, sutro_credentials: SutroCredentials, timeout
 async def download_results_to_parquet(job: JobRef, path: str, sutro_credentials: SutroCredentials,
                                       include_inputs: bool = False, create_artifacts: bool = True,
                                       preview_rows: int = 10, artifact_key: str | None = None,
-                                      carry: Any = None) -> dict[str, Any]:
+                                      carry: Any = None, spec: JobSpec | None = None) -> dict[str, Any]:
     """``client.finish``: a SUCCEEDED job's results at ``path`` (local path or fsspec URI) in the one results
-    shape, with ``carry``'s columns (row-aligned with the inputs, e.g. their ids). Returns the manifest dict;
-    creates the preview, parquet link and summary artifacts unless ``create_artifacts=False``.
+    shape, with ``carry``'s columns (row-aligned with the inputs, e.g. their ids), and each row's
+    ``sutro_row_status``. ``spec`` (the submitted job's) lets its ``repair_rounds`` re-run the rows that are not
+    ok. Returns the manifest dict; creates the preview, parquet link and summary artifacts unless
+    ``create_artifacts=False``.
 
     Example:
         >>> manifest = await download_results_to_parquet(
@@ -225,7 +227,7 @@ async def download_results_to_parquet(job: JobRef, path: str, sutro_credentials:
         raise ValueError("path must be a local file path or an fsspec URI such as 's3://bucket/out.parquet'")
     async with _client(sutro_credentials) as client:
         handle = (await _handle(job, client)).with_overrides(include_inputs=include_inputs)
-        manifest = await client.finish(handle, carry=carry, destination=path)
+        manifest = await client.finish(handle, carry=carry, destination=path, spec=spec)
         details = await client.get_job(handle.job_id) if create_artifacts else None
     get_run_logger().info("Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, handle.job_id,
                           manifest.uri, manifest.bytes)

@@ -139,6 +139,10 @@ def job_summary_markdown(manifest: ResultsManifest, job: Job | None, job_url: st
         ("Results", f"`{manifest.uri}` ({manifest.bytes} bytes, {manifest.format})"),
         ("Columns", ", ".join(f"`{c}`" for c in manifest.columns) or na),
     ]
+    if manifest.row_status_counts is not None:
+        rows.insert(3, ("Rows by status", ", ".join(f"{s} {n}" for s, n in manifest.row_status_counts.items())))
+    if len(manifest.job_ids) > 1:
+        rows.insert(4, ("Jobs (main, then repairs)", ", ".join(f"`{j}`" for j in manifest.job_ids)))
     # No code spans in the heading: Prefect's renderer shows their backticks literally there.
     return f"### Sutro job {job_link(manifest.job_id, job_url)}\n\n" + markdown_table(["Field", "Value"], rows)
 

@@ -350,3 +350,24 @@ async def test_generative_model_path(sutro_credentials, sutro_client, tmp_path: 
     assert manifest["input_tokens"] > 0 and manifest["output_tokens"] > 0
     (job,) = sutro_client.list_jobs()
     assert job.model == "tiny-llama" and job.status is JobStatus.SUCCEEDED
+
+
+async def test_cut_rows_are_repaired_and_the_summary_counts_rows_by_status(
+    sutro_credentials, sutro_client, tmp_path: Path
+):
+    rows = ["one two", "one two three four five", "a b c d e f g h i"]  # at max_tokens 3, rows 2 and 3 are cut
+    state = await sutro_batch_job(rows, str(tmp_path / "drafts.parquet"), sutro_credentials, model="echo",
+                                  sampling_params={"max_tokens": 3}, repair_rounds=2, artifact_key="drafts",
+                                  return_state=True, **FAST)
+    assert state.is_completed(), state.message
+    manifest = await state.result()
+    jobs = sorted(sutro_client.list_jobs(), key=lambda j: j.created_at)
+    assert [j.num_rows for j in jobs] == [3, 2, 1] and manifest["job_ids"] == [j.job_id for j in jobs]
+    assert load_results(manifest)["sutro_row_status"].to_list() == ["ok"] * 3
+    summary = {a.key: a for a in await _artifacts(state.state_details.flow_run_id)}["drafts-summary"].data
+    assert "| Rows by status | ok 3, cut 0, invalid 0, missing 0 |" in summary, summary
+
+    failing = await sutro_batch_job(["a b c d"], str(tmp_path / "one.parquet"), sutro_credentials, model="echo",
+                                    sampling_params={"max_tokens": 2}, max_failed_rows=0, return_state=True, **FAST)
+    assert failing.is_failed() and "rows are not ok" in failing.message
+    assert load_results(str(tmp_path / "one.parquet"))["sutro_row_status"].to_list() == ["cut"]
