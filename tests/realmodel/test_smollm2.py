@@ -195,3 +195,28 @@ def test_extraction_function_runs_on_the_real_model(real_http, real_client) -> N
     assert df["name"].null_count() == 0 and df["city"].null_count() == 0  # every row complete, typed
     assert df["confidence_score"].is_between(0, 1, closed="right").all()
     _assert_majority([n == name for n, (_, name, _) in zip(df["name"], PEOPLE)], df)
+
+
+def test_schema_rows_cut_by_max_tokens_are_repaired_to_ok(real_client, tmp_path) -> None:
+    import polars as pl
+
+    from sutro_core import JobSpec, load_results
+
+    # 6 tokens cannot hold {"name": ..., "city": ...}: every row is cut; repairs go again at 12, 24, 48 tokens.
+    frame = pl.DataFrame({"id": list(range(len(PEOPLE))), "text": [s for s, _, _ in PEOPLE]})
+    spec = JobSpec.for_inference(frame, MODEL, column="text", system_prompt=EXTRACT_PROMPT,
+                                 output_schema=PERSON_SCHEMA, sampling_params={"temperature": 0.0, "max_tokens": 6},
+                                 carry_columns=["id"], repair_rounds=3, output_uri=str(tmp_path / "people.parquet"))
+    outcome = real_client.run(spec, scope=("realmodel", "repair", "1"))
+    df = load_results(outcome.manifest)
+    main = real_client.get_job(outcome.manifest.job_ids[0])
+    first_round = real_client.get_job(outcome.manifest.job_ids[1])
+    assert main.num_rows == first_round.num_rows == len(PEOPLE)  # every row was cut, every row went again
+    assert df["id"].to_list() == list(range(len(PEOPLE)))  # merged back in input order
+    statuses = df["sutro_row_status"].to_list()
+    # What our code guarantees: each row is marked, and an ok row is schema-valid JSON from the job that says so.
+    ok = [s == "ok" for s in statuses]
+    _assert_majority(ok, statuses)
+    for row in df.filter(pl.col("sutro_row_status") == "ok").iter_rows(named=True):
+        assert isinstance(row["name"], str) and isinstance(row["city"], str)
+        assert row["sutro_job_id"] in outcome.manifest.job_ids[1:]
