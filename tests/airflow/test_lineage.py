@@ -171,6 +171,11 @@ def _wait_for(predicate: Any, timeout: float, what: str, logs: list[Path] = ()) 
     return value
 
 
+def _downstream_runs(home: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(home / "airflow.db", timeout=10) as db:
+        return db.execute("select run_type, state from dag_run where dag_id = 'lineage_down'").fetchall()
+
+
 def _task_events(events: list[dict[str, Any]], job_name: str) -> dict[str, dict[str, Any]]:
     return {e["eventType"]: e for e in events if e.get("job", {}).get("name") == job_name}
 
@@ -246,18 +251,15 @@ def test_openlineage_events_and_a_downstream_dag_scheduled_on_the_templated_resu
     api = _start(["api-server", "--apps", "execution", "-H", "127.0.0.1", "-p", str(api_port), "-w", "1"], env, logs[0])
     scheduler = _start(["scheduler"], env, logs[1])
     try:
-        downstream = out / "downstream.json"
-        _wait_for(downstream.exists, 150, "the downstream DAG to run", list(logs))
+        _wait_for(lambda: _downstream_runs(home) == [("asset_triggered", "success")], 150,
+                  "the downstream DAG run to succeed", list(logs))
     finally:
         _stop(scheduler)
         _stop(api)
-    seen = json.loads(downstream.read_text())
+    seen = json.loads((out / "downstream.json").read_text())
     [manifest] = seen["extras"]
     assert seen["uris"] == [f"file://{run_dir / 'embeddings.parquet'}"]
     assert manifest["job_id"] == job.job_id and manifest["rows"] == 3 and seen["rows"] == [3]
-    with sqlite3.connect(home / "airflow.db") as db:
-        [(run_type, state)] = db.execute("select run_type, state from dag_run where dag_id = 'lineage_down'").fetchall()
-    assert (run_type, state) == ("asset_triggered", "success")
 
 
 # ---- without the OpenLineage provider -------------------------------------------------------------------
