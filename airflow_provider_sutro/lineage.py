@@ -68,9 +68,20 @@ def _plain_uri(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
+def known_before_run(output_uri: Any) -> bool:
+    """True when ``output_uri`` is a fixed path or URI (not templated, not an ``XComArg``).
+
+    Example::
+
+        known_before_run("s3://bucket/out.parquet"), known_before_run("/data/{{ ds }}.parquet")   # True, False
+    """
+    uri = _plain_uri(output_uri)
+    return uri is not None and not is_templated(uri)
+
+
 def results_outlet(output_uri: Any, alias: str | None) -> Any:
-    """The outlet that stands for the results: an ``AssetAlias`` named ``alias`` (given, or needed because
-    ``output_uri`` is templated), else the ``Asset`` of the fixed URI. None when there is nothing to name.
+    """The outlet that stands for the results: an ``AssetAlias`` named ``alias`` when given, else the
+    ``Asset`` of the fixed URI; None when neither is known (a templated URI needs an alias).
 
     Example::
 
@@ -80,10 +91,7 @@ def results_outlet(output_uri: Any, alias: str | None) -> Any:
 
     if alias:
         return AssetAlias(alias)
-    uri = _plain_uri(output_uri)
-    if uri is None or is_templated(uri):
-        return None
-    return Asset(uri=asset_uri(uri))
+    return Asset(uri=asset_uri(_plain_uri(output_uri))) if known_before_run(output_uri) else None
 
 
 def record_asset_event(context: Context, outlet: Any, manifest: ResultsManifest) -> None:

@@ -23,8 +23,9 @@ from sutro_core.lineage import describe_step
 from sutro_core.markdown import preview_markdown
 
 PREVIEW_ROWS = 5
-#: Left out of the materialization: the staged file's URI (the IO manager moves it and says where, ``dagster/uri``).
-_STAGED = "sutro.output.uri"
+#: Left out: the staged file's URI (the IO manager moves the file and says where, ``dagster/uri``) and the
+#: input's (the rows come from the upstream asset, which Dagster's own lineage shows).
+_NATIVE = ("sutro.output.uri", "sutro.input.uri")
 
 
 def attribute_metadata(values: Mapping[str, Any]) -> dict[str, MetadataValue]:
@@ -54,7 +55,7 @@ def materialization_metadata(outcome: JobOutcome, preview: pl.DataFrame, *, inpu
     ``preview`` is the artifact's first rows (read alone, so a million-row result is never loaded).
     """
     step = describe_step(outcome)
-    attributes = {k: v for k, v in step.attributes().items() if k != _STAGED}
+    attributes = {k: v for k, v in step.attributes().items() if k not in _NATIVE}
     attributes["sutro.input.rows"] = input_rows
     columns = step.output.columns if step.output is not None else []
     return {

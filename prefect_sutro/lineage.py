@@ -26,8 +26,8 @@ from typing import Any, Literal
 from prefect.assets import Asset, AssetProperties
 from prefect.context import AssetContext
 from prefect.events import emit_event
-from sutro_core import Job, JobHandle
-from sutro_core.lineage import StepLineage, asset_uri
+from sutro_core import Job, JobHandle, ResultsManifest
+from sutro_core.lineage import StepLineage, asset_uri, describe_step
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,20 @@ def materialize_step(step: StepLineage) -> Asset | None:
     return asset
 
 
+def materialize_results(handle: JobHandle, manifest: ResultsManifest, job: Job | None = None) -> Asset | None:
+    """Describe the finished step and make the running task its artifact's materialization (best effort:
+    lineage never fails a step whose results are written).
+
+    Example:
+        >>> materialize_results(handle, manifest, job)   # doctest: +SKIP
+    """
+    try:
+        return materialize_step(describe_step(handle, manifest=manifest, job=job, input_uri=upstream_input()))
+    except Exception as exc:  # noqa: BLE001 - the results are written; lineage is a record of it
+        logger.warning("could not record the results asset of job %s: %s", handle.job_id, exc)
+        return None
+
+
 def upstream_input() -> str | None:
     """The input the running task declared (``asset_deps``) or inherited (one upstream asset), if one.
 
@@ -141,8 +155,6 @@ def job_step(handle: JobHandle, job: Job | None = None, status: str | None = Non
         >>> job_step(handle, status="CANCELLED").status   # doctest: +SKIP
         'CANCELLED'
     """
-    from sutro_core import describe_step
-
     return describe_step(handle, job=job, status=status, read_schema=False)
 
 
@@ -152,9 +164,10 @@ def emit_job_event(kind: JobEvent, step: StepLineage, **payload: Any) -> Any:
     Example:
         >>> emit_job_event("succeeded", job_step(handle, job))   # doctest: +SKIP
     """
+    # The job's facts; where its rows came from is the results asset's upstream (a job event cannot know it).
+    facts = {k: v for k, v in step.attributes().items() if k != "sutro.input.uri"}
     try:
-        return emit_event(event=f"{JOB_EVENT_PREFIX}{kind}", resource=job_resource(step),
-                          payload={**step.attributes(), **payload})
+        return emit_event(event=f"{JOB_EVENT_PREFIX}{kind}", resource=job_resource(step), payload={**facts, **payload})
     except Exception as exc:  # noqa: BLE001 - an event is a notification; the job must go on
         logger.warning("could not emit %s%s for job %s: %s", JOB_EVENT_PREFIX, kind, step.job_id, exc)
         return None

@@ -37,7 +37,6 @@ from sutro_core import (
     is_retryable,
     load_results,
 )
-from sutro_core.lineage import describe_step
 from sutro_core.retrying import poll_policy
 from sutro_core.spec import DEFAULT_TIMEOUT_S, job_id_of
 
@@ -46,7 +45,7 @@ from .cancellation import OPT_OUT_PARAMETER, track_job, untrack_job
 from .credentials import SutroCredentials
 from .flow_decorators import check_runner_cancellation
 from .idempotency import current_root, prefect_idempotency_key
-from .lineage import emit_job_event, job_step, materialize_step, upstream_input
+from .lineage import emit_job_event, job_step, materialize_results
 from .summary import record_job
 
 JobRef = JobHandle | Submission | Job | dict | str
@@ -237,7 +236,7 @@ async def download_results_to_parquet(job: JobRef, path: str, sutro_credentials:
     get_run_logger().info("Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, handle.job_id,
                           manifest.uri, manifest.bytes)
     # The artifact is this task run's asset (its input: asset_deps, or the upstream step's artifact).
-    materialize_step(describe_step(handle, manifest=manifest, job=details, input_uri=upstream_input()))
+    materialize_results(handle, manifest, details)
     if create_artifacts:
         preview = load_results(manifest, n_rows=preview_rows) if preview_rows > 0 else None
         await publish_results_artifacts(manifest, details, preview, job_url=handle.url, key=artifact_key)

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from sutro_core import InputValidationError, JobHandle, JobSpec, JobStatus, ResultsManifest
+from sutro_core import InputValidationError, Job, JobHandle, JobSpec, JobStatus, ResultsManifest
 from sutro_core.lineage import describe_step
 from sutro_core.retrying import poll_policy
 from sutro_core.spec import DEFAULT_TIMEOUT_S, check_max_cost
@@ -45,7 +45,7 @@ from airflow_provider_sutro.lineage import (
     SutroLineageMixin,
     default_alias_name,
     input_uri_of,
-    is_templated,
+    known_before_run,
     record_asset_event,
     results_outlet,
 )
@@ -91,7 +91,7 @@ class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if asset_alias is None and is_templated(output_uri):
+        if asset_alias is None and not known_before_run(output_uri):  # templated: resolved at run time
             asset_alias = default_alias_name(self.dag_id, self.task_id)
         self.sutro_outlet = results_outlet(output_uri, asset_alias)
         if self.sutro_outlet is not None:
@@ -170,10 +170,13 @@ class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
             self._defer_on(handle, handle.seconds_left() or 0.0)
 
     def _finished(self, context: Context, spec: JobSpec, handle: JobHandle, manifest: ResultsManifest,
-                  job: Any = None) -> dict[str, Any]:
+                  job: Job | None = None) -> dict[str, Any]:
         """The results are written: describe the step (lineage), attach the manifest to the asset event."""
-        self.sutro_lineage = describe_step(handle, manifest=manifest, job=job, spec=spec,
-                                           input_uri=input_uri_of(self.inputs))
+        try:
+            self.sutro_lineage = describe_step(handle, manifest=manifest, job=job, spec=spec,
+                                               input_uri=input_uri_of(self.inputs))
+        except Exception as exc:  # noqa: BLE001 - lineage never fails a step whose results are written
+            self.log.warning("Could not describe Sutro job %s for lineage: %s", handle.job_id, exc)
         if self.sutro_outlet is not None:
             record_asset_event(context, self.sutro_outlet, manifest)
         return self._logged(manifest)

@@ -50,6 +50,7 @@ def test_the_materialization_shows_row_count_schema_uri_names_and_kinds(sutro_se
     assert meta["sutro.cost.usd"].value == pytest.approx(job.job_cost) and meta["sutro.job.reattached"].value is False
     assert meta["sutro.input.rows"].value == 3 and meta["sutro.output.columns"].value == list(columns)
     assert "sutro.output.uri" not in meta  # the staged file moved; dagster/uri says where it lives
+    assert "sutro.input.uri" not in meta  # the upstream asset is the input, in Dagster's own lineage
 
     defs = Definitions(assets=[lineage_reviews, embeddings], resources={"sutro": sutro})
     node = defs.resolve_asset_graph().get(AssetKey("lineage_embeddings"))
