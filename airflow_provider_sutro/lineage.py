@@ -6,8 +6,8 @@
   asset (or alias) reads the results with ``load_results(event.extra)``.
 * **OpenLineage** (with ``apache-airflow-providers-openlineage``, the ``openlineage`` extra; without it these
   methods are never called and nothing is imported): input and output datasets named as OpenLineage names
-  them, ``schema`` and ``outputStatistics`` facets on the artifact, an ``externalQuery`` run facet with the job
-  id, and the ``sutro`` run facet (``facets.SutroRunFacet``) with the step's description.
+  them, ``schema`` and ``outputStatistics`` facets on the artifact, an ``externalQuery`` run facet with the
+  job id, and the ``sutro`` run facet (``facets.SutroRunFacet``) with the step's description.
 
 Example::
 
@@ -73,7 +73,8 @@ def known_before_run(output_uri: Any) -> bool:
 
     Example::
 
-        known_before_run("s3://bucket/out.parquet"), known_before_run("/data/{{ ds }}.parquet")   # True, False
+        known_before_run("s3://bucket/out.parquet")   # True
+        known_before_run("/data/{{ ds }}.parquet")    # False
     """
     uri = _plain_uri(output_uri)
     return uri is not None and not is_templated(uri)
@@ -122,7 +123,8 @@ def input_uri_of(inputs: Any) -> str | None:
     """
     if isinstance(inputs, Mapping) and "uri" in inputs and "rows" in inputs:
         return str(inputs["uri"])
-    uri = _plain_uri(inputs) if isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "protocol") else None
+    is_path = isinstance(inputs, (str, os.PathLike)) or hasattr(inputs, "protocol")
+    uri = _plain_uri(inputs) if is_path else None
     if uri is None or is_templated(uri):
         return None
     if "://" in uri:
@@ -215,7 +217,8 @@ class SutroLineageMixin:
     def get_openlineage_facets_on_start(self) -> OperatorLineage:
         """START: the input and output datasets (rendered), and the model or Function."""
         input_uri, output_uri = self._lineage_uris()
-        return operator_lineage(input_uri=input_uri, output_uri=output_uri, planned=self._planned_attributes())
+        planned = self._planned_attributes()
+        return operator_lineage(input_uri=input_uri, output_uri=output_uri, planned=planned)
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> OperatorLineage:
         """COMPLETE: the datasets with the artifact's schema and statistics, the job id and the step."""
@@ -231,7 +234,8 @@ class SutroLineageMixin:
         handle = getattr(self, "handle", None)
         if handle is None:
             return self.get_openlineage_facets_on_start()
-        step = StepLineage(job_id=handle.job_id, job_url=handle.url, status="FAILED", reattached=handle.reattached,
+        step = StepLineage(job_id=handle.job_id, job_url=handle.url, status="FAILED",
+                           reattached=handle.reattached,
                            model=None if handle.is_function else handle.model,
                            function=handle.model if handle.is_function else None,
                            cost_estimate_usd=handle.cost_estimate, input={"uri": input_uri})

@@ -66,9 +66,10 @@ def _observation(context: AssetExecutionContext, handle: JobHandle) -> AssetObse
     return AssetObservation(
         asset_key=context.asset_key,
         partition=context.partition_key if context.has_partition_key else None,
-        metadata=attribute_metadata({"sutro.job.id": handle.job_id, "sutro.job.url": handle.url,
-                                     "sutro.job.idempotency_key": handle.idempotency_key or "",
-                                     "sutro.job.reattached": handle.reattached, "sutro.job.handle": handle.to_dict()}),
+        metadata=attribute_metadata({
+            "sutro.job.id": handle.job_id, "sutro.job.url": handle.url,
+            "sutro.job.idempotency_key": handle.idempotency_key or "",
+            "sutro.job.reattached": handle.reattached, "sutro.job.handle": handle.to_dict()}),
     )
 
 

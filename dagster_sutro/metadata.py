@@ -1,9 +1,9 @@
 """Materialization metadata for a Sutro results asset: what a user looks for in the Dagster UI.
 
-The step's description (``sutro_core.lineage.StepLineage``) under the names the Airflow and Prefect adapters
-use too (``gen_ai.request.model``, ``gen_ai.usage.input_tokens``, ``sutro.job.id``, ``sutro.cost.usd`` ...),
-and Dagster's standard keys: ``dagster/row_count``, ``dagster/column_schema`` (from the artifact's footer) and,
-from ``SutroParquetIOManager`` where it stores the file, ``dagster/uri``.
+The step's description (``sutro_core.lineage.StepLineage``) under the names the Airflow and Prefect
+adapters use too (``gen_ai.request.model``, ``gen_ai.usage.input_tokens``, ``sutro.job.id``,
+``sutro.cost.usd`` ...), and Dagster's standard keys: ``dagster/row_count``, ``dagster/column_schema``
+(from the artifact's footer) and, from ``SutroParquetIOManager`` where it stores the file, ``dagster/uri``.
 
 Example:
     >>> meta = materialization_metadata(outcome, preview, input_rows=len(df))  # doctest: +SKIP
@@ -33,7 +33,8 @@ def attribute_metadata(values: Mapping[str, Any]) -> dict[str, MetadataValue]:
     dicts as JSON); None left out.
 
     Example:
-        >>> sorted(attribute_metadata({"sutro.job.id": "job-1", "sutro.output.rows": 3, "sutro.cost.usd": None}))
+        >>> sorted(attribute_metadata({"sutro.job.id": "job-1", "sutro.output.rows": 3,
+        ...                            "sutro.cost.usd": None}))
         ['sutro.job.id', 'sutro.output.rows']
     """
 

@@ -140,7 +140,8 @@ def run_partition(
             "job_url": meta["sutro.job.url"].value,
             "rows": meta["dagster/row_count"].value,
             "path": meta["path"].value,
-            "cost_estimate_usd": meta["sutro.cost.estimate_usd"].value if "sutro.cost.estimate_usd" in meta else None,
+            "cost_estimate_usd": (meta["sutro.cost.estimate_usd"].value
+                                  if "sutro.cost.estimate_usd" in meta else None),
         }
     summary["checks_passed"] = all(e.passed for e in result.get_asset_check_evaluations())
     return summary

@@ -102,7 +102,8 @@ async def sutro_batch_job(
         max_poll_interval_seconds=max_poll_interval_seconds, cancel_on_timeout=cancel_on_timeout)
     # A file or URL input is the results asset's upstream asset (inline rows are none).
     source = asset_key(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else None
-    download = download_results_to_parquet.with_options(asset_deps=[source]) if source else download_results_to_parquet
+    download = (download_results_to_parquet.with_options(asset_deps=[source]) if source
+                else download_results_to_parquet)
     return await download(
         handle, output_path, sutro_credentials, include_inputs=include_inputs, preview_rows=preview_rows,
         artifact_key=artifact_key, carry=carry)

@@ -2,9 +2,9 @@
 
 * **Asset.** ``download_results_to_parquet`` materializes the artifact: its task run becomes a
   materialization of the asset keyed by the artifact's URI (``file:///abs/path``, ``s3://bucket/key``), so
-  Prefect emits ``prefect.asset.materialization.succeeded`` (or ``.failed``) when the task ends, with the step's
-  description as metadata, its input (``asset_deps``, or an upstream materialization) as upstream asset,
-  and ``sutro`` as what materialized it. Later tasks given its result see the asset upstream.
+  Prefect emits ``prefect.asset.materialization.succeeded`` (or ``.failed``) when the task ends, with the
+  step's description as metadata, its input (``asset_deps``, or an upstream materialization) as upstream
+  asset, and ``sutro`` as what materialized it. Later tasks given its result see the asset upstream.
 * **Events.** ``sutro.job.submitted``, ``sutro.job.succeeded``, ``sutro.job.failed``, ``sutro.job.cancelled``
   on the resource ``sutro.job.<job id>``, whose labels carry the job id, the model (``gen_ai.request.model``)
   or Function (``sutro.function.name``) and the cost (``sutro.cost.usd``); the payload is the step's
@@ -143,8 +143,10 @@ def job_resource(step: StepLineage) -> dict[str, str]:
     labels = {k: attrs.get(k) for k in ("sutro.job.id", "gen_ai.request.model", "sutro.function.name",
                                          "sutro.cost.usd", "sutro.cost.estimate_usd", "sutro.job.status",
                                          "sutro.job.reattached", "sutro.job.url")}
-    resource = {"prefect.resource.id": f"{JOB_EVENT_PREFIX}{step.job_id}", "prefect.resource.name": step.job_id}
-    resource.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in labels.items() if v is not None})
+    resource = {"prefect.resource.id": f"{JOB_EVENT_PREFIX}{step.job_id}",
+                "prefect.resource.name": step.job_id}
+    resource.update({k: str(v).lower() if isinstance(v, bool) else str(v)
+                     for k, v in labels.items() if v is not None})
     return resource
 
 
@@ -167,7 +169,8 @@ def emit_job_event(kind: JobEvent, step: StepLineage, **payload: Any) -> Any:
     # The job's facts; where its rows came from is the results asset's upstream (a job event cannot know it).
     facts = {k: v for k, v in step.attributes().items() if k != "sutro.input.uri"}
     try:
-        return emit_event(event=f"{JOB_EVENT_PREFIX}{kind}", resource=job_resource(step), payload={**facts, **payload})
+        return emit_event(event=f"{JOB_EVENT_PREFIX}{kind}", resource=job_resource(step),
+                          payload={**facts, **payload})
     except Exception as exc:  # noqa: BLE001 - an event is a notification; the job must go on
         logger.warning("could not emit %s%s for job %s: %s", JOB_EVENT_PREFIX, kind, step.job_id, exc)
         return None

@@ -246,14 +246,16 @@ def read_columns(manifest: ResultsManifest, storage_options: Mapping[str, Any] |
         import polars as pl
 
         source = manifest.uri if _is_uri(manifest.uri) else local_path(manifest.uri)
-        frame_schema = pl.scan_csv(source, storage_options=dict(storage_options or {}) or None).collect_schema()
+        options = dict(storage_options or {}) or None
+        frame_schema = pl.scan_csv(source, storage_options=options).collect_schema()
         return [Column(name=n, type=str(t)) for n, t in frame_schema.items()]
     except Exception as exc:  # noqa: BLE001 - fsspec, pyarrow and polars each raise their own errors
         log.warning("could not read the schema of %s for lineage: %s", manifest.uri, exc)
         return fallback
 
 
-def _input_of(spec: "JobSpec | None", input_uri: str | os.PathLike[str] | None, job: Job | None) -> InputDataset:
+def _input_of(spec: "JobSpec | None", input_uri: str | os.PathLike[str] | None,
+              job: Job | None) -> InputDataset:
     rows = spec.request.num_rows if spec is not None else None
     if rows is None and job is not None:
         rows = job.num_rows
@@ -283,8 +285,9 @@ def describe_step(
     ``read_schema`` reads the artifact's column types from its footer (a small read).
 
     Example:
-        >>> step = describe_step(handle, manifest=manifest, input_uri="s3://bucket/tickets.parquet")  # doctest: +SKIP
-        >>> step.input.namespace_and_name                                                            # doctest: +SKIP
+        >>> step = describe_step(handle, manifest=manifest,
+        ...                      input_uri="s3://bucket/tickets.parquet")   # doctest: +SKIP
+        >>> step.input.namespace_and_name                                   # doctest: +SKIP
         ('s3://bucket', 'tickets.parquet')
     """
     if isinstance(source, JobOutcome):
@@ -297,9 +300,10 @@ def describe_step(
     name = handle.model or (spec.request.model if spec is not None else None) or (job.model if job else None)
     output = None
     if manifest is not None:
-        columns = read_columns(manifest, storage_options) if read_schema else [Column(name=c) for c in manifest.columns]
-        output = OutputDataset(uri=manifest.uri, format=manifest.format, rows=manifest.rows, bytes=manifest.bytes,
-                               columns=columns)
+        columns = (read_columns(manifest, storage_options) if read_schema
+                   else [Column(name=c) for c in manifest.columns])
+        output = OutputDataset(uri=manifest.uri, format=manifest.format, rows=manifest.rows,
+                               bytes=manifest.bytes, columns=columns)
 
     def first(*values: Any) -> Any:
         return next((v for v in values if v is not None), None)
@@ -307,7 +311,8 @@ def describe_step(
     return StepLineage(
         job_id=handle.job_id,
         job_url=handle.url,
-        status=status or (job.status.value if job is not None else "SUCCEEDED" if manifest else handle.status),
+        status=status or (job.status.value if job is not None
+                          else "SUCCEEDED" if manifest else handle.status),
         model=None if is_function else name,
         function=name if is_function else None,
         input=_input_of(spec, input_uri, job),
