@@ -195,7 +195,7 @@ def build_sutro_inference_asset(
     props = (output_schema or {}).get("properties")
     expected = list(props) if isinstance(props, Mapping) and props else [output_column]
     return _build(name, upstream, make_spec, expected, f"Sutro batch inference with {model}",
-                  {"sutro/model": model, "sutro/job_priority": job_priority}, options)
+                  {"gen_ai.request.model": model, "sutro.job.priority": job_priority}, options)
 
 
 def build_sutro_function_asset(
@@ -243,4 +243,4 @@ def build_sutro_function_asset(
 
     return _build(name, upstream, make_spec, list(output_columns or []),
                   f"Sutro Function {function} over every upstream row",
-                  {"sutro/function": function, "sutro/job_priority": job_priority}, options)
+                  {"sutro.function.name": function, "sutro.job.priority": job_priority}, options)

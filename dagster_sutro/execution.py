@@ -28,7 +28,7 @@ from sutro_core import (
 )
 from sutro_core.errors import describe
 
-from .metadata import sutro_metadata
+from .metadata import attribute_metadata
 from .resources import SutroResource
 
 
@@ -66,20 +66,22 @@ def _observation(context: AssetExecutionContext, handle: JobHandle) -> AssetObse
     return AssetObservation(
         asset_key=context.asset_key,
         partition=context.partition_key if context.has_partition_key else None,
-        metadata=sutro_metadata({"job_id": handle.job_id, "job_url": handle.url,
-                                 "idempotency_key": handle.idempotency_key or "", "reattached": handle.reattached,
-                                 "handle": handle.to_dict()}),
+        metadata=attribute_metadata({
+            "sutro.job.id": handle.job_id, "sutro.job.url": handle.url,
+            "sutro.job.idempotency_key": handle.idempotency_key or "",
+            "sutro.job.reattached": handle.reattached, "sutro.job.handle": handle.to_dict()}),
     )
 
 
 def _failure(exc: SutroError, handle: JobHandle | None) -> Failure:
     """The Dagster ``Failure`` for a core error: retryable only when a retry can help (``is_retryable``)."""
-    meta: dict[str, Any] = sutro_metadata({"job_id": handle.job_id, "job_url": handle.url}) if handle else {}
+    meta: dict[str, Any] = (attribute_metadata({"sutro.job.id": handle.job_id, "sutro.job.url": handle.url})
+                            if handle else {})
     if isinstance(exc, CostLimitExceededError):
-        meta.update({"sutro/cost_estimate_usd": MetadataValue.float(float(exc.estimate)),
-                     "sutro/max_cost_usd": MetadataValue.float(float(exc.limit))})
+        meta.update({"sutro.cost.estimate_usd": MetadataValue.float(float(exc.estimate)),
+                     "sutro.cost.max_usd": MetadataValue.float(float(exc.limit))})
     elif isinstance(exc, JobFailedError):
-        meta["sutro/failure_reason"] = MetadataValue.text(exc.reason or "")
+        meta["sutro.job.failure_reason"] = MetadataValue.text(exc.reason or "")
     return Failure(description=describe(exc), metadata=meta, allow_retries=is_retryable(exc))
 
 

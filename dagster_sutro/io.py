@@ -14,10 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 import polars as pl
-from dagster import AssetExecutionContext, OutputContext
+from dagster import AssetExecutionContext, MetadataValue, OutputContext
 from dagster_polars import PolarsParquetIOManager
 
 from sutro_core import ResultsManifest
+from sutro_core.lineage import asset_uri
 
 from . import placement
 
@@ -68,4 +69,5 @@ class SutroParquetIOManager(PolarsParquetIOManager):
         # dagster-polars reads the stored object's schema/row count afterwards: point it at the new home.
         obj._ldf = pl.scan_parquet(target, storage_options=getattr(path, "storage_options", None) or None)._ldf
         obj.manifest = obj.manifest.model_copy(update={"uri": target})
+        context.add_output_metadata({"dagster/uri": MetadataValue.text(asset_uri(target))})  # where it lives
         return None

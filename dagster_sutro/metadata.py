@@ -1,8 +1,13 @@
 """Materialization metadata for a Sutro results asset: what a user looks for in the Dagster UI.
 
+The step's description (``sutro_core.lineage.StepLineage``) under the names the Airflow and Prefect
+adapters use too (``gen_ai.request.model``, ``gen_ai.usage.input_tokens``, ``sutro.job.id``,
+``sutro.cost.usd`` ...), and Dagster's standard keys: ``dagster/row_count``, ``dagster/column_schema``
+(from the artifact's footer) and, from ``SutroParquetIOManager`` where it stores the file, ``dagster/uri``.
+
 Example:
     >>> meta = materialization_metadata(outcome, preview, input_rows=len(df))  # doctest: +SKIP
-    >>> meta["sutro/job_url"]  # doctest: +SKIP
+    >>> meta["sutro.job.url"], meta["dagster/row_count"]  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -14,21 +19,27 @@ import polars as pl
 from dagster import MetadataValue, TableColumn, TableSchema
 
 from sutro_core import JobOutcome
+from sutro_core.lineage import describe_step
 from sutro_core.markdown import preview_markdown
 
 PREVIEW_ROWS = 5
+#: Left out: the staged file's URI (the IO manager moves the file and says where, ``dagster/uri``) and the
+#: input's (the rows come from the upstream asset, which Dagster's own lineage shows).
+_NATIVE = ("sutro.output.uri", "sutro.input.uri")
 
 
-def sutro_metadata(values: Mapping[str, Any]) -> dict[str, MetadataValue]:
-    """``sutro/<name>`` metadata of the fitting kind for plain values (``*_url`` as links); None left out.
+def attribute_metadata(values: Mapping[str, Any]) -> dict[str, MetadataValue]:
+    """Metadata of the fitting kind for ``gen_ai.*`` / ``sutro.*`` attributes (``*.url`` as links, lists and
+    dicts as JSON); None left out.
 
     Example:
-        >>> sorted(sutro_metadata({"job_id": "job-1", "rows": 3, "cost_usd": None}))
-        ['sutro/job_id', 'sutro/rows']
+        >>> sorted(attribute_metadata({"sutro.job.id": "job-1", "sutro.output.rows": 3,
+        ...                            "sutro.cost.usd": None}))
+        ['sutro.job.id', 'sutro.output.rows']
     """
 
     def one(name: str, value: Any) -> MetadataValue:
-        if name.endswith("_url"):
+        if name.endswith(".url"):
             return MetadataValue.url(value)
         if isinstance(value, bool):
             return MetadataValue.bool(value)
@@ -36,26 +47,22 @@ def sutro_metadata(values: Mapping[str, Any]) -> dict[str, MetadataValue]:
             return MetadataValue.int(value) if isinstance(value, int) else MetadataValue.float(float(value))
         return MetadataValue.text(value) if isinstance(value, str) else MetadataValue.json(value)
 
-    return {f"sutro/{k}": one(k, v) for k, v in values.items() if v is not None}
+    return {k: one(k, v) for k, v in values.items() if v is not None}
 
 
 def materialization_metadata(outcome: JobOutcome, preview: pl.DataFrame, *, input_rows: int) -> dict[str, Any]:
-    """Job id and link, model, rows, tokens, cost, duration, the artifact and a preview for the materialization.
+    """The step's description, row count, column schema and a preview, for the materialization.
 
     ``preview`` is the artifact's first rows (read alone, so a million-row result is never loaded).
     """
-    job, handle, manifest = outcome.job, outcome.handle, outcome.manifest
+    step = describe_step(outcome)
+    attributes = {k: v for k, v in step.attributes().items() if k not in _NATIVE}
+    attributes["sutro.input.rows"] = input_rows
+    columns = step.output.columns if step.output is not None else []
     return {
-        **sutro_metadata({
-            "job_id": job.job_id, "job_url": handle.url, "model": job.model or "", "reattached": handle.reattached,
-            "input_rows": input_rows, "manifest": manifest.to_dict(), "input_tokens": job.input_tokens,
-            "output_tokens": job.output_tokens, "cost_usd": job.job_cost, "cost_estimate_usd": handle.cost_estimate,
-            "duration_seconds": job.duration_seconds, "row_status_counts": manifest.row_status_counts,
-            "failed_rows": manifest.failed_rows if manifest.row_status_counts is not None else None,
-            "job_ids": manifest.job_ids or None,
-        }),
-        "dagster/row_count": MetadataValue.int(manifest.rows),
+        **attribute_metadata(attributes),
+        "dagster/row_count": MetadataValue.int(outcome.manifest.rows),
         "dagster/column_schema": TableSchema(
-            columns=[TableColumn(name=n, type=str(t)) for n, t in preview.schema.items()]),
+            columns=[TableColumn(name=c.name, type=c.type or "unknown") for c in columns]),
         "preview": MetadataValue.md(preview_markdown(preview)),
     }

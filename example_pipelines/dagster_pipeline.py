@@ -138,11 +138,12 @@ def run_partition(
         [mat] = result.asset_materializations_for_node(name)
         meta = mat.metadata
         summary[name] = {
-            "job_id": meta["sutro/job_id"].value,
-            "job_url": meta["sutro/job_url"].value,
+            "job_id": meta["sutro.job.id"].value,
+            "job_url": meta["sutro.job.url"].value,
             "rows": meta["dagster/row_count"].value,
             "path": meta["path"].value,
-            "cost_estimate_usd": meta["sutro/cost_estimate_usd"].value if "sutro/cost_estimate_usd" in meta else None,
+            "cost_estimate_usd": (meta["sutro.cost.estimate_usd"].value
+                                  if "sutro.cost.estimate_usd" in meta else None),
         }
     # A warning (rows that are not ok, within max_failed_rows) is shown, not a failure.
     summary["checks_passed"] = all(e.passed or e.severity == AssetCheckSeverity.WARN

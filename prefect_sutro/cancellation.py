@@ -25,9 +25,11 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterParentFlowRunId,
 )
+from sutro_core.lineage import StepLineage
 
 from .artifacts import API_URL_METADATA, BLOCK_METADATA, CANCEL_METADATA, JOB_ID_METADATA
 from .credentials import SutroCredentials
+from .lineage import emit_job_event
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +122,8 @@ def cancel_jobs_for_flow_run(flow_run_id: str) -> list[str]:
                 if client.cancel(job_id, reason=f"Prefect flow run {run} was cancelled"):
                     cancelled.append(job_id)
                     logger.info("Cancelled Sutro job %s because flow run %s was cancelled", job_id, run)
+                    emit_job_event("cancelled", StepLineage(job_id=job_id, status="CANCELLED"),
+                                   reason=f"Prefect flow run {run} was cancelled")
         except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the other cancels
             logger.error("Could not cancel Sutro job %s of flow run %s: %s", job_id, run, exc)
 

@@ -11,6 +11,7 @@ Example:
 # and a deployment loads this file under a synthetic module name where string annotations cannot be
 # resolved (pydantic: "Sutro_Batch_JobModel is not fully defined").
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from sutro_core.spec import DEFAULT_TIMEOUT_S, carry_frame
 
 from .credentials import SutroCredentials
 from .flow_decorators import sutro_flow
+from .lineage import asset_key
 from .tasks import download_results_to_parquet, submit_batch_function, submit_batch_inference, wait_for_job
 
 logger = logging.getLogger(__name__)
@@ -105,6 +107,10 @@ async def sutro_batch_job(
     await wait_for_job.fn(
         handle, sutro_credentials, timeout=timeout, poll_interval_seconds=poll_interval_seconds,
         max_poll_interval_seconds=max_poll_interval_seconds, cancel_on_timeout=cancel_on_timeout)
-    return await download_results_to_parquet(
+    # A file or URL input is the results asset's upstream asset (inline rows are none).
+    source = asset_key(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else None
+    download = (download_results_to_parquet.with_options(asset_deps=[source]) if source
+                else download_results_to_parquet)
+    return await download(
         handle, output_path, sutro_credentials, include_inputs=include_inputs, preview_rows=preview_rows,
         artifact_key=artifact_key, carry=carry, spec=spec)

@@ -45,6 +45,7 @@ from .cancellation import OPT_OUT_PARAMETER, track_job, untrack_job
 from .credentials import SutroCredentials
 from .flow_decorators import check_runner_cancellation
 from .idempotency import current_root, prefect_idempotency_key
+from .lineage import emit_job_event, job_step, materialize_results
 from .summary import record_job
 
 JobRef = JobHandle | Submission | Job | dict | str
@@ -133,6 +134,7 @@ async def _start(make_spec: Callable[[str | None], JobSpec], sutro_credentials: 
         await check_runner_cancellation(logger, root[0], handle.job_id, block_id is not None)
     await _record(handle.job_id, step=artifact_key or spec.request.name, url=handle.url, status=handle.status,
                   rows=spec.request.num_rows)
+    emit_job_event("submitted", job_step(handle), **{"sutro.input.rows": spec.request.num_rows})
     return handle
 
 
@@ -198,10 +200,14 @@ async def wait_for_job(job: JobRef, sutro_credentials: SutroCredentials, timeout
             ended = isinstance(exc, (JobFailedError, JobCancelledError))
             if ended or getattr(exc, "cancelled", False):  # cancelled: the timeout cancelled it
                 await _record(handle.job_id, True, status=exc.status if ended else "CANCELLED (timeout)")
+                failed = isinstance(exc, JobFailedError)
+                emit_job_event("failed" if failed else "cancelled",
+                               job_step(handle, status="FAILED" if failed else "CANCELLED"), reason=str(exc))
             logger.error("Sutro job %s did not succeed: %s", handle.job_id, exc)
             raise
     await _record(handle.job_id, True, status=finished.status.value, rows=finished.num_rows,
                   cost=finished.job_cost)
+    emit_job_event("succeeded", job_step(handle, finished))
     logger.info("Sutro job %s SUCCEEDED (%s rows, %s input / %s output tokens)", handle.job_id,
                 finished.num_rows, finished.input_tokens, finished.output_tokens)
     return finished
@@ -231,6 +237,8 @@ async def download_results_to_parquet(job: JobRef, path: str, sutro_credentials:
         details = await client.get_job(handle.job_id) if create_artifacts else None
     get_run_logger().info("Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, handle.job_id,
                           manifest.uri, manifest.bytes)
+    # The artifact is this task run's asset (its input: asset_deps, or the upstream step's artifact).
+    materialize_results(handle, manifest, details)
     if create_artifacts:
         preview = load_results(manifest, n_rows=preview_rows) if preview_rows > 0 else None
         await publish_results_artifacts(manifest, details, preview, job_url=handle.url, key=artifact_key)
@@ -266,5 +274,7 @@ async def cancel_job(job: JobRef, sutro_credentials: SutroCredentials) -> JobSta
         await client.cancel(handle, reason="cancel_job was called")
         status = (await client.get_job(handle.job_id)).status
     await _record(handle.job_id, True, status=status.value)
+    if status in (JobStatus.CANCELLING, JobStatus.CANCELLED):
+        emit_job_event("cancelled", job_step(handle, status=status.value), reason="cancel_job was called")
     get_run_logger().info("Cancelled Sutro job %s (now %s)", handle.job_id, status.value)
     return status

@@ -33,13 +33,22 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
-from sutro_core import InputValidationError, JobHandle, JobSpec, JobStatus
+from sutro_core import InputValidationError, Job, JobHandle, JobSpec, JobStatus, ResultsManifest
+from sutro_core.lineage import describe_step
 from sutro_core.retrying import poll_policy
 from sutro_core.spec import DEFAULT_TIMEOUT_S, check_max_cost
 
 from airflow_provider_sutro.errors import SutroJobError, SutroTaskTimeoutError
 from airflow_provider_sutro.hooks.sutro import SutroHook
 from airflow_provider_sutro.io import output_uri_to_str, resolve_inputs
+from airflow_provider_sutro.lineage import (
+    SutroLineageMixin,
+    default_alias_name,
+    input_uri_of,
+    known_before_run,
+    record_asset_event,
+    results_outlet,
+)
 from airflow_provider_sutro.links import SutroJobLink, record_job
 from airflow_provider_sutro.task import SutroTaskMixin
 
@@ -49,9 +58,11 @@ if TYPE_CHECKING:
 #: Default wait for a batch job: a day (priority-1 jobs can take hours).
 
 
-class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
+class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
     """Shared by the batch operators: the job spec from the templated fields, then the core lifecycle
-    (``start`` -> record the handle -> defer to the trigger, or ``run`` in the worker -> ``finish``)."""
+    (``start`` -> record the handle -> defer to the trigger, or ``run`` in the worker -> ``finish``).
+    The results are an outlet (an ``Asset``, or an ``AssetAlias`` for a templated ``output_uri``) and
+    OpenLineage events describe the step (``airflow_provider_sutro.lineage``)."""
 
     template_fields: Sequence[str] = ("inputs", "output_uri", "job_name", "description")
     template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json"}
@@ -78,9 +89,15 @@ class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
         carry_columns: Sequence[str] | None = None,
         repair_rounds: int = 0,
         max_failed_rows: int | float | None = None,
+        asset_alias: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if asset_alias is None and not known_before_run(output_uri):  # templated: resolved at run time
+            asset_alias = default_alias_name(self.dag_id, self.task_id)
+        self.sutro_outlet = results_outlet(output_uri, asset_alias)
+        if self.sutro_outlet is not None:
+            self.outlets = [*self.outlets, self.sutro_outlet]
         check_max_cost(max_cost_usd)  # the core's rule, checked when the DAG is parsed
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise InputValidationError("timeout", f"must be a positive number of seconds, got {timeout!r}")
@@ -150,12 +167,24 @@ class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
             if not self.deferrable:
                 outcome = self.client.run(spec, scope=self._scope(context),
                                           on_handle=lambda handle: self._record(context, handle))
-                return self._logged(outcome.manifest)
+                return self._finished(context, spec, outcome.handle, outcome.manifest, outcome.job)
             handle = self.client.start(spec, scope=self._scope(context))
             self._record(context, handle)
             if handle.status == JobStatus.SUCCEEDED.value:
-                return self._logged(self.client.finish(handle, spec=spec))
+                return self._finished(context, spec, handle, self.client.finish(handle, spec=spec))
             self._defer_on(handle, handle.seconds_left() or 0.0)
+
+    def _finished(self, context: Context, spec: JobSpec, handle: JobHandle, manifest: ResultsManifest,
+                  job: Job | None = None) -> dict[str, Any]:
+        """The results are written: describe the step (lineage), attach the manifest to the asset event."""
+        try:
+            self.sutro_lineage = describe_step(handle, manifest=manifest, job=job, spec=spec,
+                                               input_uri=input_uri_of(self.inputs))
+        except Exception as exc:  # noqa: BLE001 - lineage never fails a step whose results are written
+            self.log.warning("Could not describe Sutro job %s for lineage: %s", handle.job_id, exc)
+        if self.sutro_outlet is not None:
+            record_asset_event(context, self.sutro_outlet, manifest)
+        return self._logged(manifest)
 
     def execute_complete(self, context: Context, event: Any = None,
                          handle: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -172,7 +201,7 @@ class _SutroBatchOperator(SutroTaskMixin, BaseOperator):
                 raise InputValidationError(
                     "inputs", f"the inputs changed while job {handle.job_id} ran, so its results no longer "
                     "match them; clear the task to run it on the current inputs")
-            return self._logged(self.client.finish(handle, spec=spec))
+            return self._finished(context, spec, handle, self.client.finish(handle, spec=spec))
         if status == "timeout":
             raise SutroTaskTimeoutError(handle.job_id, event.get("job_status") or "RUNNING", self._wait_seconds(),
                                         event.get("cancelled"))
@@ -207,6 +236,8 @@ class SutroBatchInferenceOperator(_SutroBatchOperator):
         back in input order; cut rows go again with twice the ``max_tokens``. 0 (default): none.
     :param max_failed_rows: rows that may stay not ``ok`` (a count, or a fraction below 1); past it the task
         fails without retries, after writing the results.
+    :param asset_alias: the ``AssetAlias`` the results are published under (default for a templated
+        ``output_uri``: ``sutro.<dag_id>.<task_id>``; a fixed ``output_uri`` is an ``Asset`` of its own).
 
     Example::
 

@@ -26,6 +26,7 @@ _EXPORTS = {
     "SutroClient": "client",
     "idempotency_key": "idempotency",
     "BatchJobRequest": "request",
+    **{name: "lineage" for name in ("StepLineage", "describe_step")},
     "ResultsShapeError": "results.shape",
     **{name: "spec" for name in ("JobHandle", "JobOutcome", "JobOutput", "JobSpec")},
     "is_retryable": "errors",
@@ -81,6 +82,7 @@ if TYPE_CHECKING:  # static names for type checkers and IDEs
         is_retryable,
     )
     from .idempotency import idempotency_key
+    from .lineage import StepLineage, describe_step
     from .spec import JobHandle, JobOutcome, JobOutput, JobSpec
     from .models import CancelResult, FunctionResult, Job, JobStatus, Prediction, Quota, ResultsManifest, Submission
     from .request import BatchJobRequest

@@ -72,7 +72,7 @@ def _step_error(result) -> str:
 
 def _recorded_job_ids(result) -> list[str]:
     observations = [e for e in result.all_events if e.event_type == DagsterEventType.ASSET_OBSERVATION]
-    return [e.asset_observation_data.asset_observation.metadata["sutro/job_id"].value for e in observations]
+    return [e.asset_observation_data.asset_observation.metadata["sutro.job.id"].value for e in observations]
 
 
 def _own_billed_jobs(sutro_client):
@@ -92,13 +92,13 @@ def test_inference_asset_stores_joined_parquet_with_metadata(sutro, io_manager, 
     job = jobs[0]
     assert job.status is JobStatus.SUCCEEDED
     assert job.description.startswith(f"Dagster asset review_embeddings run {result.run_id}")
-    assert meta["sutro/job_id"].value == job.job_id
-    assert meta["sutro/job_url"].value == sutro_client.job_url(job.job_id)
-    assert meta["sutro/model"].value == "all-minilm-l6-v2"
+    assert meta["sutro.job.id"].value == job.job_id
+    assert meta["sutro.job.url"].value == sutro_client.job_url(job.job_id)
+    assert meta["gen_ai.request.model"].value == "all-minilm-l6-v2"
     assert meta["dagster/row_count"].value == 3
-    assert meta["sutro/input_tokens"].value > 0
-    assert meta["sutro/cost_usd"].value == pytest.approx(job.job_cost) and job.job_cost > 0
-    assert meta["sutro/duration_seconds"].value >= 0
+    assert meta["gen_ai.usage.input_tokens"].value > 0
+    assert meta["sutro.cost.usd"].value == pytest.approx(job.job_cost) and job.job_cost > 0
+    assert meta["sutro.job.duration_s"].value >= 0
     assert "review_id" in meta["preview"].value and "384 items" in meta["preview"].value
 
     # The parquet file the IO manager wrote is what a user reads back: input rows joined to vectors.
@@ -206,8 +206,8 @@ def test_step_retry_reattaches_instead_of_resubmitting(sutro_server, sutro_key, 
     # Every try recorded the same job id before waiting; only the first one submitted.
     assert _recorded_job_ids(result) == [jobs[0].job_id] * (len(retries) + 1)
     meta = _materialization(result, "slow_embeddings").metadata
-    assert meta["sutro/job_id"].value == jobs[0].job_id
-    assert meta["sutro/reattached"].value is True
+    assert meta["sutro.job.id"].value == jobs[0].job_id
+    assert meta["sutro.job.reattached"].value is True
     assert pl.read_parquet(meta["path"].value).height == 8
 
 
@@ -269,8 +269,8 @@ def test_cost_estimate_within_limit_is_reported(sutro, io_manager, sutro_client)
     assert result.success
     meta = _materialization(result, "cheap_embeddings").metadata
     dry_runs = [j for j in sutro_client.list_jobs() if j.cost_estimate is not None]
-    assert 0 < meta["sutro/cost_estimate_usd"].value <= 5.0
-    assert meta["sutro/cost_estimate_usd"].value == pytest.approx(dry_runs[0].cost_estimate)
+    assert 0 < meta["sutro.cost.estimate_usd"].value <= 5.0
+    assert meta["sutro.cost.estimate_usd"].value == pytest.approx(dry_runs[0].cost_estimate)
     assert len(_own_billed_jobs(sutro_client)) == 1
 
 
@@ -418,14 +418,15 @@ def test_cut_rows_show_in_metadata_warn_in_the_check_and_are_repaired(sutro, io_
     result = materialize([drafts_input, drafts()], resources={"sutro": sutro, "io_manager": io_manager})
     assert result.success
     meta = _materialization(result, "drafts").metadata
-    assert meta["sutro/row_status_counts"].value == {"ok": 1, "cut": 2, "invalid": 0, "missing": 0}
+    assert {k: meta[f"sutro.rows.{k}"].value for k in ("ok", "cut", "invalid", "missing")} == {
+        "ok": 1, "cut": 2, "invalid": 0, "missing": 0}
     check = _check_result(result)
     assert not check.passed and check.severity.value == "WARN" and "2 rows are not ok" in check.description
 
     repaired = materialize([drafts_input, drafts(repair_rounds=2)], resources={"sutro": sutro, "io_manager": io_manager})
     assert repaired.success and _check_result(repaired).passed
     meta = _materialization(repaired, "drafts").metadata
-    assert meta["sutro/row_status_counts"].value["ok"] == 3 and len(meta["sutro/job_ids"].value) == 3
+    assert meta["sutro.rows.ok"].value == 3 and len(meta["sutro.job.ids"].value) == 3
 
 
 def test_too_many_failed_rows_fail_the_step_without_retries(sutro, io_manager):

@@ -86,7 +86,7 @@ def test_function_component_from_yaml_materializes(resources, tmp_path, sutro_cl
         checks = result.get_asset_check_evaluations()
         assert [(c.check_name, c.passed) for c in checks] == [(RESULTS_CHECK_NAME, True)]
         mat = result.asset_materializations_for_node("ticket_labels")[0]
-        job_id = mat.metadata["sutro/job_id"].value
+        job_id = mat.metadata["sutro.job.id"].value
         assert sutro_client.get_job(job_id).status.value == "SUCCEEDED"
 
 

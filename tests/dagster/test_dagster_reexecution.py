@@ -73,8 +73,8 @@ def test_reexecution_from_failure_reattaches(sutro_server, sutro_key, sutro_clie
         assert second.success
         assert second.dagster_run.root_run_id == first_run_id
         [mat] = second.asset_materializations_for_node("reexec_embeddings")
-        assert mat.metadata["sutro/reattached"].value is True
-        assert mat.metadata["sutro/job_id"].value == sutro_job.job_id
+        assert mat.metadata["sutro.job.reattached"].value is True
+        assert mat.metadata["sutro.job.id"].value == sutro_job.job_id
         stored = pl.read_parquet(mat.metadata["path"].value)
         assert stored["text"].to_list() == ROWS
     assert [j.job_id for j in sutro_client.list_jobs()] == [sutro_job.job_id]  # exactly one job, ever

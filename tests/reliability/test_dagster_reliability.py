@@ -53,7 +53,7 @@ def test_lost_submit_and_flaky_wait_give_one_job(lost, proxy, sutro_key, sutro_c
     assert len(jobs) == 1 and jobs[0].status is JobStatus.SUCCEEDED
     tally["duplicates found"] += len(jobs) - 1
     [mat] = result.asset_materializations_for_node("flaky_embeddings")
-    assert mat.metadata["sutro/job_id"].value == jobs[0].job_id
+    assert mat.metadata["sutro.job.id"].value == jobs[0].job_id
     stored = pl.read_parquet(mat.metadata["path"].value)
     assert stored["text"].to_list() == TEXTS and stored.height == len(TEXTS)
 
@@ -87,8 +87,8 @@ def test_killed_step_process_is_reexecuted_and_reattaches(sutro_server, sutro_ke
     with execute_job(reconstructable(crash_job), instance=instance, reexecution_options=options) as second:
         assert second.success
         [mat] = second.asset_materializations_for_node("crash_embeddings")
-        assert mat.metadata["sutro/reattached"].value is True
-        assert mat.metadata["sutro/job_id"].value == job.job_id
+        assert mat.metadata["sutro.job.reattached"].value is True
+        assert mat.metadata["sutro.job.id"].value == job.job_id
         assert pl.read_parquet(mat.metadata["path"].value)["text"].to_list() == ROWS
     jobs = sutro_client.list_jobs()
     assert [j.job_id for j in jobs] == [job.job_id], "exactly one job, ever"
