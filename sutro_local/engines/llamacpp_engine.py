@@ -150,7 +150,7 @@ class LlamaCppEngine:
         )  # fmt: skip
         started = time.monotonic()
         try:
-            with _keep_signal_handlers():  # llama.cpp installs SIGINT/SIGTERM handlers; uvicorn owns them
+            with _keep_signal_handlers():  # llama.cpp's server may install SIGINT/SIGTERM handlers
                 self._server = xlc.Server(params)
         except RuntimeError as exc:
             raise EngineInputError(
@@ -460,8 +460,9 @@ def _error_text(body: Any) -> str:
 def _keep_signal_handlers() -> Iterator[None]:
     """Restore the process's SIGINT/SIGTERM dispositions after the block.
 
-    llama.cpp's server installs its own handlers while it loads (it expects to own the process);
-    in sutro-local they would swallow uvicorn's graceful shutdown. The sigaction structs are saved
+    llama.cpp's server code installs its own handlers while it loads in some xllamacpp releases (it
+    expects to own the process; 2026.10 does not); in sutro-local they would swallow uvicorn's
+    graceful shutdown. The sigaction structs are saved
     and written back as opaque bytes, so this works from any thread (``signal.signal`` only works
     on the main thread).
     """
