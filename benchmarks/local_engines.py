@@ -19,10 +19,21 @@ The 1-row latency is submit -> SUCCEEDED for one row on the warm embedding model
 by a 10 ms status poll (the server's own latency) and by ``SutroClient.await_job_completion``
 (default backoff: first poll after ~1 s).
 
+``--llamacpp`` measures the llamacpp engine instead (section 4b), on SmolLM2's shipped GGUF file:
+sutro-local jobs at 1, 4, 8 and 16 parallel slots (chunks of 2x the slots) against raw ``xllamacpp``
+(the same file, slots, threads and rows as concurrent ``handle_chat_completions`` calls, no
+sutro-local), and at batch 8 against the transformers engine (the default config's engine and
+dtype) on the same prompts and ``max_tokens``; tokens/s = output tokens / (submit -> SUCCEEDED).
+Raw runs twice per round: "plain" (llama.cpp's defaults, prompt cache on) and "same work" (the
+engine's request: log-probabilities, no prompt cache). Also each server's peak RSS (one engine
+per server) and a job's time to first token: a 1-row, ``max_tokens: 1`` job, submit -> SUCCEEDED,
+cold (the server's first job: model load included) and warm. Everything is interleaved round by round.
+
 Usage::
 
     .venv/bin/python benchmarks/local_engines.py --quick      # 256 embedding rows, 16 generation rows, 2 repeats
     .venv/bin/python benchmarks/local_engines.py              # 2,048 and 64 rows, 3 repeats
+    .venv/bin/python benchmarks/local_engines.py --llamacpp --gen-rows 16 --repeats 3   # section 4b
 """
 
 from __future__ import annotations
@@ -275,6 +286,201 @@ def run(n_embed: int, n_gen: int, repeats: int, gen_chunk: int = GEN_CHUNK,
     return "\n".join(lines) + "\n"
 
 
+# ---- llamacpp (section 4b) -----------------------------------------------------------------------
+
+LLAMA_SLOTS = (1, 4, 8, 16)  # parallel slots measured; 8 is the transformers engine's batch
+LLAMA_THREADS = 1  # as the transformers engine: one thread is the steadiest on the shared 2-core box
+LLAMA_CONTEXT = 1024  # tokens per slot: the bench's prompts + outputs fit with room to spare
+
+
+def llama_model(slots: int, max_tokens: int) -> dict:
+    """A llamacpp model on SmolLM2's shipped GGUF with ``slots`` parallel slots (chunks of 2x slots)."""
+    return {"engine": "llamacpp", "chunk_size": 2 * slots,
+            "options": {"builtin": "smollm2", "threads": LLAMA_THREADS, "parallel": slots,
+                        "context": LLAMA_CONTEXT, "max_tokens": max_tokens}}  # fmt: skip
+
+
+def raw_llamacpp(n: int, repeats: int, slots: int, max_tokens: int, same_work: bool) -> tuple[list[float], list[int]]:
+    """Seconds and output tokens of n greedy chat completions, ``slots`` at a time, on raw xllamacpp.
+
+    ``same_work``: the request the llamacpp engine sends (every sampler explicit, log-probabilities,
+    no prompt cache); else llama.cpp's defaults (prompt cache on, no log-probabilities).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import xllamacpp as xlc
+
+    from sutro_local.engines.smollm2 import gguf_path
+
+    params = xlc.CommonParams()
+    params.model.path = str(gguf_path())
+    params.n_parallel = slots
+    params.n_ctx = LLAMA_CONTEXT * slots
+    params.cpuparams.n_threads = LLAMA_THREADS
+    params.cpuparams_batch.n_threads = LLAMA_THREADS
+    params.cache_ram_mib = 0
+    params.verbosity = -1
+    server = xlc.Server(params)
+    base: dict = {"max_tokens": max_tokens, "temperature": 0}
+    if same_work:
+        from sutro_local.engines.llamacpp_engine import _request_base
+        from sutro_local.engines.sampling import parse_sampling_params
+
+        base = _request_base(parse_sampling_params({"max_tokens": max_tokens}), None, True, LLAMA_CONTEXT, False)
+    rows = texts(n)
+    with ThreadPoolExecutor(2 * slots) as pool:
+        def run_all() -> int:
+            replies = pool.map(lambda r: server.handle_chat_completions(
+                {**base, "messages": [{"role": "user", "content": r}]}), rows)  # fmt: skip
+            return sum(int(rep["usage"]["completion_tokens"]) for rep in replies)
+
+        server.handle_chat_completions({**base, "messages": [{"role": "user", "content": rows[0]}]})  # warm-up
+        times, tokens = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            tokens.append(run_all())
+            times.append(time.perf_counter() - t0)
+    return times, tokens
+
+
+def loadavg() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def cold_job(url: str, key: str, model: str) -> float:
+    """Submit -> SUCCEEDED of the server's first job on ``model`` (1 row, 1 token): load included."""
+    return job_run_params(url, key, model, ["What is the capital of France?"], {"max_tokens": 1}, 0.01)[0]
+
+
+def job_run_params(url: str, key: str, model: str, rows: list[str], sampling: dict,
+                   interval: float = 0.1) -> tuple[float, int]:
+    """Like ``job_run`` with sampling params; polls every 0.1 s by default (a 20 ms poll costs the
+    server a few % of a core, which the raw side does not pay; jobs here take seconds)."""
+    import httpx
+
+    with httpx.Client(base_url=url, headers={"Authorization": f"Key {key}"}, timeout=600) as http:
+        t0 = time.perf_counter()
+        r = http.post("/batch-inference", json={"model": model, "inputs": rows, "job_priority": 1,
+                                                "sampling_params": sampling})  # fmt: skip
+        r.raise_for_status()
+        job_id = r.json()["results"]
+        while True:
+            status = http.get(f"/job-status/{job_id}").json()["job_status"][job_id]
+            if status in ("SUCCEEDED", "FAILED", "CANCELLED"):
+                break
+            time.sleep(interval)
+        elapsed = time.perf_counter() - t0
+        job = http.get(f"/jobs/{job_id}").json()["job"]
+    if status != "SUCCEEDED":
+        raise RuntimeError(f"{model} job {job_id} ended {status}: {job.get('failure_reason')}")
+    return elapsed, int(job.get("output_tokens") or 0)
+
+
+def _span(values: list[float], digits: int = 1) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.{digits}f}" if round(lo, digits) == round(hi, digits) else f"{lo:.{digits}f}-{hi:.{digits}f}"
+
+
+def run_llamacpp(n_gen: int, repeats: int, max_tokens: int) -> str:
+    """Section 4b: the llamacpp engine vs raw xllamacpp and vs the transformers engine (see the docstring)."""
+    import subprocess
+
+    from _common import command_line, machine_line, table
+
+    me = Path(__file__).resolve()
+    rows = texts(n_gen)
+    sampling = {"max_tokens": max_tokens}  # greedy (the default)
+    loads = [loadavg()]
+
+    def raw(kind: str, *args: object) -> tuple[list[float], list[int]]:
+        proc = subprocess.run([sys.executable, str(me), "--raw", kind, str(n_gen), "1", *map(str, args)],
+                              capture_output=True, text=True, timeout=3600)  # fmt: skip
+        if proc.returncode != 0:
+            raise RuntimeError(f"raw {kind} failed:\n{proc.stderr[-2000:]}")
+        report = json.loads(proc.stdout.strip().splitlines()[-1])
+        return report["times"], report["tokens"]
+
+    jobs: dict[str, list[float]] = {}  # tokens/s per contender, one entry per round
+    rss: dict[str, float] = {}
+    cold: dict[str, float] = {}
+    warm: dict[str, list[float]] = {"llamacpp": [], "transformers": []}
+    trans_cfg = {"models": {GEN_MODEL: {"engine": "transformers", "chunk_size": GEN_CHUNK,
+                                        "options": {"builtin": "smollm2", "batch_size": GEN_BATCH, "threads": 1,
+                                                    "max_tokens": max_tokens, "dtype": gen_dtype()}}}}  # fmt: skip
+    llama_cfg = {"models": {"llama-8": llama_model(8, max_tokens)}}
+    sweep_cfg = {"models": {f"llama-{p}": llama_model(p, max_tokens) for p in LLAMA_SLOTS if p != 8}}
+    cached = llama_model(8, max_tokens)
+    cached["options"]["prompt_cache"] = True
+    sweep_cfg["models"]["llama-8-cache"] = cached
+    from _common import bench_server
+
+    with bench_server("llamacpp-8", llama_cfg) as srv_l, bench_server("transformers-8", trans_cfg) as srv_t, \
+            bench_server("llamacpp-sweep", sweep_cfg) as srv_s:  # fmt: skip
+        cold["llamacpp"] = cold_job(srv_l.url, srv_l.api_key, "llama-8")
+        cold["transformers"] = cold_job(srv_t.url, srv_t.api_key, GEN_MODEL)
+        for model in sweep_cfg["models"]:
+            cold_job(srv_s.url, srv_s.api_key, model)
+        for _ in range(repeats):
+            for p in LLAMA_SLOTS:
+                for same in (False, True):
+                    t, k = raw("llamacpp", p, max_tokens, int(same))
+                    jobs.setdefault(f"raw-{p}-{'same' if same else 'plain'}", []).append(k[0] / t[0])
+                srv, model = (srv_l, "llama-8") if p == 8 else (srv_s, f"llama-{p}")
+                secs, toks = job_run_params(srv.url, srv.api_key, model, rows, sampling)
+                jobs.setdefault(f"job-{p}", []).append(toks / secs)
+                if p == 8:
+                    secs, toks = job_run_params(srv_s.url, srv_s.api_key, "llama-8-cache", rows, sampling)
+                    jobs.setdefault("job-8-cache", []).append(toks / secs)
+                    t, k = raw("transformers-tok", max_tokens)
+                    jobs.setdefault("raw-transformers", []).append(k[0] / t[0])
+                    secs, toks = job_run_params(srv_t.url, srv_t.api_key, GEN_MODEL, rows, sampling)
+                    jobs.setdefault("job-transformers", []).append(toks / secs)
+            loads.append(loadavg())
+        for name, srv, model in (("llamacpp", srv_l, "llama-8"), ("transformers", srv_t, GEN_MODEL)):
+            for _ in range(5):
+                warm[name].append(job_run_params(srv.url, srv.api_key, model, ["What is the capital of France?"],
+                                                 {"max_tokens": 1}, 0.01)[0])  # fmt: skip
+            rss[name] = peak_rss_mb(srv.proc.pid)
+    loads.append(loadavg())
+    best = max((p for p in LLAMA_SLOTS), key=lambda p: statistics.median(jobs[f"job-{p}"]))
+    out_rows = []
+    for p in LLAMA_SLOTS:
+        job, plain, same = jobs[f"job-{p}"], jobs[f"raw-{p}-plain"], jobs[f"raw-{p}-same"]
+        over_plain = [r / j - 1 for j, r in zip(job, plain)]
+        over_same = [r / j - 1 for j, r in zip(job, same)]
+        out_rows.append([f"{p}{' (best)' if p == best else ''}", _span(job), _span(plain), _span(same),
+                         f"{100 * statistics.median(over_plain):+.0f}% [{100 * min(over_plain):+.0f}..{100 * max(over_plain):+.0f}]",
+                         f"{100 * statistics.median(over_same):+.0f}% [{100 * min(over_same):+.0f}..{100 * max(over_same):+.0f}]"])  # fmt: skip
+    ratio = [lj / tj for lj, tj in zip(jobs["job-8"], jobs["job-transformers"])]
+    lines = [
+        "### 4b. llamacpp engine: SmolLM2-135M's shipped GGUF (Q4_1) vs raw xllamacpp and vs the transformers engine",
+        "",
+        f"Command: `{command_line()}`  ",
+        machine_line() + f" {n_gen} rows, greedy, `max_tokens` {max_tokens}, {LLAMA_THREADS} thread, "
+        f"{repeats} interleaved rounds (ranges are min-max over the rounds). Load average (1 min) during the run: "
+        f"{min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores shared with other engineers' test runs.",
+        "",
+        table(["slots (batch)", "sutro-local job tok/s", "raw xllamacpp tok/s (plain)", "raw tok/s (same work)",
+               "raw over job, plain: median [range]", "same work"], out_rows),  # fmt: skip
+        "",
+        f"- batch 8, same prompts and `max_tokens`: llamacpp job **{_span(jobs['job-8'])}** tok/s, transformers "
+        f"engine job **{_span(jobs['job-transformers'])}** tok/s ({gen_dtype()}; raw `model.generate` "
+        f"{_span(jobs['raw-transformers'])}): llamacpp / transformers per round **{_span(ratio, 2)}x** "
+        f"(goal >= 2x).",
+        f"- batch 8 with `prompt_cache: true` (the shared chat-template prefix is not recomputed; rows are then "
+        f"less reproducible): **{_span(jobs['job-8-cache'])}** tok/s; raw over job, plain: median "
+        f"{100 * statistics.median([r / j - 1 for j, r in zip(jobs['job-8-cache'], jobs['raw-8-plain'])]):+.0f}%.",
+        f"- time to first token of a job (1 row, `max_tokens` 1, submit -> SUCCEEDED): cold (first job: model load "
+        f"included) llamacpp **{cold['llamacpp']:.2f} s**, transformers **{cold['transformers']:.2f} s**; warm, median "
+        f"of 5: llamacpp **{1000 * statistics.median(warm['llamacpp']):.0f} ms**, transformers "
+        f"**{1000 * statistics.median(warm['transformers']):.0f} ms**.",
+        f"- server peak RSS (one engine per server, after its jobs): llamacpp (8 slots x {LLAMA_CONTEXT} tokens) "
+        f"**{rss['llamacpp']:.0f} MB**, transformers **{rss['transformers']:.0f} MB**.",
+        "- per round (tok/s): " + "; ".join(f"{k} {', '.join(f'{v:.1f}' for v in vs)}" for k, vs in jobs.items()) + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="256 embedding rows, 16 generation rows, 2 repeats")
@@ -284,6 +490,8 @@ def main() -> None:
     parser.add_argument("--gen-chunk", type=int, default=GEN_CHUNK, help="worker chunk size of the generation model")
     parser.add_argument("--save", default=None, help="also write the section to benchmarks/results/<SAVE>.md")
     parser.add_argument("--only", choices=["embedding"], help="measure only this engine (and the 1-row latency)")
+    parser.add_argument("--llamacpp", action="store_true", help="section 4b: the llamacpp engine (see above)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="--llamacpp: max_tokens of every row")
     parser.add_argument("--raw", nargs="+", help=argparse.SUPPRESS)  # internal: one raw-call process
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -292,9 +500,26 @@ def main() -> None:
         kind, n, repeats = args.raw[:3]
         if kind == "embedding":
             print(json.dumps({"times": raw_embedding(int(n), int(repeats))}))
+        elif kind == "llamacpp":
+            slots, max_tokens, same = (int(v) for v in args.raw[3:6])
+            times, tokens = raw_llamacpp(int(n), int(repeats), slots, max_tokens, bool(same))
+            print(json.dumps({"times": times, "tokens": tokens}))
+        elif kind == "transformers-tok":
+            global GEN_MAX_TOKENS
+            GEN_MAX_TOKENS = int(args.raw[3])
+            times, tokens = raw_generate(int(n), int(repeats))
+            print(json.dumps({"times": times, "tokens": [tokens] * len(times)}))
         else:
             times, tokens = raw_generate(int(n), int(repeats))
             print(json.dumps({"times": times, "tokens": tokens}))
+        return
+    if args.llamacpp:
+        section = run_llamacpp(args.gen_rows or 16, args.repeats or 3, args.max_tokens)
+        print(section)
+        if args.save:
+            from _common import save_section
+
+            save_section(args.save, section)
         return
     n_embed = args.embed_rows or (256 if args.quick else 2048)
     n_gen = args.gen_rows or (16 if args.quick else 64)

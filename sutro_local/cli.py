@@ -45,7 +45,7 @@ def default_key(data_dir: Path) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     from .app import Settings, create_app
-    from .config import load_config
+    from .config import load_config, with_model_file
     from .httpguard import run_server
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -53,6 +53,8 @@ def _serve(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     config = load_config(args.config)
+    if args.model_file:
+        config = with_model_file(config, args.model_file, args.model_name)
     key = default_key(data_dir)
     # signed result URLs are built from this, never from a request's Host header
     local_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
@@ -140,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--public-url", default=None,
                    help="base URL clients reach this server at, for signed result URLs (config public_url; "
                         "default http://<host>:<port>)")
+    s.add_argument("--model-file", default=None, metavar="PATH.gguf",
+                   help="also serve this GGUF model file (llamacpp engine), e.g. an Ollama model blob")
+    s.add_argument("--model-name", default=None, help="the --model-file's model name (default: the file's stem)")
     s.set_defaults(func=_serve)
     k = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     kc = k.add_parser("create", help="create an API key and print it")

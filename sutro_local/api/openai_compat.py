@@ -1,10 +1,10 @@
-"""OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models`` for the server's transformers models.
+"""OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models`` for the server's transformers and llamacpp models.
 
 Lets any OpenAI client (or another sutro-local's ``openai`` engine) use the models this server
 runs locally. Non-streaming only. Honours ``max_tokens`` (or ``max_completion_tokens``),
 ``temperature``, ``top_p``, ``top_k``, ``min_p``, ``seed``, ``stop``, ``repetition_penalty``,
 ``response_format`` (``json_schema`` or ``json_object``) and ``logprobs``/``top_logprobs`` (the
-chosen token's logprob only). Reasoning models answer with ``message.reasoning_content`` beside
+chosen token's logprob only); llamacpp models also ``presence_penalty`` and ``frequency_penalty``. Reasoning models answer with ``message.reasoning_content`` beside
 ``message.content``, as vLLM does. Auth: ``Authorization: Bearer <sutro key>`` (or ``Key``).
 
 Example:
@@ -33,7 +33,7 @@ from .deps import get_state, require_key
 
 router = APIRouter(tags=["openai"])
 
-SERVED_ENGINES = ("transformers",)
+SERVED_ENGINES = ("transformers", "llamacpp")
 _SAMPLING_FIELDS = (
     "temperature",
     "top_p",
@@ -51,7 +51,7 @@ _SAMPLING_FIELDS = (
 def list_models(
     key: KeyRecord = Depends(require_key), state: ServerState = Depends(get_state)
 ) -> dict[str, Any]:
-    """The chat models this server can serve here (its transformers models)."""
+    """The chat models this server can serve here (its transformers and llamacpp models)."""
     data = [
         {"id": name, "object": "model", "created": 0, "owned_by": "sutro-local"}
         for name, cfg in sorted(state.config.models.items())
@@ -66,7 +66,7 @@ def chat_completions(
     key: KeyRecord = Depends(require_key),
     state: ServerState = Depends(get_state),
 ) -> dict[str, Any]:  # fmt: skip
-    """One chat completion (OpenAI wire shape) from a configured transformers model."""
+    """One chat completion (OpenAI wire shape) from a configured transformers or llamacpp model."""
     if not isinstance(body, dict):
         raise _bad("body must be a JSON object with 'model' and 'messages'")
     check_json(body)
@@ -92,7 +92,8 @@ def chat_completions(
     try:
         default_max = max(1, min(engine.max_tokens, engine.context_window // 2))
         settings = parse_sampling_params(
-            sampling, default_max_tokens=default_max, unsupported=("presence_penalty", "frequency_penalty")
+            sampling, default_max_tokens=default_max,
+            unsupported=getattr(engine, "unsupported_sampling", ("presence_penalty", "frequency_penalty")),
         )
         want_logprobs = bool(body.get("logprobs"))
         # The request's seed seeds this one row as is (same seed, same answer).

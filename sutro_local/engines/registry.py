@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 ENGINE_FACTORIES: dict[str, str] = {
     "embedding": "sutro_local.engines.embedding:create",
     "transformers": "sutro_local.engines.transformers_engine:create",
+    "llamacpp": "sutro_local.engines.llamacpp_engine:create",
     "openai": "sutro_local.engines.openai_engine:create",
     "echo": "sutro_local.engines.echo:create",  # no model: plumbing and benchmarks
 }
