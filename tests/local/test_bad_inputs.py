@@ -20,7 +20,7 @@ MODEL = "all-minilm-l6-v2"
         ({"model": MODEL, "inputs": "not a url"}, "http(s) URL"),
         ({"model": MODEL, "inputs": {"a": 1}}, "must be a list"),
         ({"model": MODEL}, "must be a list"),
-        ({"model": "gpt-17", "inputs": ["x"]}, "available models: all-minilm-l6-v2, slow-embed"),
+        ({"model": "gpt-17", "inputs": ["x"]}, "available models: all-minilm-l6-v2, echo, slow-embed"),
         ({"inputs": ["x"]}, "'model' is required"),
         ({"model": MODEL, "inputs": ["x"], "name": "n" * 46}, "'name' is 46 characters; the limit is 45"),
         ({"model": MODEL, "inputs": ["x"], "description": "d" * 513}, "the limit is 512"),
