@@ -7,7 +7,6 @@ where a missing browser fails them. Nothing here ever downloads a browser build.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,25 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-CHROMIUM = Path(os.environ.get("SUTRO_CHROMIUM", "/usr/bin/chromium"))
+from support.browser import chromium
+
 ARTIFACTS = Path(__file__).resolve().parents[1] / ".artifacts" / "console"
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-def _no_browser(reason: str) -> None:
-    if os.environ.get("SUTRO_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"SUTRO_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
-    pytest.skip(f"{reason} (install it: apt-get install -y chromium; CI sets SUTRO_REQUIRE_BROWSER=1)")
-
-
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     """tests/.artifacts/console/: the screenshots of this run (ignored by git)."""
@@ -44,25 +27,9 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, through Playwright (never `playwright install`).
-
-    Module scope, not session: while the sync Playwright driver runs, its event loop counts as running
-    in this thread, and later tests that call asyncio.run() would fail."""
-    if not CHROMIUM.exists():
-        _no_browser(f"{CHROMIUM} is missing")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _no_browser("the playwright package is not installed (it is in the `test` extra)")
-    pw = sync_playwright().start()
-    try:
-        b = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-    except Exception:
-        pw.stop()
-        raise
-    yield b
-    b.close()
-    pw.stop()
+    """Debian's Chromium (tests/support/browser.py); module scope, see there why not session."""
+    with chromium() as b:
+        yield b
 
 
 @pytest.fixture
