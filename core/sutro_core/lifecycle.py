@@ -279,7 +279,7 @@ def finish_op(client: LifecycleClient, handle: JobHandle | dict[str, Any], carry
     repairs: list[Job] = []
     if fmt == "parquet" and handle.output.repair_rounds:
         try:
-            repairs = yield from _repair_op(client, handle, spec, target.tmp_path)
+            repairs = yield from _repair_op(client, handle, spec, target.tmp_path, job)
         except BaseException:
             discard(target)
             raise
@@ -302,7 +302,8 @@ def _total(values: list[Any]) -> Any:
     return sum(known) if known else None
 
 
-def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None, raw_path: Path) -> Op[list[Job]]:
+def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None, raw_path: Path,
+               main: Job) -> Op[list[Job]]:
     """Up to ``repair_rounds`` follow-up jobs of only the rows of ``raw_path`` (the main job's raw results)
     that are not ``ok``, each merged back in place (a row keeps the better of its outputs: a paid row is
     never thrown away); ``raw_path`` is rewritten with a ``sutro_job_id`` column. Returns the repair jobs.
@@ -310,7 +311,7 @@ def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None,
     Retry-safe: round r's rows are the main job's non-ok rows after round r-1 (what immutable results say),
     and its key derives from the step's key and r, so a retry at any point reattaches to the same jobs.
     A cut row goes again with twice the ``max_tokens``. The cost gate covers repairs: each is dry-run
-    against what ``max_cost_usd`` leaves after the main job's estimate, and one over it ends the repairs.
+    against what ``max_cost_usd`` leaves after the main job's cost, and one over it ends the repairs.
     """
     request = spec.request if spec is not None else None
     if request is None or request.inputs.inline is None:
@@ -322,7 +323,10 @@ def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None,
     schema, objects = handle.output.json_schema, _expects_objects(handle, table)
     status = _statuses_of(table, schema, objects)
     sampling = dict(request.sampling_params or {})
-    budget = None if spec.max_cost_usd is None else spec.max_cost_usd - (handle.cost_estimate or 0)
+    # What the main job cost (its estimate when the server has not priced it; a reattached retry has no
+    # estimate of its own) comes off the budget first.
+    spent = next((c for c in (main.job_cost, main.cost_estimate, handle.cost_estimate) if c is not None), 0.0)
+    budget = None if spec.max_cost_usd is None else max(0.0, spec.max_cost_usd - spent)
     repairs: list[Job] = []
     for round_ in range(1, handle.output.repair_rounds + 1):
         bad = status.ne(row_status.OK).arg_true()
@@ -352,7 +356,7 @@ def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None,
             break
         log.info("job %s: repair round %d, job %s, re-ran %d rows", handle.job_id, round_, job.job_id, bad.len())
         if budget is not None:
-            budget -= sub.cost_estimate or 0
+            budget = max(0.0, budget - (sub.cost_estimate or 0))  # 0 still allows free repairs
         fixed = yield from _download_frame(client, job.job_id)
         fixed_status = _statuses_of(fixed, schema, objects)
         # A row takes the repair's output unless it is worse (a cut row's longer try is kept over the first).
