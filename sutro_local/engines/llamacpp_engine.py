@@ -234,19 +234,16 @@ class LlamaCppEngine:
         if len(seeds) != len(conversations):
             raise EngineInputError(f"{len(seeds)} seeds for {len(conversations)} rows; give one seed per row")
         limit = self.context_window - settings.max_tokens
-        fitted = list(
-            self._pool.map(
-                lambda i: self._fit(conversations[i], limit, truncate, row_offset + i, settings.max_tokens),
-                range(len(conversations)),
-            )
-        )
         base = _request_base(settings, json_schema, want_logprobs, self.context_window, self.prompt_cache)
-        replies = list(
-            self._pool.map(
-                lambda i: self._complete({**base, "messages": fitted[i], "seed": int(seeds[i])}, row_offset + i),
-                range(len(fitted)),
-            )
-        )
+
+        def row(i: int) -> dict[str, Any]:
+            messages = self._fit(conversations[i], limit, truncate, row_offset + i, settings.max_tokens)
+            return self._complete({**base, "messages": messages, "seed": int(seeds[i])}, row_offset + i)
+
+        if len(conversations) == 1:  # a chat completion: in the caller's thread, never queued behind a chunk
+            replies = [row(0)]
+        else:  # every row in flight at once; llama.cpp queues what its slots cannot take yet
+            replies = list(self._pool.map(row, range(len(conversations))))
         gens = []
         for reply in replies:
             choice = reply["choices"][0]
