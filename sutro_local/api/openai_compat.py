@@ -1,11 +1,13 @@
-"""OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models`` for the server's transformers and llamacpp models.
+"""OpenAI-compatible ``/v1/chat/completions`` and ``/v1/models`` for the server's transformers and
+llamacpp models.
 
 Lets any OpenAI client (or another sutro-local's ``openai`` engine) use the models this server
 runs locally. Non-streaming only. Honours ``max_tokens`` (or ``max_completion_tokens``),
 ``temperature``, ``top_p``, ``top_k``, ``min_p``, ``seed``, ``stop``, ``repetition_penalty``,
 ``response_format`` (``json_schema`` or ``json_object``) and ``logprobs``/``top_logprobs`` (the
-chosen token's logprob only); llamacpp models also ``presence_penalty`` and ``frequency_penalty``. Reasoning models answer with ``message.reasoning_content`` beside
-``message.content``, as vLLM does. Auth: ``Authorization: Bearer <sutro key>`` (or ``Key``).
+chosen token's logprob only); llamacpp models also ``presence_penalty`` and ``frequency_penalty``.
+Reasoning models answer with ``message.reasoning_content`` beside ``message.content``, as vLLM does.
+Auth: ``Authorization: Bearer <sutro key>`` (or ``Key``).
 
 Example:
     >>> # from openai import OpenAI

@@ -99,7 +99,9 @@ class LlamaCppEngine:
         try:
             import xllamacpp as xlc  # lazy: keeps server startup fast
         except ImportError:
-            raise EngineInputError(f"the llamacpp engine needs the xllamacpp package; install it with: {INSTALL_HINT}") from None
+            raise EngineInputError(
+                f"the llamacpp engine needs the xllamacpp package; install it with: {INSTALL_HINT}"
+            ) from None
         file = Path(path).expanduser()
         if not file.is_file():
             raise EngineInputError(f"options.path {str(file)!r} is not a file; point it at a GGUF model file")
@@ -144,7 +146,7 @@ class LlamaCppEngine:
         params.reasoning_format = xlc.common_reasoning_format.COMMON_REASONING_FORMAT_NONE  # text as written
         params.verbosity = -1  # llama.cpp's own log is very chatty; sutro-local logs the load
         log.info(
-            "loading model %s from %s (llama.cpp, %.0f MB, %d slots x %d tokens, %d thread(s)); "
+            "loading model %s from %s (llama.cpp, %.0f MB, %d slots x %d tokens, %s thread(s)); "
             "jobs on it start when it is loaded",
             self.name, file, file.stat().st_size / 1e6, parallel, context, threads or "auto",
         )  # fmt: skip
@@ -234,19 +236,16 @@ class LlamaCppEngine:
         if len(seeds) != len(conversations):
             raise EngineInputError(f"{len(seeds)} seeds for {len(conversations)} rows; give one seed per row")
         limit = self.context_window - settings.max_tokens
-        fitted = list(
-            self._pool.map(
-                lambda i: self._fit(conversations[i], limit, truncate, row_offset + i, settings.max_tokens),
-                range(len(conversations)),
-            )
-        )
         base = _request_base(settings, json_schema, want_logprobs, self.context_window, self.prompt_cache)
-        replies = list(
-            self._pool.map(
-                lambda i: self._complete({**base, "messages": fitted[i], "seed": int(seeds[i])}, row_offset + i),
-                range(len(fitted)),
-            )
-        )
+
+        def row(i: int) -> dict[str, Any]:
+            messages = self._fit(conversations[i], limit, truncate, row_offset + i, settings.max_tokens)
+            return self._complete({**base, "messages": messages, "seed": int(seeds[i])}, row_offset + i)
+
+        if len(conversations) == 1:  # a chat completion: in the caller's thread, never queued behind a chunk
+            replies = [row(0)]
+        else:  # every row in flight at once; llama.cpp queues what its slots cannot take yet
+            replies = list(self._pool.map(row, range(len(conversations))))
         gens = []
         for reply in replies:
             choice = reply["choices"][0]
@@ -254,7 +253,8 @@ class LlamaCppEngine:
             usage = reply.get("usage") or {}
             lps = None
             if want_logprobs:
-                lps = [(t.get("token", ""), float(t["logprob"])) for t in (choice.get("logprobs") or {}).get("content") or []]
+                content = (choice.get("logprobs") or {}).get("content") or []
+                lps = [(t.get("token", ""), float(t["logprob"])) for t in content]
             gens.append(
                 Generation(
                     output=text,
@@ -332,7 +332,9 @@ class LlamaCppEngine:
     def _prompt_tokens(self, conv: Sequence[Message]) -> int:
         status, body = self._post("/apply-template", {"messages": [dict(m) for m in conv]})
         if status != 200:
-            raise EngineInputError(f"the chat template of {self.name} rejected the messages: {_error_text(body)}")
+            raise EngineInputError(
+                f"the chat template of {self.name} rejected the messages: {_error_text(body)}"
+            )
         return len(self._tokenize(body["prompt"], special=True))
 
     def _tokenize(self, text: str, *, special: bool) -> list[int]:
@@ -384,10 +386,14 @@ def create(model: ModelConfig) -> LlamaCppEngine:
     known = {"path", "builtin", "threads", "parallel", "context", "max_tokens", "logprobs", "prompt_cache"}
     unknown = set(opts) - known
     if unknown:
-        raise EngineInputError(f"models.{model.name}.options has unknown keys {sorted(unknown)}; allowed: {sorted(known)}")
+        raise EngineInputError(
+            f"models.{model.name}.options has unknown keys {sorted(unknown)}; allowed: {sorted(known)}"
+        )
     if opts.get("builtin") is not None:
         if opts["builtin"] != "smollm2":
-            raise EngineInputError(f"models.{model.name}.options.builtin is {opts['builtin']!r}; the only built-in is 'smollm2'")
+            raise EngineInputError(
+                f"models.{model.name}.options.builtin is {opts['builtin']!r}; the only built-in is 'smollm2'"
+            )
         from . import smollm2
 
         try:

@@ -77,6 +77,8 @@ def test_serve_model_file_answers_chat_and_stops_on_sigterm(tmp_path):
         # would stop only llama.cpp's loop and leave the server running)
         proc.terminate()
         assert proc.wait(30) in (0, -15)
+        log_text = (tmp_path / "server.log").read_text(errors="replace")
+        assert "loaded smol-file" in log_text and "Logging error" not in log_text
     finally:
         if proc.poll() is None:
             proc.kill()
