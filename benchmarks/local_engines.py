@@ -157,13 +157,17 @@ def job_seconds(url: str, key: str, model: str, rows: list[str], interval: float
     return job_run(url, key, model, rows, interval)[0]
 
 
-def job_run(url: str, key: str, model: str, rows: list[str], interval: float = 0.02) -> tuple[float, int]:
-    """Submit -> SUCCEEDED seconds of one job, and its output tokens."""
+def job_run(url: str, key: str, model: str, rows: list[str], interval: float = 0.02,
+            sampling: dict | None = None) -> tuple[float, int]:
+    """Submit -> SUCCEEDED seconds of one job (with ``sampling`` params when given), and its output tokens."""
     import httpx
 
+    body: dict = {"model": model, "inputs": rows, "job_priority": 1}
+    if sampling is not None:
+        body["sampling_params"] = sampling
     with httpx.Client(base_url=url, headers={"Authorization": f"Key {key}"}, timeout=600) as http:
         t0 = time.perf_counter()
-        r = http.post("/batch-inference", json={"model": model, "inputs": rows, "job_priority": 1})
+        r = http.post("/batch-inference", json=body)
         r.raise_for_status()
         job_id = r.json()["results"]
         while True:
@@ -172,10 +176,10 @@ def job_run(url: str, key: str, model: str, rows: list[str], interval: float = 0
                 break
             time.sleep(interval)
         elapsed = time.perf_counter() - t0
-        out_tokens = int(http.get(f"/jobs/{job_id}").json()["job"].get("output_tokens") or 0)
+        job = http.get(f"/jobs/{job_id}").json()["job"]
     if status != "SUCCEEDED":
-        raise RuntimeError(f"{model} job {job_id} ended {status}")
-    return elapsed, out_tokens
+        raise RuntimeError(f"{model} job {job_id} ended {status}: {job.get('failure_reason')}")
+    return elapsed, int(job.get("output_tokens") or 0)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -354,26 +358,9 @@ def cold_job(url: str, key: str, model: str) -> float:
 
 def job_run_params(url: str, key: str, model: str, rows: list[str], sampling: dict,
                    interval: float = 0.1) -> tuple[float, int]:
-    """Like ``job_run`` with sampling params; polls every 0.1 s by default (a 20 ms poll costs the
-    server a few % of a core, which the raw side does not pay; jobs here take seconds)."""
-    import httpx
-
-    with httpx.Client(base_url=url, headers={"Authorization": f"Key {key}"}, timeout=600) as http:
-        t0 = time.perf_counter()
-        r = http.post("/batch-inference", json={"model": model, "inputs": rows, "job_priority": 1,
-                                                "sampling_params": sampling})  # fmt: skip
-        r.raise_for_status()
-        job_id = r.json()["results"]
-        while True:
-            status = http.get(f"/job-status/{job_id}").json()["job_status"][job_id]
-            if status in ("SUCCEEDED", "FAILED", "CANCELLED"):
-                break
-            time.sleep(interval)
-        elapsed = time.perf_counter() - t0
-        job = http.get(f"/jobs/{job_id}").json()["job"]
-    if status != "SUCCEEDED":
-        raise RuntimeError(f"{model} job {job_id} ended {status}: {job.get('failure_reason')}")
-    return elapsed, int(job.get("output_tokens") or 0)
+    """``job_run`` with sampling params, polling every 0.1 s by default (a 20 ms poll costs the server a
+    few % of a core, which the raw side does not pay; jobs here take seconds)."""
+    return job_run(url, key, model, rows, interval, sampling)
 
 
 def _span(values: list[float], digits: int = 1) -> str:
