@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from . import operations as ops, protocol
+from . import operations as ops, protocol, row_reuse
 from .errors import (
     CostLimitExceededError,
     InputValidationError,
@@ -57,7 +57,7 @@ from .operations import Blocking, Op, Sleep, Started, log
 from .request import BatchJobRequest
 from .results import row_status
 from .results.shape import FINISH_REASON, OUTPUTS, shape_file
-from .results.targets import discard, finalize, job_metadata, prepare_target
+from .results.targets import METADATA_PREFIX, discard, finalize, job_metadata, prepare_target
 from .retrying import DeadlineReached, PollPolicy, RetryPolicy
 from .spec import JobHandle, JobOutcome, JobSpec, carry_frame, check_max_cost, step_key
 
@@ -218,25 +218,39 @@ def start_op(client: LifecycleClient, spec: JobSpec, scope: Sequence[Any] | None
 
 
 def _start_op(client: LifecycleClient, spec: JobSpec, key: str, scope: str | None) -> Op[JobHandle]:
-    sub = yield from submit_op(client.retry, spec.request, key, poll=client.poll, max_cost_usd=spec.max_cost_usd,
-                               estimate_cost=spec.estimate_cost, scope=scope)
+    request, counts = spec.request, {}
+    if spec.row_store is not None:
+        plan = yield Blocking(lambda: row_reuse.plan(spec, key))
+        request = plan.request(spec.request)
+        sent = set(plan.submitted)
+        counts = {"rows_submitted": len(plan.submitted),
+                  "rows_from_store": sum(1 for k in plan.keys if k not in sent)}
+        log.info("row store %s: %d of %d rows stored, %d distinct rows to send", spec.row_store,
+                 counts["rows_from_store"], len(plan.keys), len(plan.submitted))
     now = time.time()
-    return JobHandle(
-        job_id=sub.job_id, idempotency_key=key, scope=scope, api_url=client.api_url, url=client.job_url(sub.job_id),
-        reattached=sub.reattached, status=sub.status.value, started_at=now,
+    fields: dict[str, Any] = dict(
+        idempotency_key=key, scope=scope, api_url=client.api_url, started_at=now,
         deadline=None if spec.timeout is None else now + spec.timeout,
-        poll=None if spec.poll is None else spec.poll.to_dict(), cost_estimate=sub.cost_estimate,
-        model=spec.request.model, is_function=spec.request.is_function, output=spec.output,
-        cancel_on_timeout=spec.cancel_on_timeout, cancel_on_interrupt=spec.cancel_on_interrupt,
-    )
+        poll=None if spec.poll is None else spec.poll.to_dict(), model=spec.request.model,
+        is_function=spec.request.is_function, output=spec.output, cancel_on_timeout=spec.cancel_on_timeout,
+        cancel_on_interrupt=spec.cancel_on_interrupt, **counts)
+    if counts and not counts["rows_submitted"]:  # every row is stored: nothing to send, nothing to pay
+        return JobHandle(job_id=None, url=None, status=JobStatus.SUCCEEDED.value, **fields)
+    sub = yield from submit_op(client.retry, request, key, poll=client.poll, max_cost_usd=spec.max_cost_usd,
+                               estimate_cost=spec.estimate_cost, scope=scope)
+    return JobHandle(job_id=sub.job_id, url=client.job_url(sub.job_id), reattached=sub.reattached,
+                     status=sub.status.value, cost_estimate=sub.cost_estimate, **fields)
 
 
 # ---- wait, finish, cancel -----------------------------------------------------------------------------
 
 def wait_op(client: LifecycleClient, handle: JobHandle | dict[str, Any],
-            on_status: Callable[[JobStatus], None] | None) -> Op[Job]:
-    """Wait until SUCCEEDED within the handle's deadline; at the deadline cancel (unless opted out) and raise."""
+            on_status: Callable[[JobStatus], None] | None) -> Op[Job | None]:
+    """Wait until SUCCEEDED within the handle's deadline; at the deadline cancel (unless opted out) and raise.
+    A handle without a job (every row stored) returns None at once."""
     handle = JobHandle.from_dict(handle)
+    if handle.job_id is None:
+        return None
     retry, poll = client.retry, client.poll
     try:
         return (yield from ops.poll_until_done(retry, handle.poll_policy() or poll, handle.job_id, timeout=None,
@@ -249,11 +263,14 @@ def wait_op(client: LifecycleClient, handle: JobHandle | dict[str, Any],
         raise JobTimeoutError(handle.job_id, exc.status, exc.waited, cancelled=cancelled) from exc
 
 
-def _shape_in_place(path: Path, carry: pl.DataFrame | None, handle: JobHandle, job: Job) -> dict[str, Any]:
+def _shape_in_place(path: Path, carry: pl.DataFrame | None, handle: JobHandle, job: Job | None,
+                    job_id: str | None) -> dict[str, Any]:
     out = path.with_suffix(".shaped.part")
+    metadata = job_metadata(job) if job is not None else {
+        f"{METADATA_PREFIX}model": str(handle.model), f"{METADATA_PREFIX}rows_from_store": str(handle.rows_from_store)}
     try:
         counts = shape_file(path, out, carry=carry, output_column=handle.output.column,
-                            json_schema=handle.output.json_schema, metadata=job_metadata(job), job_id=job.job_id)
+                            json_schema=handle.output.json_schema, metadata=metadata, job_id=job_id)
         os.replace(out, path)
     finally:
         out.unlink(missing_ok=True)
@@ -263,35 +280,39 @@ def _shape_in_place(path: Path, carry: pl.DataFrame | None, handle: JobHandle, j
 def finish_op(client: LifecycleClient, handle: JobHandle | dict[str, Any], carry: Any, destination: Any,
               storage_options: dict[str, Any] | None, timeout: float | None,
               spec: JobSpec | None = None) -> Op[ResultsManifest]:
-    """Download the SUCCEEDED job's results once, repair the rows that are not ``ok`` (``repair_rounds``,
-    when ``spec`` gives the rows to send again), and write the one results shape (with ``carry``'s columns,
-    row-aligned), atomically. Past ``max_failed_rows`` it raises ``RowsFailedError`` after writing."""
+    """Download the SUCCEEDED job's results once, put in the rows the row store holds (``row_store``),
+    repair the rows that are not ``ok`` (``repair_rounds``), add the rows this step paid for to the store,
+    and write the one results shape (with ``carry``'s columns, row-aligned), atomically. Row reuse and
+    repairs need ``spec`` (the step's rows). Past ``max_failed_rows`` it raises ``RowsFailedError`` after
+    writing."""
     handle = JobHandle.from_dict(handle)
     if carry is not None and not isinstance(carry, pl.DataFrame):
         carry = carry_frame(carry, None)
     dest = destination if destination is not None else handle.output.uri
     if dest is None:
         raise InputValidationError("output_uri", "say where the results go: JobSpec(output_uri=...) or destination=")
+    if handle.output.row_store is not None and (spec is None or spec.row_store != handle.output.row_store):
+        raise InputValidationError(
+            "spec", f"this step reuses rows from {handle.output.row_store}: finish(handle, spec=spec) with the "
+            "step's spec, which holds its rows")
     fmt = handle.output.format
     target = prepare_target(dest, fmt, storage_options)
-    job = yield from ops.download(client.retry, handle.job_id, target, timeout, result_format=fmt,
-                                  include_inputs=handle.output.include_inputs)
-    repairs: list[Job] = []
-    if fmt == "parquet" and handle.output.repair_rounds:
+    job: Job | None = None
+    if handle.job_id is not None:
+        job = yield from ops.download(client.retry, handle.job_id, target, timeout, result_format=fmt,
+                                      include_inputs=handle.output.include_inputs and handle.output.row_store is None)
+    extra: dict[str, Any] = {}
+    if fmt == "parquet" and (handle.output.repair_rounds or handle.output.row_store):
         try:
-            repairs = yield from _repair_op(client, handle, spec, target.tmp_path, job)
+            extra = yield from _rows_op(client, handle, spec, target.tmp_path, job)
         except BaseException:
             discard(target)
             raise
-    transform = (lambda path: _shape_in_place(path, carry, handle, job)) if fmt == "parquet" else None
+    transform = ((lambda path: _shape_in_place(path, carry, handle, job, handle.job_id)) if fmt == "parquet"
+                 else None)
     manifest = yield Blocking(lambda: finalize(target, job, fmt, transform))
-    if repairs:
-        every = [job, *repairs]
-        manifest = manifest.model_copy(update={
-            "job_ids": [j.job_id for j in every],
-            "cost": _total([j.job_cost if j.job_cost is not None else j.cost_estimate for j in every]),
-            "input_tokens": _total([j.input_tokens for j in every]),
-            "output_tokens": _total([j.output_tokens for j in every])})
+    if extra:
+        manifest = manifest.model_copy(update={"model": manifest.model or handle.model, **extra})
     if manifest.row_status_counts is not None and manifest.failed_rows > handle.output.failed_rows_allowed(manifest.rows):
         raise RowsFailedError(manifest, handle.output.max_failed_rows)
     return manifest
@@ -302,30 +323,78 @@ def _total(values: list[Any]) -> Any:
     return sum(known) if known else None
 
 
-def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None, raw_path: Path,
-               main: Job) -> Op[list[Job]]:
-    """Up to ``repair_rounds`` follow-up jobs of only the rows of ``raw_path`` (the main job's raw results)
-    that are not ``ok``, each merged back in place (a row keeps the better of its outputs: a paid row is
-    never thrown away); ``raw_path`` is rewritten with a ``sutro_job_id`` column. Returns the repair jobs.
+def _rows_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None, raw_path: Path,
+             main: Job | None) -> Op[dict[str, Any]]:
+    """The per-row part of ``finish``: rewrite ``raw_path`` (the main job's raw results, when there is a job)
+    as the step's raw results with a ``sutro_job_id`` column: stored rows put in (``row_store``), rows that are
+    not ``ok`` repaired (``repair_rounds``), the new ``ok`` rows added to the store. Returns the manifest's
+    extra fields (every job, their cost and tokens, rows sent and reused)."""
+    rows = None if spec is None else spec.request.inputs.inline
+    if rows is None:
+        log.warning("job %s: repair_rounds needs the step's inline rows (the spec; not a URL input); its rows "
+                    "that are not ok stay as they are", handle.job_id)
+        return {}
+    plan = store = None
+    if handle.output.row_store is not None:
+        assert spec is not None and handle.idempotency_key is not None
+        store = row_reuse.open_store(spec)
+        plan = yield Blocking(lambda: row_reuse.plan(spec, handle.idempotency_key))
+        sent = None if main is None else (yield Blocking(lambda: pl.read_parquet(raw_path)))
+        table = yield Blocking(lambda: row_reuse.assemble(plan, sent, store, handle.job_id))
+        first = plan.first_rows()
+        distinct_rows = [rows[first[key]] for key in plan.distinct]
+    else:
+        table = yield Blocking(lambda: pl.read_parquet(raw_path))
+        table = table.with_columns(pl.lit(handle.job_id).alias(row_status.ROW_JOB_ID))
+        distinct_rows = rows
+    status = _statuses_of(table, handle.output.json_schema, _expects_objects(handle, table))
+    repairs: list[Job] = []
+    if handle.output.repair_rounds:
+        assert spec is not None
+        table, status, repairs = yield from _repair_op(client, handle, spec, table, distinct_rows, status, main)
+    every = [j for j in [main, *repairs] if j is not None]
+    extra: dict[str, Any] = {}
+    if repairs:
+        extra = {"job_ids": [j.job_id for j in every],
+                 "cost": _total([j.job_cost if j.job_cost is not None else j.cost_estimate for j in every]),
+                 "input_tokens": _total([j.input_tokens for j in every]),
+                 "output_tokens": _total([j.output_tokens for j in every])}
+    if plan is None:
+        yield Blocking(lambda: table.write_parquet(raw_path))
+        return extra
+    assert store is not None
+    paid_by = {j.job_id for j in every}
+    added = yield Blocking(lambda: row_reuse.remember(store, table, status, paid_by))
+    full = row_reuse.fan_out(plan, table, rows, handle.output.include_inputs)
+    yield Blocking(lambda: full.write_parquet(raw_path))
+    from_store = full.height - full[row_status.ROW_JOB_ID].is_in(list(paid_by)).sum() \
+        - full[row_status.ROW_JOB_ID].is_null().sum()
+    log.info("row store %s: %d rows reused, %d distinct rows paid for, %d added to the store",
+             handle.output.row_store, from_store, len(plan.submitted), added)
+    if not every:
+        extra.update(cost=0.0, input_tokens=0, output_tokens=0)
+    return {**extra, "rows_submitted": len(plan.submitted), "rows_from_store": int(from_store)}
 
-    Retry-safe: round r's rows are the main job's non-ok rows after round r-1 (what immutable results say),
-    and its key derives from the step's key and r, so a retry at any point reattaches to the same jobs.
+
+def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec, table: pl.DataFrame, rows: list[Any],
+               status: pl.Series, main: Job | None) -> Op[tuple[pl.DataFrame, pl.Series, list[Job]]]:
+    """Up to ``repair_rounds`` follow-up jobs of only the rows of ``table`` (one raw results row per row of
+    ``rows``, with ``sutro_job_id``) whose ``status`` is not ``ok``, each merged back in place (a row keeps
+    the better of its outputs: a paid row is never thrown away). Returns the table, its statuses and the
+    repair jobs.
+
+    Retry-safe: round r's rows are the rows not ok after round r-1 (what immutable results say), and its
+    key derives from the step's key, r and those rows, so a retry at any point reattaches to the same jobs.
     A cut row goes again with twice the ``max_tokens``. The cost gate covers repairs: each is dry-run
     against what ``max_cost_usd`` leaves after the main job's cost, and one over it ends the repairs.
     """
-    request = spec.request if spec is not None else None
-    if request is None or request.inputs.inline is None:
-        log.warning("job %s: repair_rounds needs the step's inline rows (the spec; not a URL input); its rows "
-                    "that are not ok stay as they are", handle.job_id)
-        return []
-    table = yield Blocking(lambda: pl.read_parquet(raw_path))
-    table = table.with_columns(pl.lit(handle.job_id).alias(row_status.ROW_JOB_ID))
+    request = spec.request
     schema, objects = handle.output.json_schema, _expects_objects(handle, table)
-    status = _statuses_of(table, schema, objects)
     sampling = dict(request.sampling_params or {})
     # What the main job cost (its estimate when the server has not priced it; a reattached retry has no
     # estimate of its own) comes off the budget first.
-    spent = next((c for c in (main.job_cost, main.cost_estimate, handle.cost_estimate) if c is not None), 0.0)
+    costs = () if main is None else (main.job_cost, main.cost_estimate, handle.cost_estimate)
+    spent = next((c for c in costs if c is not None), 0.0)
     budget = None if spec.max_cost_usd is None else max(0.0, spec.max_cost_usd - spent)
     repairs: list[Job] = []
     for round_ in range(1, handle.output.repair_rounds + 1):
@@ -334,10 +403,9 @@ def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None,
             break
         if isinstance(sampling.get("max_tokens"), int) and (status.gather(bad) == row_status.CUT).any():
             sampling["max_tokens"] *= 2
-        rows = request.inputs.inline
         again = dataclasses.replace(request, inputs=dataclasses.replace(request.inputs, inline=[rows[i] for i in bad]),
                                     sampling_params=sampling or None)
-        key = make_key(handle.idempotency_key or handle.job_id, f"repair-{round_}", fingerprint=spec.fingerprint)
+        key = make_key(handle.idempotency_key or handle.job_id, f"repair-{round_}", fingerprint=again.fingerprint)
         sub: Submission | None = None
         try:
             sub = yield from submit_op(client.retry, again, key, poll=client.poll, max_cost_usd=budget)
@@ -368,8 +436,7 @@ def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None,
             table[row_status.ROW_JOB_ID].scatter(where, job.job_id))
         status = status.scatter(where, fixed_status.filter(better))
         repairs.append(job)
-    yield Blocking(lambda: table.write_parquet(raw_path))
-    return repairs
+    return table, status, repairs
 
 
 def _expects_objects(handle: JobHandle, table: pl.DataFrame) -> bool:

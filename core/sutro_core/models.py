@@ -298,7 +298,8 @@ class ResultsManifest(BaseModel):
     format: str = "parquet"
     rows: int
     bytes: int
-    job_id: str
+    #: The job that computed the rows (None when every row came from the row store).
+    job_id: str | None
     model: str | None = None
     columns: list[str] = Field(default_factory=list)
     input_tokens: int | None = None
@@ -309,6 +310,10 @@ class ResultsManifest(BaseModel):
     row_status_counts: dict[str, int] | None = None
     #: Every job whose rows the artifact holds (the main job, then repair jobs), when more than ``job_id``.
     job_ids: list[str] = Field(default_factory=list)
+    #: With a row store: the distinct rows the main job was sent (billed), and the rows whose results came
+    #: from the store (reused); None without one.
+    rows_submitted: int | None = None
+    rows_from_store: int | None = None
 
     @property
     def failed_rows(self) -> int:

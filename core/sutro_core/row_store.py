@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import posixpath
@@ -81,6 +82,9 @@ TEMP_PATTERN = re.compile(r"^\.tmp-[0-9a-f]{32}\.part$")
 #: A temp file this old belongs to a writer that died (a live write takes seconds); compact/prune remove it.
 STALE_TEMP_S = 86_400
 ROW_GROUP_ROWS = 65_536
+#: Subfolder of write-once submission records: which rows a step's job was sent (see ``claim_submission``).
+SUBMISSIONS = "submissions"
+_RECORD_PATTERN = re.compile(r"^[0-9A-Za-z_.-]{1,200}\.parquet$")
 #: Remote files are read into memory this many bytes at a time (one lazy query per batch).
 REMOTE_BATCH_BYTES = 256 << 20
 # Helper columns of a lookup: the batch (one scan) a row came from, its row in that scan, its file's rank.
@@ -222,20 +226,32 @@ class _Folder:
     def join(self, name: str) -> str:
         return posixpath.join(self.path, name) if self.remote else os.path.join(self.path, name)
 
-    def entries(self) -> list[tuple[str, float]]:
-        """(name, mtime) of every entry in the folder (mtime 0 where the filesystem gives none)."""
+    def entries(self, under: str = "") -> list[tuple[str, float]]:
+        """(name, mtime) of every entry in the folder, or in its subfolder ``under`` (mtime 0 where the
+        filesystem gives none; no entries when the subfolder does not exist)."""
+        path = self.join(under) if under else self.path
         if not self.remote:
             out = []
-            with os.scandir(self.path) as it:
-                for e in it:
-                    try:
-                        out.append((e.name, e.stat().st_mtime))
-                    except FileNotFoundError:  # removed while listing
-                        pass
+            try:
+                with os.scandir(path) as it:
+                    for e in it:
+                        try:
+                            out.append((e.name, e.stat().st_mtime))
+                        except FileNotFoundError:  # removed while listing
+                            pass
+            except FileNotFoundError:
+                if not under:
+                    raise
             return out
-        self.fs.invalidate_cache(self.path)  # s3fs/gcsfs cache listings: a stale one hides new files
+        self.fs.invalidate_cache(path)  # s3fs/gcsfs cache listings: a stale one hides new files
         out = []
-        for info in self.fs.ls(self.path, detail=True):
+        try:
+            infos = self.fs.ls(path, detail=True)
+        except FileNotFoundError:
+            if not under:
+                raise
+            infos = []
+        for info in infos:
             mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
             if isinstance(mtime, _dt.datetime):
                 mtime = mtime.timestamp()
@@ -248,6 +264,43 @@ class _Folder:
 
     def exists(self, name: str) -> bool:
         return self.fs.exists(self.join(name)) if self.remote else os.path.exists(self.join(name))
+
+    def records(self) -> list[tuple[str, float]]:
+        """(name, mtime) of the submission records."""
+        return [(n, t) for n, t in self.entries(SUBMISSIONS) if _RECORD_PATTERN.match(n)]
+
+    def write_once(self, data: pl.DataFrame, name: str) -> bool:
+        """Write ``name`` unless it exists (then leave it as it is): False when another writer got there first.
+
+        Local: a complete temp file hard-linked to the name (``link`` fails on an existing name). Object
+        stores: an exclusive put (``If-None-Match``); where the store has no such put, a check then a put.
+        """
+        target = self.join(name)
+        if not self.remote:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            temp = os.path.join(os.path.dirname(target), f".tmp-{uuid.uuid4().hex}.part")
+            try:
+                data.write_parquet(temp)
+                try:
+                    os.link(temp, target)
+                except FileExistsError:
+                    return False
+                return True
+            finally:
+                os.unlink(temp)
+        buffer = io.BytesIO()
+        data.write_parquet(buffer)
+        try:
+            with self.fs.open(target, "xb") as fh:
+                fh.write(buffer.getvalue())
+            return True
+        except FileExistsError:
+            return False
+        except (ValueError, NotImplementedError, TypeError):  # no exclusive put here
+            if self.fs.exists(target):
+                return False
+            self.fs.pipe_file(target, buffer.getvalue())
+            return True
 
     def remove(self, name: str) -> bool:
         try:
@@ -659,6 +712,10 @@ class RowStore:
         """
         cutoff = _dt.datetime.now(_dt.timezone.utc) - older_than
         removed = [n for n in self.files() if _stamp_time(n) < cutoff and self._folder.remove(n)]
+        # A submission record is needed only while its step may still be retried.
+        old = cutoff.timestamp()
+        removed += [f"{SUBMISSIONS}/{n}" for n, mtime in self._folder.records()
+                    if mtime and mtime < old and self._folder.remove(f"{SUBMISSIONS}/{n}")]
         return removed + self._remove_stale_temps()
 
     def clear(self) -> int:
@@ -669,6 +726,8 @@ class RowStore:
             12
         """
         removed = sum(self._folder.remove(n) for n in self.files())
+        for n, _ in self._folder.records():
+            self._folder.remove(f"{SUBMISSIONS}/{n}")
         self._remove_stale_temps()
         self._meta.clear()
         return removed
@@ -680,6 +739,47 @@ class RowStore:
         stale = [n for n, mtime in self._folder.entries()
                  if TEMP_PATTERN.match(n) and mtime and now - mtime > STALE_TEMP_S]  # fmt: skip
         return [n for n in stale if self._folder.remove(n)]
+
+    # -- submission records
+
+    def claim_submission(self, step_key: str, keys: Sequence[str]) -> list[str]:
+        """Record, once, the row keys a step's job under idempotency key ``step_key`` is sent; returns the
+        record that holds (this one, or the one another try of the step wrote first).
+
+        A retry of the step reads it back (``submission``) and sends the same rows, so it reattaches to the
+        same job even when the store gained rows since. Written before the job is submitted.
+
+        Example:
+            >>> store.claim_submission("3f2a...", ["k1", "k2"])  # doctest: +SKIP
+            ['k1', 'k2']
+        """
+        name = self._record_name(step_key)
+        if self._folder.write_once(pl.DataFrame({KEY: list(keys)}, schema={KEY: pl.String}), name):
+            return list(keys)
+        recorded = self.submission(step_key)
+        if recorded is None:  # the other writer's record vanished (cleared) between the two calls
+            raise RuntimeError(f"row store {self.uri}: the submission record {name} could not be read back")
+        return recorded
+
+    def submission(self, step_key: str) -> list[str] | None:
+        """The row keys recorded for ``step_key`` (None when there is no record).
+
+        Example:
+            >>> store.submission("3f2a...")  # doctest: +SKIP
+            ['k1', 'k2']
+        """
+        name = self._record_name(step_key)
+        try:
+            source = self._folder.source(name)
+            return pl.read_parquet(source, columns=[KEY])[KEY].to_list()
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
+    def _record_name(step_key: str) -> str:
+        if not _RECORD_PATTERN.match(f"{step_key}.parquet"):
+            raise ValueError(f"{step_key!r} is not an idempotency key (letters, digits, '-', '_', '.')")
+        return f"{SUBMISSIONS}/{step_key}.parquet"
 
     def info(self) -> dict[str, Any]:
         """Files, rows (duplicates included) and unreadable files of the store.

@@ -59,6 +59,8 @@ class JobOutput(BaseModel):
     json_schema: dict[str, Any] | None = None
     repair_rounds: int = 0
     max_failed_rows: int | float | None = None  # int: a count; float below 1: a fraction (kept apart)
+    #: The row store's URI (never its credentials) when the step reuses rows.
+    row_store: str | None = None
 
     def failed_rows_allowed(self, rows: int) -> float:
         """How many rows may be not ``ok`` in an artifact of ``rows`` rows (inf without a limit)."""
@@ -145,9 +147,27 @@ class JobSpec:
     #: Rows that may be not ``ok`` after the repairs: a count (int) or a fraction of the rows (a float
     #: below 1); past it the step fails with ``RowsFailedError``, after writing the artifact. None: no limit.
     max_failed_rows: int | float | None = None
+    #: Reuse rows across runs: a folder or fsspec URI of paid ``ok`` row results (``row_store.RowStore``).
+    #: Only the rows it has no result for are sent (each distinct row once); the ones this step pays for
+    #: are added to it. Needs the rows themselves (not a URL input) and a parquet output.
+    row_store: str | None = None
+    #: fsspec options for a remote ``row_store`` (credentials, endpoint). Never serialized by ``to_dict``.
+    row_store_options: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         check_max_cost(self.max_cost_usd)
+        if self.row_store is not None:
+            if isinstance(self.row_store, os.PathLike):
+                object.__setattr__(self, "row_store", os.fspath(self.row_store))
+            if not isinstance(self.row_store, str) or not self.row_store.strip():
+                raise InputValidationError("row_store", "give a folder or URI such as 'rows/' or 's3://bucket/rows'")
+            if self.output_format != "parquet":
+                raise InputValidationError("row_store", f"row reuse writes parquet artifacts; output_format is "
+                                                        f"{self.output_format!r}: use 'parquet' or drop row_store")
+            if self.request.inputs.inline is None:
+                raise InputValidationError(
+                    "row_store", "row reuse needs the rows themselves (a DataFrame, a list or a .csv/.parquet "
+                    "file), not a URL the server reads; read the file first or drop row_store")
         if isinstance(self.repair_rounds, bool) or not isinstance(self.repair_rounds, int) \
                 or not 0 <= self.repair_rounds <= 10:
             raise InputValidationError("repair_rounds", f"must be an integer from 0 to 10, got {self.repair_rounds!r}")
@@ -235,7 +255,8 @@ class JobSpec:
         """The output settings a handle of this spec keeps."""
         return JobOutput(uri=self.output_uri, format=self.output_format, column=self.output_column,
                          include_inputs=self.include_inputs, json_schema=self.request.json_schema,
-                         repair_rounds=self.repair_rounds, max_failed_rows=self.max_failed_rows)
+                         repair_rounds=self.repair_rounds, max_failed_rows=self.max_failed_rows,
+                         row_store=self.row_store)
 
     def with_(self, **changes: Any) -> "JobSpec":
         """A copy with some fields changed (validated again).
@@ -246,7 +267,8 @@ class JobSpec:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form (rows included; the carried columns keep their dtypes).
+        """JSON-safe form (rows included; the carried columns keep their dtypes; ``row_store_options`` left out:
+        they may hold credentials).
 
         Example:
             >>> JobSpec.from_dict(spec.to_dict()).fingerprint == spec.fingerprint  # doctest: +SKIP
@@ -256,7 +278,8 @@ class JobSpec:
         return {
             "request": request,
             "carry": None if self.carry is None else self.carry.serialize(format="json"),
-            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("request", "carry", "poll")},
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) 
+               if f.name not in ("request", "carry", "poll", "row_store_options")},
             "poll": None if self.poll is None else self.poll.to_dict(),
         }
 
@@ -286,11 +309,12 @@ class JobHandle(BaseModel):
     """
 
     version: int = HANDLE_VERSION
-    job_id: str
+    #: None when nothing had to be sent: every row's result came from the row store.
+    job_id: str | None
     idempotency_key: str | None = None
     scope: str | None = None
     api_url: str
-    url: str
+    url: str | None
     reattached: bool = False
     status: str = JobStatus.QUEUED.value
     started_at: float
@@ -302,6 +326,14 @@ class JobHandle(BaseModel):
     output: JobOutput = JobOutput()
     cancel_on_timeout: bool = True
     cancel_on_interrupt: bool = True
+    #: With a row store: the distinct rows the job was sent, and the input rows whose results are stored.
+    rows_submitted: int | None = None
+    rows_from_store: int | None = None
+
+    @property
+    def has_job(self) -> bool:
+        """False when no job was needed (every row came from the row store): there is nothing to wait for."""
+        return self.job_id is not None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON values."""
@@ -387,10 +419,11 @@ class JobHandle(BaseModel):
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """What ``run`` returns: the handle, the SUCCEEDED job and the artifact's manifest."""
+    """What ``run`` returns: the handle, the SUCCEEDED job (None when every row came from the row store)
+    and the artifact's manifest."""
 
     handle: JobHandle
-    job: Job
+    job: Job | None
     manifest: ResultsManifest
 
 

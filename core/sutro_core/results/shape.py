@@ -336,13 +336,15 @@ def shape_file(
             for name, values in unpacker.arrow_columns(batch.column(OUTPUTS)):
                 _add(columns, name, values)
             for name in batch.schema.names:
-                if name not in (OUTPUTS, "inputs"):
+                if name not in (OUTPUTS, "inputs", row_status.ROW_JOB_ID):
                     _add(columns, name, batch.column(name))
             status = _statuses(batch, unpacker, json_schema)
             for name, count in row_status.counts(status).items():
                 tally[name] += count
             _add(columns, row_status.ROW_STATUS, status.to_arrow())
-            if row_status.ROW_JOB_ID not in batch.schema.names:
+            if row_status.ROW_JOB_ID in batch.schema.names:  # rows of several jobs (repairs, a row store)
+                _add(columns, row_status.ROW_JOB_ID, batch.column(row_status.ROW_JOB_ID))
+            else:
                 _add(columns, row_status.ROW_JOB_ID, pa.array([job_id] * batch.num_rows, pa.large_string()))
             offset += batch.num_rows
             table = pa.table(columns)

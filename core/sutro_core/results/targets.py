@@ -190,13 +190,13 @@ def _rows_and_columns(path: Path, result_format: str) -> tuple[int, list[str]]:
     return len(outputs), list(body) if isinstance(body, dict) else []
 
 
-def finalize(target: Target, job: Job, result_format: str,
+def finalize(target: Target, job: Job | None, result_format: str,
              transform: "Callable[[Path], dict[str, Any] | None] | None" = None) -> ResultsManifest:
     """Validate and finish the temp file, then move it into place atomically; return its manifest.
 
     ``transform`` rewrites the validated temp file in place (the one results shape, see ``shape.shape_file``)
     and may return more manifest fields (the row status counts); without it a parquet file only gets the
-    job's footer metadata.
+    job's footer metadata. ``job`` is None for an artifact no job computed (every row from a row store).
     """
     extra: dict[str, Any] = {}
     try:
@@ -205,7 +205,7 @@ def finalize(target: Target, job: Job, result_format: str,
         validate_results_file(target.tmp_path, result_format)
         if transform is not None:
             extra = transform(target.tmp_path) or {}
-        elif result_format == "parquet":
+        elif result_format == "parquet" and job is not None:
             add_key_value_metadata(target.tmp_path, job_metadata(job))
         rows, columns = _rows_and_columns(target.tmp_path, result_format)
         size = target.tmp_path.stat().st_size
@@ -219,6 +219,9 @@ def finalize(target: Target, job: Job, result_format: str,
             target.fs.put_file(str(target.tmp_path), target.fs_path)
     finally:
         discard(target)
+    if job is None:
+        return ResultsManifest(uri=target.uri, format=result_format, rows=rows, bytes=size, job_id=None,
+                               columns=columns, **extra)
     return ResultsManifest(
         uri=target.uri, format=result_format, rows=rows, bytes=size, job_id=job.job_id, model=job.model,
         columns=columns, input_tokens=job.input_tokens, output_tokens=job.output_tokens,
