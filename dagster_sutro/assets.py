@@ -67,7 +67,9 @@ class AssetOptions(TypedDict, total=False):
     ``sutro_results_complete`` check (default True). ``repair_rounds``: follow-up jobs of only the rows that
     are not ``ok`` (default 0); ``max_failed_rows``: rows that may stay not ok (a count, or a fraction below
     1), past it the step fails without retries after materializing nothing (the artifact file is written).
-    The rest are ``@asset``'s own.
+    ``row_store``: a folder or fsspec URI of paid row results; only rows without a stored ``ok`` result are
+    sent (credentials for a remote store: the standard environment, e.g. ``AWS_*``). The rest are
+    ``@asset``'s own.
 
     Example:
         >>> options: AssetOptions = {"max_cost_usd": 5.0, "group_name": "support"}
@@ -86,6 +88,7 @@ class AssetOptions(TypedDict, total=False):
     check_results: bool
     repair_rounds: int
     max_failed_rows: int | float | None
+    row_store: str | None
 
 
 def _build(
@@ -125,7 +128,8 @@ def _build(
             frame = rows_to_frame(rows)
             spec = make_spec(frame, *_job_name_and_description(context)).with_(
                 max_cost_usd=max_cost_usd, estimate_cost=options.get("estimate_cost", False),
-                repair_rounds=options.get("repair_rounds", 0), max_failed_rows=options.get("max_failed_rows"))
+                repair_rounds=options.get("repair_rounds", 0), max_failed_rows=options.get("max_failed_rows"),
+                row_store=options.get("row_store"))
         except InputValidationError as exc:
             raise Failure(description=f"Bad input for Sutro asset {name}: {exc}", allow_retries=False) from exc
         uri = staging_path(context, sutro.results_dir, step_idempotency_key(context, spec.fingerprint)[:16])

@@ -61,15 +61,23 @@ def _observation(context: AssetExecutionContext, handle: JobHandle) -> AssetObse
     verb = "Reattached to" if handle.reattached else "Submitted"
     # The dry run (when the spec has a cost gate) ran before the submit, so it is said first, on one line.
     estimate = "" if handle.cost_estimate is None else f"after a dry run estimated ${handle.cost_estimate:.6g}: "
-    context.log.info(f"{estimate}{verb} Sutro job {handle.job_id} ({handle.url}); idempotency key "
-                     f"{handle.idempotency_key}")
+    reused = "" if handle.rows_from_store is None else (
+        f"; {handle.rows_from_store} rows reused from the row store, {handle.rows_submitted} distinct rows sent")
+    if handle.has_job:
+        context.log.info(f"{estimate}{verb} Sutro job {handle.job_id} ({handle.url}); idempotency key "
+                         f"{handle.idempotency_key}{reused}")
+    else:
+        context.log.info(f"Every row's result is in the row store {handle.output.row_store}: no Sutro job needed"
+                         f"{reused}")
     return AssetObservation(
         asset_key=context.asset_key,
         partition=context.partition_key if context.has_partition_key else None,
         metadata=attribute_metadata({
             "sutro.job.id": handle.job_id, "sutro.job.url": handle.url,
             "sutro.job.idempotency_key": handle.idempotency_key or "",
-            "sutro.job.reattached": handle.reattached, "sutro.job.handle": handle.to_dict()}),
+            "sutro.job.reattached": handle.reattached, "sutro.job.handle": handle.to_dict(),
+            "sutro.input.rows_submitted": handle.rows_submitted,
+            "sutro.input.rows_from_store": handle.rows_from_store}),
     )
 
 

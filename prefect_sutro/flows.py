@@ -68,6 +68,7 @@ async def sutro_batch_job(
     carry_columns: list[str] | None = None,
     repair_rounds: int = 0,
     max_failed_rows: int | float | None = None,
+    row_store: str | None = None,
 ) -> dict[str, Any]:
     """Run one Sutro batch job end to end: submit (retry-safe) -> wait -> parquet -> manifest dict.
 
@@ -86,7 +87,9 @@ async def sutro_batch_job(
     carry = carry_frame(data, carry_columns)  # checked before anything is billed
     step = artifact_key or name or function_name or model or "sutro-job"
     await _rename_run(step)
-    rows = {"repair_rounds": repair_rounds, "max_failed_rows": max_failed_rows, "max_cost_usd": max_cost_usd}
+    rows = {"repair_rounds": repair_rounds, "max_failed_rows": max_failed_rows, "max_cost_usd": max_cost_usd,
+            "row_store": row_store}
+    per_row = bool(repair_rounds or row_store)
     job = {"job_priority": job_priority, "name": name, "description": description, **rows}
     columns = [column] if isinstance(column, str) else column
     if model is not None:
@@ -94,13 +97,13 @@ async def sutro_batch_job(
                 "sampling_params": sampling_params, "truncate_rows": truncate_rows}
         handle = await submit_batch_inference(data, model, sutro_credentials, artifact_key=artifact_key,
                                               idempotency_scope=idempotency_scope, **what, **job)
-        # The same job, for the repair rounds: its rows go again (its fingerprint keys the repair jobs).
-        spec = JobSpec.for_inference(data, model, **what, **rows) if repair_rounds else None
+        # The same job, for the per-row work of the download (the rows to repair, to merge with stored ones).
+        spec = JobSpec.for_inference(data, model, **what, **rows) if per_row else None
     else:
         handle = await submit_batch_function(function_name, data, sutro_credentials, columns=columns,
                                              artifact_key=artifact_key, idempotency_scope=idempotency_scope, **job)
-        spec = JobSpec.for_function(function_name, data, columns=columns, **rows) if repair_rounds else None
-    await _rename_run(f"{step} · {handle.job_id}")
+        spec = JobSpec.for_function(function_name, data, columns=columns, **rows) if per_row else None
+    await _rename_run(f"{step} · {handle.job_id or 'every row stored'}")
     # Waited in the flow body, not as a task run: when the run is cancelled Prefect marks every task
     # still in flight Crashed and logs "Crash detected!" in red (its engine does that for any task); a
     # wait here lets the cancel read as what it is, the flow run Cancelled.

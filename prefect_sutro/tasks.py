@@ -113,6 +113,13 @@ async def _start(make_spec: Callable[[str | None], JobSpec], sutro_credentials: 
     # sutro_batch_job subflows) shares one (flow, task) scope, and core cancels a scope's other live jobs.
     async with creds.get_async_client() as client:
         handle = await client.start(spec, idempotency_key=key)
+    logger = get_run_logger()
+    if handle.rows_from_store is not None:
+        logger.info("Row store %s: %s rows reused, %s distinct rows to send", spec.row_store,
+                    handle.rows_from_store, handle.rows_submitted)
+    if not handle.has_job:  # every row's result is stored: no job to track, cancel or wait for
+        logger.info("Every row's result is in the row store: no Sutro job submitted")
+        return handle
     # An opted-out run's job must not be cancelled by its parent's hook either.
     cancel = not (ctx is not None and (ctx.parameters or {}).get(OPT_OUT_PARAMETER) is False)
     if cancel and ctx is not None and ctx.flow_run is not None and root is not None:
@@ -120,7 +127,6 @@ async def _start(make_spec: Callable[[str | None], JobSpec], sutro_credentials: 
     block_id = getattr(creds, "_block_document_id", None)
     # The durable record first: the runner-side cancellation hook finds the job through it.
     await publish_submission_artifact(handle, artifact_key, block_id, cancel)
-    logger = get_run_logger()
     if handle.cost_estimate is not None:
         limit = "" if spec.max_cost_usd is None else f", within max_cost_usd=${spec.max_cost_usd:.6g}"
         logger.info("Dry run (before the submit) estimated $%.6g%s", handle.cost_estimate, limit)
@@ -179,10 +185,11 @@ async def submit_batch_function(function_name: str, data: Any, sutro_credentials
 @task(name="wait_for_job", **_TASK_DEFAULTS)
 async def wait_for_job(job: JobRef, sutro_credentials: SutroCredentials, timeout: float | None = DEFAULT_TIMEOUT_S,
                        poll_interval_seconds: float = 1.0, max_poll_interval_seconds: float = 30.0,
-                       cancel_on_timeout: bool = True) -> Job:
-    """``client.wait`` for at most ``timeout`` seconds from now; returns the SUCCEEDED ``Job``. FAILED raises
-    ``JobFailedError``, CANCELLED ``JobCancelledError``; a timeout cancels the job (unless
-    ``cancel_on_timeout=False``) and raises ``JobTimeoutError``.
+                       cancel_on_timeout: bool = True) -> Job | None:
+    """``client.wait`` for at most ``timeout`` seconds from now; returns the SUCCEEDED ``Job`` (None for a
+    handle without a job: every row came from the row store). FAILED raises ``JobFailedError``, CANCELLED
+    ``JobCancelledError``; a timeout cancels the job (unless ``cancel_on_timeout=False``) and raises
+    ``JobTimeoutError``.
 
     Example:
         >>> done = await wait_for_job(handle, creds, timeout=3600)   # doctest: +SKIP
@@ -192,6 +199,8 @@ async def wait_for_job(job: JobRef, sutro_credentials: SutroCredentials, timeout
         handle = (await _handle(job, client)).with_overrides(
             timeout=timeout, cancel_on_timeout=cancel_on_timeout,
             poll=poll_policy(poll_interval_seconds, max_poll_interval_seconds))
+        if not handle.has_job:
+            return None
         try:
             # Status changes go to the run's log, so the Prefect UI shows the job's progress.
             finished = await client.wait(
@@ -234,15 +243,17 @@ async def download_results_to_parquet(job: JobRef, path: str, sutro_credentials:
     async with _client(sutro_credentials) as client:
         handle = (await _handle(job, client)).with_overrides(include_inputs=include_inputs)
         manifest = await client.finish(handle, carry=carry, destination=path, spec=spec)
-        details = await client.get_job(handle.job_id) if create_artifacts else None
-    get_run_logger().info("Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, handle.job_id,
-                          manifest.uri, manifest.bytes)
+        details = await client.get_job(handle.job_id) if create_artifacts and handle.has_job else None
+    reused = "" if manifest.rows_from_store is None else f" ({manifest.rows_from_store} reused from the row store)"
+    get_run_logger().info("Wrote %s rows%s of Sutro job %s to %s (%s bytes)", manifest.rows, reused,
+                          handle.job_id, manifest.uri, manifest.bytes)
     # The artifact is this task run's asset (its input: asset_deps, or the upstream step's artifact).
     materialize_results(handle, manifest, details)
     if create_artifacts:
         preview = load_results(manifest, n_rows=preview_rows) if preview_rows > 0 else None
         await publish_results_artifacts(manifest, details, preview, job_url=handle.url, key=artifact_key)
-    await _record(handle.job_id, status="SUCCEEDED", rows=manifest.rows, cost=manifest.cost, uri=manifest.uri)
+    if handle.has_job:
+        await _record(handle.job_id, status="SUCCEEDED", rows=manifest.rows, cost=manifest.cost, uri=manifest.uri)
     return manifest.to_dict()
 
 

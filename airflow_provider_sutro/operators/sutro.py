@@ -64,7 +64,7 @@ class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
     The results are an outlet (an ``Asset``, or an ``AssetAlias`` for a templated ``output_uri``) and
     OpenLineage events describe the step (``airflow_provider_sutro.lineage``)."""
 
-    template_fields: Sequence[str] = ("inputs", "output_uri", "job_name", "description")
+    template_fields: Sequence[str] = ("inputs", "output_uri", "job_name", "description", "row_store")
     template_fields_renderers: ClassVar[dict[str, str]] = {"inputs": "json"}
     operator_extra_links = (SutroJobLink(),)
     ui_color = "#e8f0fe"
@@ -89,6 +89,7 @@ class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
         carry_columns: Sequence[str] | None = None,
         repair_rounds: int = 0,
         max_failed_rows: int | float | None = None,
+        row_store: Any = None,
         asset_alias: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -118,6 +119,7 @@ class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
         self.carry_columns = carry_columns
         self.repair_rounds = repair_rounds
         self.max_failed_rows = max_failed_rows
+        self.row_store = row_store
         self.handle: JobHandle | None = None
 
     # -- what subclasses provide -------------------------------------------------------------------
@@ -137,6 +139,7 @@ class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
             "carry_columns": self.carry_columns, "output_uri": output_uri_to_str(self.output_uri),
             "max_cost_usd": self.max_cost_usd, "include_inputs": self.include_inputs,
             "repair_rounds": self.repair_rounds, "max_failed_rows": self.max_failed_rows,
+            "row_store": None if self.row_store is None else output_uri_to_str(self.row_store, "row_store"),
             "timeout": self._wait_seconds(), "cancel_on_timeout": True, "cancel_on_interrupt": self.cancel_on_kill,
             "poll": poll_policy(self.poll_interval, self.max_poll_interval, self.max_transient_errors),
         }
@@ -157,6 +160,12 @@ class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
     def _record(self, context: Context, handle: JobHandle) -> None:
         self.handle = handle
         record_job(self, context, handle)
+        if handle.rows_from_store is not None:
+            self.log.info("Row store %s: %s rows reused, %s distinct rows to send", handle.output.row_store,
+                          handle.rows_from_store, handle.rows_submitted)
+        if not handle.has_job:
+            self.log.info("Every row's result is in the row store: no Sutro job needed")
+            return
         how = "Reattached to" if handle.reattached else "Started"
         self.log.info("%s job %s (%s): %s", how, handle.job_id, handle.status, handle.url)
 
@@ -236,6 +245,8 @@ class SutroBatchInferenceOperator(_SutroBatchOperator):
         back in input order; cut rows go again with twice the ``max_tokens``. 0 (default): none.
     :param max_failed_rows: rows that may stay not ``ok`` (a count, or a fraction below 1); past it the task
         fails without retries, after writing the results.
+    :param row_store: reuse rows across runs: a folder or URI (or ``ObjectStoragePath``) of paid row results;
+        only rows without a stored ``ok`` result are sent, each distinct row once (docs/rows.md).
     :param asset_alias: the ``AssetAlias`` the results are published under (default for a templated
         ``output_uri``: ``sutro.<dag_id>.<task_id>``; a fixed ``output_uri`` is an ``Asset`` of its own).
 

@@ -160,7 +160,8 @@ class StepLineage(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    job_id: str
+    #: None when no job was needed (every row came from the row store).
+    job_id: str | None
     job_url: str | None = None
     status: str = "SUCCEEDED"
     model: str | None = None
@@ -176,6 +177,9 @@ class StepLineage(BaseModel):
     row_status_counts: dict[str, int] | None = None
     #: Every job whose rows the artifact holds (the main job, then repair jobs), when there were repairs.
     job_ids: list[str] = Field(default_factory=list)
+    #: With a row store: the distinct rows the job was sent (billed), and the rows reused from the store.
+    rows_submitted: int | None = None
+    rows_from_store: int | None = None
 
     def attributes(self) -> dict[str, Any]:
         """The description flat, OpenTelemetry-style: ``gen_ai.*`` where OTel names it, ``sutro.*`` else.
@@ -203,6 +207,8 @@ class StepLineage(BaseModel):
             "sutro.cost.estimate_usd": self.cost_estimate_usd,
             "sutro.input.uri": self.input.label,
             "sutro.input.rows": self.input.rows,
+            "sutro.input.rows_submitted": self.rows_submitted,
+            "sutro.input.rows_from_store": self.rows_from_store,
             "sutro.output.uri": out.uri if out else None,
             "sutro.output.format": out.format if out else None,
             "sutro.output.rows": out.rows if out else None,
@@ -329,4 +335,6 @@ def describe_step(
         row_status_counts=dict(row_status_counts) if row_status_counts else (
             manifest.row_status_counts if manifest is not None else None),
         job_ids=list(manifest.job_ids) if manifest is not None else [],
+        rows_submitted=first(manifest.rows_submitted if manifest else None, handle.rows_submitted),
+        rows_from_store=first(manifest.rows_from_store if manifest else None, handle.rows_from_store),
     )

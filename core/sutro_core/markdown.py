@@ -143,7 +143,12 @@ def job_summary_markdown(manifest: ResultsManifest, job: Job | None, job_url: st
         rows.insert(3, ("Rows by status", ", ".join(f"{s} {n}" for s, n in manifest.row_status_counts.items())))
     if len(manifest.job_ids) > 1:
         rows.insert(4, ("Jobs (main, then repairs)", ", ".join(f"`{j}`" for j in manifest.job_ids)))
+    if manifest.rows_from_store is not None:
+        rows.insert(3, ("Rows billed / reused", f"{manifest.rows_submitted} sent, {manifest.rows_from_store} "
+                                                 "from the row store"))
     # No code spans in the heading: Prefect's renderer shows their backticks literally there.
+    if manifest.job_id is None:
+        return "### Sutro results (every row from the row store)\n\n" + markdown_table(["Field", "Value"], rows)
     return f"### Sutro job {job_link(manifest.job_id, job_url)}\n\n" + markdown_table(["Field", "Value"], rows)
 
 

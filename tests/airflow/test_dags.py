@@ -119,6 +119,32 @@ def test_too_many_failed_rows_fail_the_task_without_retries(
     assert load_results(str(tmp_path / "drafts.parquet"))["sutro_row_status"].to_list() == ["cut"]
 
 
+def test_a_row_store_bills_only_new_rows_and_a_fully_stored_run_defers_on_nothing(
+    run_dag: Any, dag_id: str, sutro_conn: str, sutro_client: SutroClient, tmp_path: Path,
+    trigger_runs: list[str],
+) -> None:
+    days = [["alpha ticket", "beta ticket", "gamma ticket"],
+            ["beta ticket", "gamma ticket", "delta ticket"],  # shares two tickets with day 1
+            ["alpha ticket", "delta ticket"]]                  # every row stored by then
+    manifests, handles = [], []
+    for day, rows in enumerate(days):
+        with _dag(f"{dag_id}_{day}") as dag:
+            SutroBatchInferenceOperator(
+                task_id="reply", model="echo", inputs=rows, output_uri=str(tmp_path / f"day{day}.parquet"),
+                row_store=str(tmp_path / "rows"), **FAST,
+            )
+        result = run_dag(dag)
+        assert result.state == "success"
+        manifests.append(result.xcoms("reply")["return_value"])
+        handles.append(result.xcoms("reply")["sutro_job_handle"])
+        assert load_results(manifests[-1])["inference_result"].to_list() == rows
+    jobs = sorted(sutro_client.list_jobs(), key=lambda j: j.created_at)
+    assert [j.num_rows for j in jobs] == [3, 1]  # day 2 paid for "delta ticket" only, day 3 for nothing
+    assert trigger_runs == [j.job_id for j in jobs]  # day 3 had no job to defer on
+    assert [(m["rows_submitted"], m["rows_from_store"]) for m in manifests] == [(3, 0), (1, 2), (0, 2)]
+    assert handles[2]["job_id"] is None and handles[2]["rows_from_store"] == 2
+
+
 def test_batch_function_end_to_end(
     run_dag: Any,
     dag_id: str,

@@ -439,3 +439,31 @@ def test_too_many_failed_rows_fail_the_step_without_retries(sutro, io_manager):
     assert "RowsFailedError" in _step_error(result) or "rows are not ok" in _step_error(result)
     retries = [e for e in result.all_events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
     assert retries == []
+
+
+def test_a_row_store_bills_only_new_rows_and_a_fully_stored_partition_needs_no_job(
+        sutro, io_manager, sutro_client, tmp_path):
+    days = {"d1": ["alpha ticket", "beta ticket", "gamma ticket"],
+            "d2": ["beta ticket", "gamma ticket", "delta ticket"],  # shares two tickets with d1
+            "d3": ["alpha ticket", "delta ticket"]}                  # every row stored by then
+    parts = StaticPartitionsDefinition(list(days))
+
+    @asset(partitions_def=parts)
+    def daily_tickets(context) -> pl.DataFrame:
+        return pl.DataFrame({"text": days[context.partition_key]})
+
+    replies = build_sutro_inference_asset(name="replies", upstream=daily_tickets, model="echo", column="text",
+                                          partitions_def=parts, row_store=str(tmp_path / "rows"))
+    metas = {}
+    for day in days:
+        result = materialize([daily_tickets, replies], partition_key=day,
+                             resources={"sutro": sutro, "io_manager": io_manager})
+        assert result.success and _check_result(result).passed
+        metas[day] = _materialization(result, "replies").metadata
+        frame = pl.read_parquet(metas[day]["dagster/uri"].value)
+        assert frame["inference_result"].to_list() == days[day]
+    billed = sorted(_own_billed_jobs(sutro_client), key=lambda j: j.created_at)
+    assert [j.num_rows for j in billed] == [3, 1]  # d2 paid for "delta" only; d3 for nothing
+    assert {d: (m["sutro.input.rows_submitted"].value, m["sutro.input.rows_from_store"].value)
+            for d, m in metas.items()} == {"d1": (3, 0), "d2": (1, 2), "d3": (0, 2)}
+    assert "sutro.job.id" not in metas["d3"]  # no job for d3

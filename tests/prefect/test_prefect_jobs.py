@@ -371,3 +371,27 @@ async def test_cut_rows_are_repaired_and_the_summary_counts_rows_by_status(
                                     sampling_params={"max_tokens": 2}, max_failed_rows=0, return_state=True, **FAST)
     assert failing.is_failed() and "rows are not ok" in failing.message
     assert load_results(str(tmp_path / "one.parquet"))["sutro_row_status"].to_list() == ["cut"]
+
+
+async def test_a_row_store_bills_only_new_rows_and_the_summary_says_what_was_reused(
+    sutro_credentials, sutro_client, tmp_path: Path
+):
+    days = [["alpha ticket", "beta ticket", "gamma ticket"],
+            ["beta ticket", "gamma ticket", "delta ticket"],  # shares two tickets with day 1
+            ["alpha ticket", "delta ticket"]]                  # every row stored by then
+    states = []
+    for day, rows in enumerate(days):
+        state = await sutro_batch_job(rows, str(tmp_path / f"day{day}.parquet"), sutro_credentials, model="echo",
+                                      row_store=str(tmp_path / "rows"), artifact_key=f"replies-{day}",
+                                      return_state=True, **FAST)
+        assert state.is_completed(), state.message
+        manifest = await state.result()
+        assert load_results(manifest)["inference_result"].to_list() == rows
+        states.append((state, manifest))
+    jobs = sorted(sutro_client.list_jobs(), key=lambda j: j.created_at)
+    assert [j.num_rows for j in jobs] == [3, 1]  # day 2 paid for one row, day 3 for none
+    assert [(m["rows_submitted"], m["rows_from_store"]) for _, m in states] == [(3, 0), (1, 2), (0, 2)]
+    last_state, last = states[2]
+    assert last["job_id"] is None
+    summary = {a.key: a for a in await _artifacts(last_state.state_details.flow_run_id)}["replies-2-summary"].data
+    assert "| Rows billed / reused | 0 sent, 2 from the row store |" in summary, summary
