@@ -20,6 +20,8 @@ from sutro_core import JobHandle
 XCOM_JOB_ID = "sutro_job_id"
 XCOM_JOB_URL = "sutro_job_url"
 XCOM_JOB_HANDLE = "sutro_job_handle"
+#: The repair round's job a task deferred on (a step's other job), beside the step's own handle.
+XCOM_REPAIR_HANDLE = "sutro_repair_handle"
 
 
 class SutroJobLink(BaseOperatorLink):
@@ -58,9 +60,9 @@ def record_job(operator: Any, context: Any, handle: JobHandle) -> None:
     ti.xcom_push(key=SutroJobLink().xcom_key, value=handle.url)
 
 
-def recorded_handle(context: Any, passed: dict[str, Any] | None) -> JobHandle | None:
+def recorded_handle(context: Any, passed: dict[str, Any] | None, key: str = XCOM_JOB_HANDLE) -> JobHandle | None:
     """The handle a resumed task waits on: the one ``defer(kwargs=...)`` passed, else the one recorded in XCom
-    (``dag.test()`` replaces the deferral's kwargs with the event alone).
+    under ``key`` (``dag.test()`` replaces the deferral's kwargs with the event alone).
 
     Example::
 
@@ -71,5 +73,5 @@ def recorded_handle(context: Any, passed: dict[str, Any] | None) -> JobHandle | 
     ti = context.get("ti")
     if ti is None:
         return None
-    found = ti.xcom_pull(task_ids=ti.task_id, key=XCOM_JOB_HANDLE, map_indexes=ti.map_index)
+    found = ti.xcom_pull(task_ids=ti.task_id, key=key, map_indexes=ti.map_index)
     return JobHandle.from_dict(found) if found else None

@@ -22,7 +22,7 @@ from .outcomes import checked_outcome, raise_for_ended
 
 from airflow_provider_sutro.errors import SutroTriggerEventError, fail_fast
 from airflow_provider_sutro.hooks.sutro import SutroHook
-from airflow_provider_sutro.links import recorded_handle
+from airflow_provider_sutro.links import XCOM_REPAIR_HANDLE, recorded_handle
 from airflow_provider_sutro.triggers.sutro import SutroJobTrigger, mask
 
 
@@ -53,23 +53,34 @@ class SutroTaskMixin:
                 if client is not None:
                     client.close()
 
-    def _defer_on(self, handle: JobHandle, wait_s: float) -> Any:
-        """Defer to ``SutroJobTrigger`` on ``handle``; ``execute_complete(context, event, handle)`` resumes."""
+    def _defer_on(self, handle: JobHandle, wait_s: float, step: JobHandle | None = None) -> Any:
+        """Defer to ``SutroJobTrigger`` on ``handle``; ``execute_complete(context, event, handle)`` resumes.
+
+        ``step``: the step's own handle when ``handle`` is another job of it (a repair round's): the task
+        resumes with the step's handle and ``waiting_on`` the job waited for."""
+        kwargs = {"handle": (step or handle).to_dict()}
+        if step is not None:
+            kwargs["waiting_on"] = handle.to_dict()
         self.defer(  # type: ignore[attr-defined]
             trigger=SutroJobTrigger(handle=handle.to_dict(), api_key=self._api_key, cancel_on_kill=self.cancel_on_kill),
             method_name="execute_complete",
-            kwargs={"handle": handle.to_dict()},
+            kwargs=kwargs,
             # A backstop only: the handle's deadline fires first and sends a clean timeout event.
             timeout=timedelta(seconds=max(wait_s, 0.0) + self.max_poll_interval + 60),
         )
 
-    def _resume(self, context: Any, event: Any, handle: dict[str, Any] | None) -> tuple[JobHandle, dict[str, Any]]:
-        """The handle and the checked event of a resumed task; a FAILED or CANCELLED job raises here."""
+    def _resume(self, context: Any, event: Any, handle: dict[str, Any] | None,
+                waiting_on: dict[str, Any] | None = None) -> tuple[JobHandle, dict[str, Any]]:
+        """The handle and the checked event of a resumed task (the event of ``waiting_on``'s job when the
+        task waited on another job of its step: a repair round); a FAILED or CANCELLED job raises here."""
         job = self.handle = recorded_handle(context, handle)
         if job is None:
             raise SutroTriggerEventError("the task resumed without its job handle; clear it to start again")
         self.sutro_job_url = job.url  # for the link: this is a fresh operator instance
-        event = checked_outcome(event, expected_job_id=job.job_id)
+        awaited = job
+        if isinstance(event, dict) and event.get("job_id") not in (None, job.job_id):  # another job of the step
+            awaited = recorded_handle(context, waiting_on, XCOM_REPAIR_HANDLE) or job
+        event = checked_outcome(event, expected_job_id=awaited.job_id)
         raise_for_ended(event)
         return job, event
 

@@ -36,6 +36,7 @@ from airflow.sdk import BaseOperator
 from sutro_core import InputValidationError, Job, JobHandle, JobSpec, JobStatus, ResultsManifest
 from sutro_core.lineage import describe_step
 from sutro_core.retrying import poll_policy
+from sutro_core.lifecycle import RepairPending
 from sutro_core.spec import DEFAULT_TIMEOUT_S, check_max_cost
 
 from airflow_provider_sutro.errors import SutroJobError, SutroTaskTimeoutError
@@ -49,7 +50,7 @@ from airflow_provider_sutro.lineage import (
     record_asset_event,
     results_outlet,
 )
-from airflow_provider_sutro.links import SutroJobLink, record_job
+from airflow_provider_sutro.links import XCOM_REPAIR_HANDLE, SutroJobLink, record_job
 from airflow_provider_sutro.task import SutroTaskMixin
 
 if TYPE_CHECKING:
@@ -180,8 +181,20 @@ class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
             handle = self.client.start(spec, scope=self._scope(context))
             self._record(context, handle)
             if handle.status == JobStatus.SUCCEEDED.value:
-                return self._finished(context, spec, handle, self.client.finish(handle, spec=spec))
+                return self._finish_or_defer(context, spec, handle)
             self._defer_on(handle, handle.seconds_left() or 0.0)
+
+    def _finish_or_defer(self, context: Context, spec: JobSpec, handle: JobHandle) -> dict[str, Any]:
+        """Write the results; a repair round's job is waited for as another deferral (the worker slot is
+        free meanwhile), after which ``finish`` replays the rounds done and goes on."""
+        try:
+            manifest = self.client.finish(handle, spec=spec, defer_repairs=True)
+        except RepairPending as pending:
+            self.log.info("Repair round %s: job %s re-runs %s rows that are not ok; deferring until it is done",
+                          pending.round, pending.handle.job_id, pending.handle.rows_submitted)
+            context["ti"].xcom_push(key=XCOM_REPAIR_HANDLE, value=pending.handle.to_dict())
+            self._defer_on(pending.handle, pending.handle.seconds_left() or 0.0, step=handle)
+        return self._finished(context, spec, handle, manifest)
 
     def _finished(self, context: Context, spec: JobSpec, handle: JobHandle, manifest: ResultsManifest,
                   job: Job | None = None) -> dict[str, Any]:
@@ -195,14 +208,15 @@ class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
             record_asset_event(context, self.sutro_outlet, manifest)
         return self._logged(manifest)
 
-    def execute_complete(self, context: Context, event: Any = None,
-                         handle: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(self, context: Context, event: Any = None, handle: dict[str, Any] | None = None,
+                         waiting_on: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resume after the trigger fired: only ``success`` writes results; everything else fails the task."""
         with self._step():
-            return self._complete(context, event, handle)
+            return self._complete(context, event, handle, waiting_on)
 
-    def _complete(self, context: Context, event: Any, handle_dict: dict[str, Any] | None) -> dict[str, Any]:
-        handle, event = self._resume(context, event, handle_dict)
+    def _complete(self, context: Context, event: Any, handle_dict: dict[str, Any] | None,
+                  waiting_on: dict[str, Any] | None = None) -> dict[str, Any]:
+        handle, event = self._resume(context, event, handle_dict, waiting_on)
         status = event["status"]
         if status == "success":
             spec = self._spec()  # the templated inputs again: their carried columns go into the results
@@ -210,7 +224,7 @@ class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
                 raise InputValidationError(
                     "inputs", f"the inputs changed while job {handle.job_id} ran, so its results no longer "
                     "match them; clear the task to run it on the current inputs")
-            return self._finished(context, spec, handle, self.client.finish(handle, spec=spec))
+            return self._finish_or_defer(context, spec, handle)
         if status == "timeout":
             raise SutroTaskTimeoutError(handle.job_id, event.get("job_status") or "RUNNING", self._wait_seconds(),
                                         event.get("cancelled"))

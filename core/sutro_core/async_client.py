@@ -289,10 +289,12 @@ class AsyncSutroClient(AsyncSdkFacade, ClientBase):
 
     async def finish(self, handle: JobHandle | dict[str, Any], *, carry: Any = None, destination: Any = None,
                      storage_options: dict[str, Any] | None = None,
-                     timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT_S, spec: JobSpec | None = None) -> ResultsManifest:
+                     timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT_S, spec: JobSpec | None = None,
+                     defer_repairs: bool = False) -> ResultsManifest:
         """See ``SutroClient.finish``."""
         carry = spec.carry if carry is None and spec is not None else carry
-        return await self._run(lifecycle.finish_op(self, handle, carry, destination, storage_options, timeout, spec))
+        return await self._run(lifecycle.finish_op(self, handle, carry, destination, storage_options, timeout, spec,
+                                                   defer_repairs))
 
     async def cancel(self, handle: JobHandle | dict[str, Any] | str, *, reason: str = "it was asked to") -> bool:
         """See ``SutroClient.cancel``."""

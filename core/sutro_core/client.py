@@ -219,18 +219,22 @@ class SutroClient(SdkFacade, ClientBase):
 
     def finish(self, handle: JobHandle | dict[str, Any], *, carry: Any = None, destination: Any = None,
                storage_options: dict[str, Any] | None = None,
-               timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT_S, spec: JobSpec | None = None) -> ResultsManifest:
+               timeout: float | None = DEFAULT_DOWNLOAD_TIMEOUT_S, spec: JobSpec | None = None,
+               defer_repairs: bool = False) -> ResultsManifest:
         """Write the job's results as the one artifact shape (carried input columns, unpacked outputs,
         server extras, each row's ``sutro_row_status`` and ``sutro_job_id``, ``sutro.*`` footer) to
         ``destination`` or the spec's ``output_uri``, atomically. ``spec`` (the step's) carries its columns
-        when ``carry`` is None and gives ``repair_rounds`` the rows to run again. ``RowsFailedError`` past
-        ``max_failed_rows``, after the artifact is written.
+        when ``carry`` is None and gives ``repair_rounds`` and ``row_store`` the step's rows.
+        ``RowsFailedError`` past ``max_failed_rows``, after the artifact is written. ``defer_repairs``:
+        raise ``lifecycle.RepairPending`` (with the repair job's handle) instead of waiting for a repair
+        job, so an orchestrator waits its own way (Airflow: a second deferral) and calls ``finish`` again.
 
         Example:
             >>> manifest = client.finish(handle, spec=spec)
         """
         carry = spec.carry if carry is None and spec is not None else carry
-        return self._run(lifecycle.finish_op(self, handle, carry, destination, storage_options, timeout, spec))
+        return self._run(lifecycle.finish_op(self, handle, carry, destination, storage_options, timeout, spec,
+                                             defer_repairs))
 
     def cancel(self, handle: JobHandle | dict[str, Any] | str, *, reason: str = "it was asked to") -> bool:
         """Cancel the job unless it is terminal; True when the service accepted. Bounded (20 s); never

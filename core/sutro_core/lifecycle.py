@@ -244,6 +244,24 @@ def _start_op(client: LifecycleClient, spec: JobSpec, key: str, scope: str | Non
 
 # ---- wait, finish, cancel -----------------------------------------------------------------------------
 
+class RepairPending(Exception):
+    """``finish(..., defer_repairs=True)``: a repair round's job was just submitted (or is still running);
+    wait for ``handle`` (the repair job's) the orchestrator's own way, then call ``finish`` again, which
+    replays the rounds done (reattaching to their jobs) and goes on. Not an error: a step in a deferral.
+
+    Example:
+        >>> try:
+        ...     manifest = client.finish(handle, spec=spec, defer_repairs=True)
+        ... except RepairPending as pending:
+        ...     defer_on(pending.handle)   # doctest: +SKIP
+    """
+
+    def __init__(self, handle: JobHandle, round_: int) -> None:
+        super().__init__(f"repair round {round_}: job {handle.job_id} is running")
+        self.handle = handle
+        self.round = round_
+
+
 def wait_op(client: LifecycleClient, handle: JobHandle | dict[str, Any],
             on_status: Callable[[JobStatus], None] | None) -> Op[Job | None]:
     """Wait until SUCCEEDED within the handle's deadline; at the deadline cancel (unless opted out) and raise.
@@ -279,12 +297,12 @@ def _shape_in_place(path: Path, carry: pl.DataFrame | None, handle: JobHandle, j
 
 def finish_op(client: LifecycleClient, handle: JobHandle | dict[str, Any], carry: Any, destination: Any,
               storage_options: dict[str, Any] | None, timeout: float | None,
-              spec: JobSpec | None = None) -> Op[ResultsManifest]:
+              spec: JobSpec | None = None, defer_repairs: bool = False) -> Op[ResultsManifest]:
     """Download the SUCCEEDED job's results once, put in the rows the row store holds (``row_store``),
     repair the rows that are not ``ok`` (``repair_rounds``), add the rows this step paid for to the store,
     and write the one results shape (with ``carry``'s columns, row-aligned), atomically. Row reuse and
     repairs need ``spec`` (the step's rows). Past ``max_failed_rows`` it raises ``RowsFailedError`` after
-    writing."""
+    writing. ``defer_repairs``: raise ``RepairPending`` instead of waiting for a repair job here."""
     handle = JobHandle.from_dict(handle)
     if carry is not None and not isinstance(carry, pl.DataFrame):
         carry = carry_frame(carry, None)
@@ -304,7 +322,7 @@ def finish_op(client: LifecycleClient, handle: JobHandle | dict[str, Any], carry
     extra: dict[str, Any] = {}
     if fmt == "parquet" and (handle.output.repair_rounds or handle.output.row_store):
         try:
-            extra = yield from _rows_op(client, handle, spec, target.tmp_path, job)
+            extra = yield from _rows_op(client, handle, spec, target.tmp_path, job, defer_repairs)
         except BaseException:
             discard(target)
             raise
@@ -324,7 +342,7 @@ def _total(values: list[Any]) -> Any:
 
 
 def _rows_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None, raw_path: Path,
-             main: Job | None) -> Op[dict[str, Any]]:
+             main: Job | None, defer_repairs: bool = False) -> Op[dict[str, Any]]:
     """The per-row part of ``finish``: rewrite ``raw_path`` (the main job's raw results, when there is a job)
     as the step's raw results with a ``sutro_job_id`` column: stored rows put in (``row_store``), rows that are
     not ``ok`` repaired (``repair_rounds``), the new ``ok`` rows added to the store. Returns the manifest's
@@ -351,7 +369,8 @@ def _rows_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None, r
     repairs: list[Job] = []
     if handle.output.repair_rounds:
         assert spec is not None
-        table, status, repairs = yield from _repair_op(client, handle, spec, table, distinct_rows, status, main)
+        table, status, repairs = yield from _repair_op(client, handle, spec, table, distinct_rows, status, main,
+                                                       defer_repairs)
     every = [j for j in [main, *repairs] if j is not None]
     extra: dict[str, Any] = {}
     if repairs:
@@ -377,7 +396,8 @@ def _rows_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None, r
 
 
 def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec, table: pl.DataFrame, rows: list[Any],
-               status: pl.Series, main: Job | None) -> Op[tuple[pl.DataFrame, pl.Series, list[Job]]]:
+               status: pl.Series, main: Job | None,
+               defer: bool = False) -> Op[tuple[pl.DataFrame, pl.Series, list[Job]]]:
     """Up to ``repair_rounds`` follow-up jobs of only the rows of ``table`` (one raw results row per row of
     ``rows``, with ``sutro_job_id``) whose ``status`` is not ``ok``, each merged back in place (a row keeps
     the better of its outputs: a paid row is never thrown away). Returns the table, its statuses and the
@@ -387,6 +407,7 @@ def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec, table:
     key derives from the step's key, r and those rows, so a retry at any point reattaches to the same jobs.
     A cut row goes again with twice the ``max_tokens``. The cost gate covers repairs: each is dry-run
     against what ``max_cost_usd`` leaves after the main job's cost, and one over it ends the repairs.
+    ``defer``: a round whose job this call submitted, or which is still running, raises ``RepairPending``.
     """
     request = spec.request
     schema, objects = handle.output.json_schema, _expects_objects(handle, table)
@@ -409,6 +430,11 @@ def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec, table:
         sub: Submission | None = None
         try:
             sub = yield from submit_op(client.retry, again, key, poll=client.poll, max_cost_usd=budget)
+            if defer and (not sub.reattached or not sub.status.is_terminal):
+                raise RepairPending(handle.model_copy(update={
+                    "job_id": sub.job_id, "idempotency_key": key, "url": client.job_url(sub.job_id),
+                    "reattached": sub.reattached, "status": sub.status.value, "cost_estimate": sub.cost_estimate,
+                    "rows_submitted": len(again.inputs.inline or []), "rows_from_store": None}), round_)
             job = yield from ops.poll_until_done(client.retry, handle.poll_policy() or client.poll, sub.job_id,
                                                  timeout=None, deadline=handle.deadline)
         except (CostLimitExceededError, JobError, SutroAPIError) as exc:

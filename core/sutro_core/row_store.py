@@ -797,8 +797,8 @@ class RowStore:
                 "unreadable": [n for n in names if n not in ok]}  # fmt: skip
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sutro_core.row_store {info,compact,prune} URI``: look after a row store."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser (``info``, ``compact``, ``prune``)."""
     parser = argparse.ArgumentParser(prog="python -m sutro_core.row_store", description=main.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for cmd, text in (("info", "files and rows"), ("compact", "merge small files"), ("prune", "delete old files")):
@@ -808,7 +808,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             p.add_argument("--target-rows", type=int, default=1_000_000, help="rows per merged file")
         if cmd == "prune":
             p.add_argument("--older-than-days", type=float, required=True)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sutro_core.row_store {info,compact,prune} URI``: look after a row store."""
+    args = build_parser().parse_args(argv)
     store = RowStore(args.uri)
     if args.command == "info":
         result: Any = store.info()

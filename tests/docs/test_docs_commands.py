@@ -99,12 +99,14 @@ def _program(argv: list[str]) -> str:
     prog = Path(argv[0]).name if argv[0].startswith(".venv/") else argv[0]
     if prog.startswith("python") and argv[1:3] == ["-m", "sutro_local"]:
         return "sutro-local"
+    if prog.startswith("python") and argv[1:3] == ["-m", "sutro_core.row_store"]:
+        return "row-store"
     return prog
 
 
 def _kind(argv: list[str]) -> str:
     prog = _program(argv)
-    if prog in ("sutro-local", "airflow", "prefect", "dagster", "./run", "source") or prog in NOT_RUN:
+    if prog in ("sutro-local", "row-store", "airflow", "prefect", "dagster", "./run", "source") or prog in NOT_RUN:
         return prog
     if prog.startswith(("/tmp/sdk/", ".venv-sdk/")):
         return "python3.11"  # the official SDK's own venv, made by the line before
@@ -140,6 +142,15 @@ def test_source_activates_a_venv_with_the_programs_the_docs_call(where, argv):
     assert (BIN / "activate").is_file(), f"{where}: {BIN} has no activate script"
     for prog in ("python", "sutro-local", "airflow", "dagster", "prefect"):
         assert (BIN / prog).is_file(), f"{where}: after activating, `{prog}` is not the venv's"
+
+
+@pytest.mark.parametrize(
+    "where,argv", [c for c in COMMANDS if _kind(c[1]) == "row-store"], ids=lambda v: str(v)[:60]
+)
+def test_row_store_commands_parse(where, argv):
+    from sutro_core.row_store import build_parser
+
+    build_parser().parse_args(argv[3:])
 
 
 def _sutro_local_argv(argv: list[str]) -> list[str]:
