@@ -178,8 +178,9 @@ def operator_lineage(*, input_uri: str | None, output_uri: str | None, step: Ste
 
     run_facets: dict[str, Any] = {}
     if step is not None:
-        run_facets["externalQuery"] = external_query_run.ExternalQueryRunFacet(
-            externalQueryId=step.job_id, source=GEN_AI_SYSTEM)
+        if step.job_id is not None:  # None: every row came from the row store, no job ran
+            run_facets["externalQuery"] = external_query_run.ExternalQueryRunFacet(
+                externalQueryId=step.job_id, source=GEN_AI_SYSTEM)
         run_facets["sutro"] = SutroRunFacet(attributes=step.attributes())
     elif planned:
         run_facets["sutro"] = SutroRunFacet(attributes=dict(planned))

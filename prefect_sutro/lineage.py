@@ -77,7 +77,8 @@ def results_asset(step: StepLineage) -> Asset | None:
     what = f"Sutro Function {step.function}" if step.function else f"Sutro batch inference on {step.model}"
     return Asset(key=key, properties=AssetProperties(
         name=PurePosixPath(key.split("://", 1)[-1]).name or key,
-        description=f"{what}: {step.output.rows} rows written by job {step.job_id}."))
+        description=f"{what}: {step.output.rows} rows written by "
+                    + (f"job {step.job_id}." if step.job_id else "no job (every row from the row store).")))
 
 
 def materialize_step(step: StepLineage) -> Asset | None:

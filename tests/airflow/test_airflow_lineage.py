@@ -311,3 +311,16 @@ def test_without_the_openlineage_provider_the_operator_runs_as_before(
     assert outcome["state"] == "success" and outcome["manifest"]["rows"] == 16
     assert imported["lineage_modules"] == []  # neither OpenLineage nor our facet was ever imported
     assert [j.job_id for j in sutro_client.list_jobs()] == [outcome["job_id"]]
+
+
+def test_a_step_whose_rows_all_came_from_the_row_store_has_no_external_query() -> None:
+    from sutro_core.lineage import OutputDataset, StepLineage
+
+    from airflow_provider_sutro.lineage import operator_lineage
+
+    step = StepLineage(job_id=None, model="echo", rows_submitted=0, rows_from_store=2,
+                       output=OutputDataset(uri="/tmp/out.parquet", format="parquet", rows=2, bytes=10))
+    lineage = operator_lineage(input_uri=None, output_uri="/tmp/out.parquet", step=step)
+    assert "externalQuery" not in lineage.run_facets  # no job ran: nothing to point at
+    attrs = lineage.run_facets["sutro"].attributes
+    assert attrs["sutro.input.rows_from_store"] == 2 and "sutro.job.id" not in attrs
