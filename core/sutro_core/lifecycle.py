@@ -359,7 +359,7 @@ def _rows_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None, r
         plan = yield Blocking(lambda: row_reuse.plan(spec, handle.idempotency_key))
         sent = None if main is None else (yield Blocking(lambda: pl.read_parquet(raw_path)))
         table = yield Blocking(lambda: row_reuse.assemble(plan, sent, store, handle.job_id))
-        first = plan.first_rows()
+        first = plan.first_rows
         distinct_rows = [rows[first[key]] for key in plan.distinct]
     else:
         table = yield Blocking(lambda: pl.read_parquet(raw_path))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -45,11 +46,12 @@ class RowPlan:
     keys: list[str]
     submitted: list[str]
 
-    @property
+    @cached_property
     def distinct(self) -> list[str]:
         """The distinct keys in first-seen order."""
         return list(dict.fromkeys(self.keys))
 
+    @cached_property
     def first_rows(self) -> dict[str, int]:
         """Each distinct key's first input row."""
         first: dict[str, int] = {}
@@ -61,7 +63,7 @@ class RowPlan:
         """``request`` with only the rows to send (one per distinct key not stored)."""
         rows = request.inputs.inline
         assert rows is not None
-        first = self.first_rows()
+        first = self.first_rows
         sent = [rows[first[key]] for key in self.submitted]
         return dataclasses.replace(request, inputs=dataclasses.replace(request.inputs, inline=sent))
 
@@ -84,9 +86,9 @@ def plan(spec: "JobSpec", step_key: str) -> RowPlan:
     store = open_store(spec)
     recorded = store.submission(step_key)
     if recorded is None:
-        distinct = list(dict.fromkeys(keys))
-        stored = set(store.lookup(distinct)[KEY].to_list())
-        recorded = store.claim_submission(step_key, [k for k in distinct if k not in stored])
+        distinct = pl.Series(KEY, keys, dtype=pl.String).unique(maintain_order=True)
+        stored = store.lookup(distinct, keys_only=True)[KEY]
+        recorded = store.claim_submission(step_key, distinct.filter(~distinct.is_in(stored.implode())).to_list())
     unknown = set(recorded).difference(keys)
     if unknown:
         raise InputValidationError(
@@ -128,7 +130,7 @@ def remember(store: RowStore, table: pl.DataFrame, status: pl.Series, paid_by: s
     new = table.filter(status.eq(row_status.OK) & table[row_status.ROW_JOB_ID].is_in(list(paid_by)))
     if new.is_empty():
         return 0
-    held = set(store.lookup(new[KEY])[KEY].to_list())
+    held = set(store.lookup(new[KEY], keys_only=True)[KEY].to_list())
     new = new.filter(~pl.col(KEY).is_in(list(held)))
     store.append(new)
     return new.height
@@ -137,8 +139,8 @@ def remember(store: RowStore, table: pl.DataFrame, status: pl.Series, paid_by: s
 def fan_out(row_plan: RowPlan, table: pl.DataFrame, rows: list[Any] | None, include_inputs: bool) -> pl.DataFrame:
     """One row per input row (in input order) from the distinct rows' ``table``, without ``KEY``; with
     ``include_inputs``, an ``inputs`` column of the rows as sent (Function rows as JSON)."""
-    index = {key: i for i, key in enumerate(table[KEY].to_list())}
-    full = table.drop(KEY)[[index[key] for key in row_plan.keys]]
+    full = (pl.DataFrame({KEY: row_plan.keys}, schema={KEY: pl.String})
+            .join(table, on=KEY, how="left", maintain_order="left").drop(KEY))
     if include_inputs and rows is not None:
         texts = [r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in rows]
         full = full.insert_column(0, pl.Series("inputs", texts, dtype=pl.String))

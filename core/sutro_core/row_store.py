@@ -517,16 +517,20 @@ class RowStore:
             batches.append(batch)
         return batches
 
-    def _collect(self, batch: list[tuple[str, _Meta]], keys: pl.LazyFrame,
-                 vanished: list[str]) -> list[tuple[pl.DataFrame, list[str]]]:  # fmt: skip
+    def _collect(self, batch: list[tuple[str, _Meta]], keys: pl.LazyFrame, vanished: list[str],
+                 keys_only: bool = False) -> list[tuple[pl.DataFrame, list[str]]]:  # fmt: skip
         """The batch's rows of ``keys`` with their row index in the batch's scan, and the files scanned."""
         schema = batch[0][1].schema
         # A filtered string column keeps its whole decoded page buffers alive (string views): at 10% hits the
         # result would hold every file's strings. Copying the matching strings bounds memory to the rows found.
-        compact = [pl.concat_str([pl.col(c), pl.lit("")]).alias(c) for c, t in schema.items() if t == pl.String]
+        compact = [pl.concat_str([pl.col(c), pl.lit("")]).alias(c) for c, t in schema.items()
+                   if t == pl.String and (not keys_only or c == KEY)]
 
         def query(names: list[str]) -> pl.DataFrame:
-            return (self._scan(names, _ROW).join(keys, on=KEY, how="semi").with_columns(compact)
+            scan = self._scan(names, _ROW)
+            if keys_only:  # the result columns are never read
+                scan = scan.select(KEY, _ROW)
+            return (scan.join(keys, on=KEY, how="semi").with_columns(compact)
                     .collect(engine="streaming"))  # fmt: skip
 
         names = [name for name, _ in batch]
@@ -545,11 +549,13 @@ class RowStore:
                     vanished.append(name)
         return parts
 
-    def lookup(self, keys: Iterable[str] | pl.Series, *, aligned: bool = False) -> pl.DataFrame:
+    def lookup(self, keys: Iterable[str] | pl.Series, *, aligned: bool = False,
+               keys_only: bool = False) -> pl.DataFrame:
         """The stored rows of ``keys``: one row per stored key, in no particular order.
 
         ``aligned=True``: one row per given key instead, in the given order (a left join: the result
         columns are null where a key is not stored; ``is_not_null`` on a result column tells which).
+        ``keys_only=True``: only the key column (which keys are stored), without reading the results.
 
         Reads the key column and the rows that match, one streaming query over the files (never the
         whole store in memory); a key stored twice comes from the earliest file. Unreadable files are
@@ -573,7 +579,8 @@ class RowStore:
             files = self._readable([n for n in listing if n not in done], vanished)
             done.update(listing)
             for batch in self._batches(files):
-                parts += [(df, names) for df, names in self._collect(batch, keys_lf, vanished) if df.height]
+                parts += [(df, names) for df, names in self._collect(batch, keys_lf, vanished, keys_only)
+                          if df.height]
             after = self.files()
             if not vanished and not _rewritten_since(listing, after):
                 break
