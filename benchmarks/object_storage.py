@@ -13,7 +13,8 @@ contender its own process with only the standard AWS environment (``_s3_contende
   against ``s3fs`` ``get_file``; ``iter_results`` over the whole file (download + every batch decoded) against
   ``get_file`` + ``pyarrow`` ``iter_batches`` of the local file
 
-Time is the operation alone (after imports and the connection); ratios are per round (ours / s3fs in the
+Time is the operation alone (after imports and the connection), the median of ``--repeats`` in one process;
+ratios are per round (ours / s3fs in the
 same round), shown as their range and median. Peak RSS is the process's own (GNU time): flat in rows means
 the 250k and 1M figures are about the same.
 
@@ -82,6 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, nargs="+", default=[250_000, 1_000_000])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="operations per contender process (median)")
     args = parser.parse_args()
 
     from support.s3_server import S3TestServer
@@ -107,7 +109,7 @@ def main() -> None:
                     for mode in modes[r % len(modes):] + modes[:r % len(modes)]:
                         target = f"s3://{bucket}/bench/{rows}/{mode}.parquet" if mode in WRITES else uri
                         local = src if mode in WRITES else work / f"{mode}.parquet"
-                        m = measure([*contender, mode, str(local), target], env=env)
+                        m = measure([*contender, mode, str(local), target, str(args.repeats)], env=env)
                         if m.returncode != 0:
                             raise SystemExit(f"{mode} failed: {m.stderr_tail}")
                         runs[mode].append(m)
@@ -132,7 +134,8 @@ def main() -> None:
 
     print()
     print(machine_line())
-    print(f"{args.rounds} interleaved rounds per size; S3: moto server over HTTP on loopback.\n")
+    print(f"{args.rounds} interleaved rounds per size, {args.repeats} operations per contender process (median); "
+          "S3: moto server over HTTP on loopback.\n")
     print(table(["rows", "contender", "median s", "range s", "peak RSS MB (max)", "growth MB (median)"], out_rows))
     print()
     print(table(["rows", "ratio (same round)", "median", "range", "rounds <= 1.2x"], ratio_rows))
