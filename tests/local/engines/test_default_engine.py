@@ -160,3 +160,17 @@ def test_serve_prints_which_engine_serves_the_default_model_and_why(engine, tmp_
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_a_schema_job_on_transformers_without_xgrammar_names_both_fixes(tiny_llama_dir, monkeypatch):
+    from sutro_local.config import ModelConfig
+    from sutro_local.engines.base import ChunkParams, EngineInputError
+    from sutro_local.engines.transformers_engine import create
+
+    monkeypatch.setitem(sys.modules, "xgrammar", None)  # as if not installed: `import xgrammar` fails
+    engine = create(ModelConfig("tiny", "transformers", options={"path": str(tiny_llama_dir), "threads": 1}))
+    with pytest.raises(EngineInputError) as exc:
+        engine.run(["hi"], ChunkParams(json_schema={"type": "object", "properties": {"a": {"type": "string"}}},
+                                       sampling_params={"max_tokens": 4}))  # fmt: skip
+    assert "pip install --no-deps xgrammar apache-tvm-ffi" in str(exc.value)
+    assert "sutro-local serve --default-engine llamacpp" in str(exc.value)
