@@ -146,7 +146,7 @@ def choose_engine(
 
     - bfloat16 instructions (avx512_bf16 / amx_bf16) and xgrammar installed -> ``transformers`` on the
       converted bfloat16 folder: there torch's bfloat16 kernels beat the xllamacpp wheel, which is built
-      for AVX2 only (1.2-1.5x, benchmarks/README.md section 4b);
+      for AVX2 only (a median 1.3x, 0.8-1.9x per round: benchmarks/README.md, section 4c);
     - otherwise -> ``llamacpp`` on the shipped GGUF file as is: 3-6x transformers on CPUs without
       bfloat16 math, no conversion step, and JSON schema through llama.cpp's own grammar (no xgrammar).
 
