@@ -77,7 +77,7 @@ def machine_line() -> str:
 
 
 @contextmanager
-def bench_server(name: str, config: dict[str, Any], env: dict[str, str] | None = None) -> Iterator[Any]:
+def bench_server(name: str, config: dict[str, Any] | None, env: dict[str, str] | None = None) -> Iterator[Any]:
     """A fresh sutro-local server process (own data dir under SCRATCH), stopped afterwards."""
     import shutil
 

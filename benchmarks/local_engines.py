@@ -29,11 +29,18 @@ engine's request: log-probabilities, no prompt cache). Also each server's peak R
 per server) and a job's time to first token: a 1-row, ``max_tokens: 1`` job, submit -> SUCCEEDED,
 cold (the server's first job: model load included) and warm. Everything is interleaved round by round.
 
+``--default-engines`` (section 4c) measures what decides the default chat model's engine: the default
+config's ``smollm2-135m-instruct`` served on each engine (``--default-engine llamacpp`` /
+``transformers``: exactly the models a user gets, batch 8, 1 thread) plus the transformers engine in
+float32 (the dtype it runs in on CPUs without bfloat16 instructions), one server each, the same rows
+and ``max_tokens``; each round runs one job on each, in a rotating order, and the ratios are per round.
+
 Usage::
 
     .venv/bin/python benchmarks/local_engines.py --quick      # 256 embedding rows, 16 generation rows, 2 repeats
     .venv/bin/python benchmarks/local_engines.py              # 2,048 and 64 rows, 3 repeats
     .venv/bin/python benchmarks/local_engines.py --llamacpp --gen-rows 16 --repeats 3   # section 4b
+    .venv/bin/python benchmarks/local_engines.py --default-engines --repeats 4          # section 4c
 """
 
 from __future__ import annotations
@@ -468,6 +475,56 @@ def run_llamacpp(n_gen: int, repeats: int, max_tokens: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def run_default_engines(n_gen: int, repeats: int, max_tokens: int) -> str:
+    """Section 4c: the default chat model on each engine (see the module docstring)."""
+    from _common import bench_server, command_line, machine_line, table
+
+    from sutro_local.engines.smollm2 import ENGINE_ENV, choose_engine, cpu_flags, has_bf16
+
+    rows = texts(n_gen)
+    sampling = {"max_tokens": max_tokens}  # greedy (the default)
+    f32 = {"models": {GEN_MODEL: {"engine": "transformers", "chunk_size": GEN_CHUNK,
+                                  "options": {"builtin": "smollm2", "batch_size": GEN_BATCH, "threads": 1,
+                                              "dtype": "float32"}}}}  # fmt: skip
+    names = ("llamacpp", "transformers", "transformers-float32")
+    tps: dict[str, list[float]] = {n: [] for n in names}
+    cold: dict[str, float] = {}
+    loads = [loadavg()]
+    with bench_server("default-llamacpp", None, env={ENGINE_ENV: "llamacpp"}) as s_l, \
+            bench_server("default-transformers", None, env={ENGINE_ENV: "transformers"}) as s_t, \
+            bench_server("transformers-float32", f32) as s_f:  # fmt: skip
+        servers = dict(zip(names, (s_l, s_t, s_f)))
+        for name, srv in servers.items():
+            cold[name] = cold_job(srv.url, srv.api_key, GEN_MODEL)
+        for r in range(repeats):
+            order = names[r % 3:] + names[:r % 3]  # rotate: no contender always runs first or last
+            for name in order:
+                secs, toks = job_run_params(servers[name].url, servers[name].api_key, GEN_MODEL, rows, sampling)
+                tps[name].append(toks / secs)
+            loads.append(loadavg())
+    vs_bf16 = [lj / tj for lj, tj in zip(tps["llamacpp"], tps["transformers"])]
+    vs_f32 = [lj / tj for lj, tj in zip(tps["llamacpp"], tps["transformers-float32"])]
+    flags = cpu_flags()
+    lines = [
+        "### 4c. The default chat model on each engine (what `choose_engine` decides by)",
+        "",
+        f"Command: `{command_line()}`  ",
+        machine_line() + f" CPU flags: avx2 {'avx2' in flags}, avx512f {'avx512f' in flags}, bfloat16 "
+        f"{has_bf16(flags)}. {n_gen} rows, greedy, `max_tokens` {max_tokens}, batch/slots 8, 1 thread, {repeats} "
+        f"interleaved rounds (ranges are min-max over the rounds). Load average (1 min): "
+        f"{min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores shared with other engineers' runs. "
+        f"`choose_engine()` here: **{choose_engine('auto').engine}**.",
+        "",
+        table(["engine (default model config)", "job tok/s", "cold first job (load + 1 token), s"],
+              [[n, _span(tps[n]), f"{cold[n]:.2f}"] for n in names]),
+        "",
+        f"- llamacpp / transformers (default dtype, {gen_dtype()}) per round: **{_span(vs_bf16, 2)}x**; "
+        f"llamacpp / transformers float32: **{_span(vs_f32, 2)}x**.",
+        "- per round (tok/s): " + "; ".join(f"{k} {', '.join(f'{v:.1f}' for v in vs)}" for k, vs in tps.items()) + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="256 embedding rows, 16 generation rows, 2 repeats")
@@ -478,7 +535,9 @@ def main() -> None:
     parser.add_argument("--save", default=None, help="also write the section to benchmarks/results/<SAVE>.md")
     parser.add_argument("--only", choices=["embedding"], help="measure only this engine (and the 1-row latency)")
     parser.add_argument("--llamacpp", action="store_true", help="section 4b: the llamacpp engine (see above)")
-    parser.add_argument("--max-tokens", type=int, default=64, help="--llamacpp: max_tokens of every row")
+    parser.add_argument("--max-tokens", type=int, default=64, help="--llamacpp, --default-engines: max_tokens of every row")
+    parser.add_argument("--default-engines", action="store_true",
+                        help="section 4c: the default chat model on each engine (see above)")
     parser.add_argument("--raw", nargs="+", help=argparse.SUPPRESS)  # internal: one raw-call process
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -500,8 +559,9 @@ def main() -> None:
             times, tokens = raw_generate(int(n), int(repeats))
             print(json.dumps({"times": times, "tokens": tokens}))
         return
-    if args.llamacpp:
-        section = run_llamacpp(args.gen_rows or 16, args.repeats or 3, args.max_tokens)
+    if args.llamacpp or args.default_engines:
+        run_section = run_default_engines if args.default_engines else run_llamacpp
+        section = run_section(args.gen_rows or 16, args.repeats or 3, args.max_tokens)
         print(section)
         if args.save:
             from _common import save_section

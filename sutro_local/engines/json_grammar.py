@@ -30,7 +30,8 @@ def import_xgrammar() -> Any:
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise EngineInputError(
             f"json_schema needs xgrammar for constrained decoding, which is not installed ({exc}); "
-            f"install it with: {XGRAMMAR_HINT}"
+            f"install it with: {XGRAMMAR_HINT}, or serve the model on the llamacpp engine, whose grammar "
+            "needs no xgrammar (a GGUF file; the default chat model: sutro-local serve --default-engine llamacpp)"
         ) from exc
     return xgrammar
 

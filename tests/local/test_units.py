@@ -10,11 +10,15 @@ from sutro_local.functions import FunctionDefinitionError, FunctionInputError, p
 from sutro_local.store import Store
 
 
-def test_default_config_serves_minilm_with_a_quota_per_priority():
+def test_default_config_serves_minilm_with_a_quota_per_priority(monkeypatch):
+    from sutro_local.engines.smollm2 import ENGINE_ENV, choose_engine
+
+    monkeypatch.delenv(ENGINE_ENV, raising=False)
     cfg = load_config(None)
     assert list(cfg.models) == ["all-minilm-l6-v2", "smollm2-135m-instruct"]
     assert cfg.models["all-minilm-l6-v2"].engine == "embedding"
-    assert cfg.models["smollm2-135m-instruct"].engine == "transformers"
+    # the chat model's engine depends on the CPU (tests/local/engines/test_default_engine.py)
+    assert cfg.models["smollm2-135m-instruct"].engine == choose_engine("auto").engine
     assert [q.job_priority for q in cfg.quotas] == [0, 1]
     assert cfg.chunk_size_for("all-minilm-l6-v2") == 64
 

@@ -62,11 +62,15 @@ def test_unknown_builtin_names_the_choice():
 
 
 def test_default_config_serves_smollm2_sized_for_two_cores():
-    cfg = load_config(None).models["smollm2-135m-instruct"]
+    cfg = load_config(None, default_engine="transformers").models["smollm2-135m-instruct"]
     assert cfg.engine == "transformers" and cfg.options["builtin"] == "smollm2"
     assert cfg.chunk_size == cfg.options["batch_size"] == 8 and cfg.options["threads"] == 1
     assert cfg.cost(1_000_000, 1_000_000) > 0
-    assert smollm2.default_dtype() in ("bfloat16", "float32")
+    assert smollm2.default_dtype() == ("bfloat16" if smollm2.has_bf16() else "float32")
+    gguf = load_config(None, default_engine="llamacpp").models["smollm2-135m-instruct"]
+    assert gguf.engine == "llamacpp" and gguf.options["builtin"] == "smollm2"
+    assert gguf.chunk_size == 2 * gguf.options["parallel"] == 16 and gguf.options["threads"] == 1
+    assert (gguf.price_input_per_1m, gguf.price_output_per_1m) == (cfg.price_input_per_1m, cfg.price_output_per_1m)
 
 
 def test_generative_chunks_carry_a_finish_reason_per_row(tiny_llama_dir):
