@@ -303,7 +303,8 @@ def format_summary(runs: list[PipelineRun]) -> str:
             secs = "" if s.get("job_seconds") is None else f"{s['job_seconds']:.1f}"
             table.append((run.pipeline, s["day"], s["step"], str(s["rows"]), s["job_id"] or NO_JOB, secs,
                           _relative(s["path"])))
-        table.append((run.pipeline, "(total)", "", "", "", f"{run.seconds:.1f}", "ok" if run.ok else f"FAILED: {run.error}"))
+        table.append((run.pipeline, "(total)", "", "", "", f"{run.seconds:.1f}",
+                      "ok" if run.ok else f"FAILED: {run.error}"))
     return _columns(table, right=(3, 5))
 
 
@@ -466,9 +467,10 @@ def main(argv: list[str] | None = None) -> int:
     if any(s.get("rows_from_store") is not None for run in runs for s in run.steps):
         _say("Rows billed and reused (each pipeline's row store, "
              f"{_relative(common.row_store('PIPELINE', str(workdir / 'output')))}):\n" + format_reuse(runs) + "\n"
-             "billed: distinct rows sent to Sutro (identical tickets in one run are sent once); reused: rows whose "
-             "result came from the row store;\nrepaired: rows sent again in a repair job (cut replies: cut rows "
-             "are never stored, so they are billed again the next day).\n")
+             "billed: distinct rows sent to Sutro (identical tickets in one run are sent once)\n"
+             "reused: rows whose result came from the row store (each names the earlier job that paid for it)\n"
+             "repaired: rows sent again in a repair job; a reply still cut after it is not stored, and is billed "
+             "again the next day\n")
     if not gen_model:
         _say(common.GENERATION_HELP + "\n")
     elif server is not None:

@@ -97,7 +97,8 @@ async def support_insights(day: str = common.DEMO_DAY, credentials_block: str | 
         tickets, f"{out}/triage.parquet", creds, function_name=common.TRIAGE_FUNCTION,
         column=["text"], max_cost_usd=1.0, artifact_key="ticket-triage", row_store=store, **POLL,
     )
-    # No row store: every review is new on its day, so there would be nothing to reuse.
+    # No row store: a day's reviews are new ones, not yesterday's again (the generated texts repeat a few
+    # sentences; real reviews rarely do), so a store would only grow.
     manifests["review_topics"] = await sutro_batch_job(
         reviews.select("text"), f"{out}/review_topics.parquet", creds, function_name=common.REVIEW_FUNCTION,
         column=["text"], artifact_key="review-topics", **POLL,

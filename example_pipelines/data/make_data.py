@@ -189,7 +189,8 @@ def make_reviews(rng: random.Random) -> list[dict[str, object]]:
 
 
 def _open_on(rows: list[dict[str, str]], day: str) -> set[str]:
-    return {r["ticket_id"] for r in rows if r["created_date"] <= day and (not r["closed_date"] or r["closed_date"] >= day)}
+    return {r["ticket_id"] for r in rows
+            if r["created_date"] <= day and (not r["closed_date"] or r["closed_date"] >= day)}
 
 
 def _write(path: Path, rows: list[dict[str, object]], note: str = "") -> None:

@@ -198,7 +198,7 @@ def _check_reuse(workdir: Path, out: str) -> None:
             assert line, (pipeline, name, out)
     # The server billed no job the manifests do not name.
     assert set(jobs) == reported
-    # The review topics have no row store (every review is new on its day): each day pays for every review.
+    # The review topics have no row store (a day's reviews are new ones): each day pays for every review.
     prefect = _steps(workdir, "prefect")
     for day in (DAY, DAY2):
         assert prefect[day, "review_topics"]["rows_from_store"] is None
@@ -224,7 +224,8 @@ def test_demo_uses_the_api_named_by_the_environment(
     assert all(j.job_id in out and j.status.value == "SUCCEEDED" for j in billed)
     day1, day2 = common.open_tickets(DAY)["text"], common.open_tickets(DAY2)["text"]
     new = day2.filter(~day2.is_in(day1.implode())).n_unique()
-    expected = [(model, n) for model in ("ticket-triage", common.DEFAULT_EMBEDDING_MODEL) for n in (day1.n_unique(), new)]
+    expected = [(model, n) for model in ("ticket-triage", common.DEFAULT_EMBEDDING_MODEL)
+                for n in (day1.n_unique(), new)]
     assert sorted((j.model, j.num_rows) for j in billed) == sorted(expected)
     assert new < day1.n_unique()
 
@@ -322,9 +323,11 @@ def _two_days(tmp_path: Path, **day2: Any) -> demo.PipelineRun:
     """Day 1 billed 3 rows in job-1; day 2's 3 rows all came from the store: no job (overridable)."""
     steps = [
         {"day": DAY, "step": "triage", "job_id": "job-1", "job_ids": [], "rows": 3, "rows_submitted": 3,
-         "rows_from_store": 0, "row_status_counts": {"ok": 3, "cut": 0}, "path": _artifact(tmp_path / "1.parquet", ["job-1"] * 3)},
+         "rows_from_store": 0, "row_status_counts": {"ok": 3, "cut": 0},
+         "path": _artifact(tmp_path / "1.parquet", ["job-1"] * 3)},
         {"day": DAY2, "step": "triage", "job_id": None, "job_ids": [], "rows": 3, "rows_submitted": 0,
-         "rows_from_store": 3, "row_status_counts": {"ok": 3}, "path": _artifact(tmp_path / "2.parquet", ["job-1"] * 3)},
+         "rows_from_store": 3, "row_status_counts": {"ok": 3},
+         "path": _artifact(tmp_path / "2.parquet", ["job-1"] * 3)},
     ]
     steps[1].update(day2)
     return demo.PipelineRun("airflow", steps=steps)
