@@ -1,4 +1,4 @@
-"""Airflow example: a day's support tickets -> Sutro triage Function + embeddings (+ drafted replies) -> parquet.
+"""Airflow example: a day's open support tickets -> Sutro triage Function + embeddings (+ drafted replies) -> parquet.
 
 Point ``AIRFLOW__CORE__DAGS_FOLDER`` at ``example_pipelines/`` (with the repo root on ``PYTHONPATH``, as
 the DAG imports ``example_pipelines.common``; ``example_pipelines/.airflowignore`` keeps the other modules
@@ -13,9 +13,12 @@ out of parsing), migrate a fresh ``AIRFLOW_HOME`` once, and set a ``sutro_defaul
 The tickets cover 2026-01-01 .. 2026-01-07. A run whose logical date is one of those days processes that
 day; ``dag_run.conf["day"]`` picks one explicitly; any other run (``airflow dags trigger`` without a logical
 date, the UI's *Trigger* defaulting to today, a scheduled run) processes the latest data day and says so
-in ``extract_tickets``' log. The deferrable batch operators chain on the upstream ``extract_tickets`` task
-(its XCom is the input file); each writes parquet under ``<output>/airflow/<day>/`` and returns a small
-manifest, which flows through XCom to ``report``. ``<output>`` is ``SUTRO_DEMO_OUTPUT`` when set, else the
+in ``extract_tickets``' log. A day's tickets are the ones open on it (``common.open_tickets``): about half
+are still open the next day, and the Sutro steps keep a row store (``<output>/airflow/row-store``), so a
+ticket's triage, embedding and drafted reply are paid for once, on the first day it is open. The deferrable
+batch operators chain on the upstream ``extract_tickets`` task (its XCom is the input file); each writes
+parquet under ``<output>/airflow/<day>/`` and returns a small manifest (rows billed and reused included),
+which flows through XCom to ``report``. ``<output>`` is ``SUTRO_DEMO_OUTPUT`` when set, else the
 absolute ``.demo/output`` folder of this checkout (never relative to the scheduler's working directory). ``draft_replies`` exists only when ``SUTRO_DEMO_GENERATION_MODEL`` names a generative
 model (see ``example_pipelines.common``).
 
@@ -47,6 +50,8 @@ OUTPUT_ROOT = os.environ.get("SUTRO_DEMO_OUTPUT") or str(Path(__file__).resolve(
 DAY = "{{ ti.xcom_pull(task_ids='extract_tickets')['day'] }}"
 OUT = OUTPUT_ROOT.rstrip("/") + "/airflow/" + DAY
 FAST_POLL = {"poll_interval": 1.0, "max_poll_interval": 10.0}  # small demo jobs finish in seconds
+#: Results of rows paid for on earlier days; a ticket still open today is not paid for again.
+ROW_STORE = common.row_store("airflow", OUTPUT_ROOT)
 
 
 def _as_storage_path(uri: str) -> ObjectStoragePath:
@@ -78,9 +83,10 @@ with DAG(
 
     @task
     def extract_tickets(ds: str | None = None, dag_run: Any = None) -> dict[str, Any]:
-        """Write the day's tickets (and the few that get a drafted reply) as parquet; return their URIs."""
+        """Write the day's open tickets (and the few oldest that get a drafted reply) as parquet; return their
+        URIs."""
         day = _data_day(ds, getattr(dag_run, "conf", None))
-        tickets = common.load_tickets(day)
+        tickets = common.open_tickets(day)
         if tickets.is_empty():
             raise ValueError(f"no tickets for {day}; run a day from {common.FIRST_DAY} to {common.LAST_DAY}")
         folder = _as_storage_path(OUTPUT_ROOT) / "airflow" / day
@@ -91,7 +97,7 @@ with DAG(
             with path.open("wb") as fh:
                 frame.write_parquet(fh)
             uris[name] = str(path)
-        log.info("Extracted %d tickets for %s to %s", tickets.height, day, uris["tickets"])
+        log.info("Extracted %d open tickets for %s to %s", tickets.height, day, uris["tickets"])
         return {**uris, "rows": tickets.height, "day": day}
 
     extracted = extract_tickets()
@@ -103,6 +109,7 @@ with DAG(
         columns=["text"],
         output_uri=f"{OUT}/triage.parquet",
         max_cost_usd=1.0,  # dry run first: fail before anything is billed if the day would cost more
+        row_store=ROW_STORE,
         retries=2,  # retries reattach to the submitted job; they never pay twice
         **FAST_POLL,
     )
@@ -114,6 +121,7 @@ with DAG(
         column="text",
         output_uri=f"{OUT}/embeddings.parquet",
         job_priority=1,  # cheaper batch priority: embeddings are not urgent
+        row_store=ROW_STORE,
         retries=2,
         **FAST_POLL,
     )
@@ -129,6 +137,7 @@ with DAG(
             sampling_params=common.REPLY_SAMPLING,
             output_uri=f"{OUT}/replies.parquet",
             repair_rounds=1,  # a reply cut at max_tokens goes again, alone, with twice the tokens
+            row_store=ROW_STORE,  # temperature 0: yesterday's draft for a still-open ticket is today's
             retries=2,
             **FAST_POLL,
         )

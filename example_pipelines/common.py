@@ -10,12 +10,17 @@ Sutro unchanged:
   steps are left out (never faked). ``example_pipelines.demo`` sets it for its sutro-local: the
   built-in ``smollm2-135m-instruct``, or ``demo-llm`` when given a model folder or an
   OpenAI-compatible server (see ``GENERATION_HELP``).
-- ``SUTRO_DEMO_OUTPUT``: where the Airflow and Prefect pipelines write parquet (default ``.demo/output``).
+- ``SUTRO_DEMO_OUTPUT``: where the pipelines write parquet and keep their row stores (default
+  ``.demo/output``).
+
+Each pipeline processes a day's *open* tickets (``open_tickets``): the ones created that day and the ones
+still open from earlier days, so consecutive days share tickets and a row store (``row_store``) pays for
+each ticket's triage, embedding and drafted reply once.
 
 Example:
-    >>> from example_pipelines.common import load_tickets
-    >>> load_tickets("2026-01-05").height
-    45
+    >>> from example_pipelines.common import load_tickets, open_tickets
+    >>> load_tickets("2026-01-05").height, open_tickets("2026-01-05").height
+    (45, 81)
 """
 
 from __future__ import annotations
@@ -32,9 +37,10 @@ SERVER_CONFIG = PACKAGE_DIR / "sutro-local.yaml"  # sutro-local config: models +
 TICKETS_CSV = DATA_DIR / "support_tickets.csv"
 REVIEWS_CSV = DATA_DIR / "product_reviews.csv"
 
-#: The dataset covers 2026-01-01 .. 2026-01-07; the demo runs one day.
+#: The dataset covers 2026-01-01 .. 2026-01-07; the demo runs DEMO_DAY and the day after.
 FIRST_DAY, LAST_DAY = "2026-01-01", "2026-01-07"
 DEMO_DAY = "2026-01-05"
+TICKET_COLUMNS = ["ticket_id", "created_date", "channel", "text"]
 
 TRIAGE_FUNCTION = "ticket-triage"
 FIELDS_FUNCTION = "ticket-fields"  # extraction with a JSON schema, on the generative model (Dagster example)
@@ -87,8 +93,19 @@ def generation_rows() -> int:
 
 
 def output_root() -> str:
-    """Where the Airflow and Prefect pipelines write (``SUTRO_DEMO_OUTPUT``; a folder or an fsspec URI)."""
+    """Where the pipelines write (``SUTRO_DEMO_OUTPUT``; a folder or an fsspec URI)."""
     return os.environ.get("SUTRO_DEMO_OUTPUT") or str(Path(".demo/output").resolve())
+
+
+def row_store(pipeline: str, root: str | None = None) -> str:
+    """The row store of one example pipeline: ``<output>/<pipeline>/row-store``. One per pipeline, so each
+    orchestrator pays for its own rows once (and the demo shows each one's reuse).
+
+    Example:
+        >>> row_store("airflow", "/data/out")
+        '/data/out/airflow/row-store'
+    """
+    return f"{(root or output_root()).rstrip('/')}/{pipeline}/row-store"
 
 
 def labels(results: pl.DataFrame) -> pl.Series:
@@ -111,14 +128,29 @@ def _check_day(day: str) -> str:
 
 
 def load_tickets(day: str | None = None) -> pl.DataFrame:
-    """Support tickets (ticket_id, created_date, channel, text), optionally only one day's.
+    """Support tickets (ticket_id, created_date, channel, text, closed_date), optionally only those created
+    on ``day``. ``closed_date`` is the day a ticket was closed (null: still open after the last day).
 
     Example:
         >>> load_tickets().columns
-        ['ticket_id', 'created_date', 'channel', 'text']
+        ['ticket_id', 'created_date', 'channel', 'text', 'closed_date']
     """
-    df = pl.read_csv(TICKETS_CSV)
+    df = pl.read_csv(TICKETS_CSV, schema_overrides={"closed_date": pl.String})
     return df if day is None else df.filter(pl.col("created_date") == _check_day(day))
+
+
+def open_tickets(day: str) -> pl.DataFrame:
+    """The tickets open on ``day`` (created on or before it, closed on or after it), oldest first: what the
+    pipelines triage, embed and draft replies to (a stand-in for a query of the support queue). The
+    columns are a query's on that day: ticket_id, created_date, channel, text (not the future closed_date).
+
+    Example:
+        >>> open_tickets("2026-01-06").height, open_tickets("2026-01-06")["created_date"].min()
+        (86, '2026-01-01')
+    """
+    df = load_tickets()
+    still_open = pl.col("closed_date").is_null() | (pl.col("closed_date") >= day)
+    return df.filter((pl.col("created_date") <= _check_day(day)) & still_open).select(TICKET_COLUMNS)
 
 
 def load_reviews(day: str | None = None) -> pl.DataFrame:

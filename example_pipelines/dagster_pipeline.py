@@ -1,7 +1,13 @@
-"""Dagster example: daily support tickets -> Sutro Function triage + Sutro embeddings, stored as parquet.
+"""Dagster example: daily open support tickets -> Sutro Function triage + Sutro embeddings, stored as parquet.
+
+A day's partition holds the tickets open on that day (``common.open_tickets``); about half are still open
+the next day. Every Sutro asset keeps its rows' results in a row store (``ROW_STORE``:
+``<output>/dagster/row-store``, ``SUTRO_DEMO_OUTPUT`` or ``.demo/output``), so a ticket is triaged,
+embedded and answered once, on the first day it is open; the materialization's metadata says how many rows
+were billed (``sutro.input.rows_submitted``) and reused (``sutro.input.rows_from_store``).
 
 When ``SUTRO_DEMO_GENERATION_MODEL`` names a generative model, a ``ticket_replies`` asset drafts a first
-reply to the day's first tickets and a ``ticket_fields`` asset runs the ``ticket-fields`` extraction
+reply to the day's oldest open tickets and a ``ticket_fields`` asset runs the ``ticket-fields`` extraction
 Function (JSON schema) over them, stored with typed columns (``customer_name``, ``urgent``,
 ``sentiment``); see ``example_pipelines.common``. Otherwise both are left out.
 
@@ -34,16 +40,19 @@ from dagster import (
 
 from dagster_sutro import SutroParquetIOManager, SutroResource, build_sutro_function_asset, build_sutro_inference_asset
 from example_pipelines import common
+from sutro_core.lineage import ROW_STATUS_PREFIX
 
 # The shipped dataset covers 2026-01-01 .. 2026-01-07 (end_date is exclusive).
 DAYS = DailyPartitionsDefinition(start_date=common.FIRST_DAY, end_date="2026-01-08")
 STORAGE_DIR = os.environ.get("SUTRO_DEMO_STORAGE", ".demo/dagster")
+#: Results of rows paid for on earlier days (and partitions): a ticket still open is not paid for again.
+ROW_STORE = common.row_store("dagster")
 
 
 @asset(partitions_def=DAYS, group_name="support", kinds={"polars"})
 def support_tickets(context: AssetExecutionContext) -> pl.DataFrame:
-    """The day's tickets from example_pipelines/data (a stand-in for a warehouse query on the partition's day)."""
-    return common.load_tickets(context.partition_key)
+    """The tickets open on the partition's day (a stand-in for a warehouse query of the support queue)."""
+    return common.open_tickets(context.partition_key)
 
 
 ticket_triage = build_sutro_function_asset(
@@ -56,6 +65,7 @@ ticket_triage = build_sutro_function_asset(
     group_name="support",
     max_cost_usd=5.0,  # dry-run first; fail before anything billed if the day would cost more
     retry_policy=RetryPolicy(max_retries=2, delay=30),  # retries reattach to the running job
+    row_store=ROW_STORE,
 )
 
 ticket_embeddings = build_sutro_inference_asset(
@@ -66,6 +76,7 @@ ticket_embeddings = build_sutro_inference_asset(
     partitions_def=DAYS,
     group_name="support",
     job_priority=1,  # cheaper batch priority: embeddings are not urgent
+    row_store=ROW_STORE,
 )
 
 GENERATION_MODEL = common.generation_model()
@@ -74,7 +85,7 @@ if GENERATION_MODEL:  # only with a real generative model: outputs are never fak
 
     @asset(partitions_def=DAYS, group_name="support", kinds={"polars"})
     def tickets_needing_reply(support_tickets: pl.DataFrame) -> pl.DataFrame:
-        """The day's first tickets (generation on a CPU is slow; SUTRO_DEMO_GENERATION_ROWS sets how many)."""
+        """The day's oldest open tickets (generation on a CPU is slow; SUTRO_DEMO_GENERATION_ROWS sets how many)."""
         return support_tickets.head(common.generation_rows())
 
     ticket_replies = build_sutro_inference_asset(
@@ -87,6 +98,7 @@ if GENERATION_MODEL:  # only with a real generative model: outputs are never fak
         partitions_def=DAYS,
         group_name="support",
         repair_rounds=1,  # a reply cut at max_tokens goes again, alone, with twice the tokens
+        row_store=ROW_STORE,  # temperature 0: yesterday's draft for a still-open ticket is today's
     )
     ticket_fields = build_sutro_function_asset(
         name="ticket_fields",
@@ -96,6 +108,7 @@ if GENERATION_MODEL:  # only with a real generative model: outputs are never fak
         output_columns=common.FIELDS_COLUMNS,
         partitions_def=DAYS,
         group_name="support",
+        row_store=ROW_STORE,
     )
     generation_assets = [tickets_needing_reply, ticket_replies, ticket_fields]
 
@@ -136,14 +149,18 @@ def run_partition(
     summary: dict[str, Any] = {"success": result.success}
     for name in SUTRO_ASSETS:
         [mat] = result.asset_materializations_for_node(name)
-        meta = mat.metadata
+        meta = {key: value.value for key, value in mat.metadata.items()}
         summary[name] = {
-            "job_id": meta["sutro.job.id"].value,
-            "job_url": meta["sutro.job.url"].value,
-            "rows": meta["dagster/row_count"].value,
-            "path": meta["path"].value,
-            "cost_estimate_usd": (meta["sutro.cost.estimate_usd"].value
-                                  if "sutro.cost.estimate_usd" in meta else None),
+            "job_id": meta.get("sutro.job.id"),  # None: every row came from the row store, no job needed
+            "job_url": meta.get("sutro.job.url"),
+            "job_ids": meta.get("sutro.job.ids") or [],  # the main job, then repairs (only when there were any)
+            "rows": meta["dagster/row_count"],
+            "rows_submitted": meta.get("sutro.input.rows_submitted"),
+            "rows_from_store": meta.get("sutro.input.rows_from_store"),
+            "row_status_counts": {key.removeprefix(ROW_STATUS_PREFIX): value for key, value in meta.items()
+                                  if key.startswith(ROW_STATUS_PREFIX)},
+            "path": meta["path"],
+            "cost_estimate_usd": meta.get("sutro.cost.estimate_usd"),
         }
     # A warning (rows that are not ok, within max_failed_rows) is shown, not a failure.
     summary["checks_passed"] = all(e.passed or e.severity == AssetCheckSeverity.WARN

@@ -1,10 +1,15 @@
-"""``./run demo``: start sutro-local, run the Airflow, Dagster and Prefect example pipelines, print a summary.
+"""``./run demo``: start sutro-local, run the Airflow, Dagster and Prefect example pipelines for two days, print a summary.
 
 Steps: start ``sutro-local`` in the background on a free port (data under ``.demo/sutro-local``), point
 ``SUTRO_API_URL`` / ``SUTRO_API_KEY`` at it, run each pipeline in its own runtime in a child process
 (Airflow ``dag.test()`` in a fresh ``AIRFLOW_HOME``, Dagster ``materialize``, the Prefect flow in-process
-on an ephemeral API), check every parquet file it reports against the Sutro job, print one table, stop
-the server. Exits 1 when any pipeline or check fails.
+on an ephemeral API) for the first day and then the next, check every parquet file it reports against its
+Sutro jobs, print the steps and the rows each day billed and reused, stop the server. Exits 1 when any
+pipeline or check fails.
+
+Each pipeline keeps a row store under the output folder (``<output>/<pipeline>/row-store``, new every
+demo run): the second day's open tickets are partly the first day's, and their results come from the
+store instead of being paid for again.
 
 With ``SUTRO_API_URL`` and ``SUTRO_API_KEY`` already set, no local server is started: the same pipelines
 run against that API (hosted Sutro). Generation steps (drafted replies, the ``ticket-fields`` extraction
@@ -14,12 +19,14 @@ Sutro, on ``SUTRO_DEMO_GENERATION_MODEL``.
 
 Example:
     $ ./run demo                                   # == .venv/bin/python -m example_pipelines.demo
-    $ .venv/bin/python -m example_pipelines.demo --only dagster --day 2026-01-03
+    $ .venv/bin/python -m example_pipelines.demo --only dagster --day 2026-01-03   # 2026-01-03 and 2026-01-04
+    $ .venv/bin/python -m example_pipelines.demo --days 1                          # one day, no reuse shown
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -41,9 +48,13 @@ LOCAL_GENERATION_MODEL = "demo-llm"
 BUILTIN_GENERATION_MODEL = "smollm2-135m-instruct"  # sutro-local's default chat model (in sutro-local.yaml)
 
 
+NO_JOB = "(none: every row stored)"
+
+
 @dataclass
 class PipelineRun:
-    """What one orchestrator's run produced: its Sutro steps (checked), wall time, and any error."""
+    """What one orchestrator's run produced: its Sutro steps of every day (checked; each has its ``day``),
+    wall time, and any error."""
 
     pipeline: str
     seconds: float = 0.0
@@ -55,6 +66,17 @@ class PipelineRun:
     def ok(self) -> bool:
         """True when the pipeline ran and every step's parquet file checked out."""
         return self.error is None and bool(self.steps)
+
+
+def demo_days(first: str, count: int) -> list[str]:
+    """The days the demo runs: ``first`` and the ``count - 1`` days after it.
+
+    Example:
+        >>> demo_days("2026-01-05", 2)
+        ['2026-01-05', '2026-01-06']
+    """
+    start = dt.date.fromisoformat(first)
+    return [(start + dt.timedelta(days=i)).isoformat() for i in range(count)]
 
 
 def server_config() -> tuple[dict[str, Any], str | None]:
@@ -153,8 +175,9 @@ def _prepare(pipeline: str, env: dict[str, str], workdir: Path, log_file: Any) -
         _fresh(workdir / "dagster-home")
 
 
-def run_pipeline(pipeline: str, day: str, env: dict[str, str], workdir: Path, timeout: float) -> PipelineRun:
-    """Run one pipeline in a child process (``example_pipelines.runners``); log goes to .demo/logs/."""
+def run_pipeline(pipeline: str, days: list[str], env: dict[str, str], workdir: Path, timeout: float) -> PipelineRun:
+    """Run one pipeline for ``days``, in order, in one child process (``example_pipelines.runners``); log goes
+    to .demo/logs/."""
     run = PipelineRun(pipeline, log_path=workdir / "logs" / f"{pipeline}.log")
     result_path = workdir / "logs" / f"{pipeline}.json"
     result_path.unlink(missing_ok=True)
@@ -163,8 +186,9 @@ def run_pipeline(pipeline: str, day: str, env: dict[str, str], workdir: Path, ti
     with open(run.log_path, "wb") as log_file:
         try:
             _prepare(pipeline, child_env, workdir, log_file)
+            day_args = [arg for day in days for arg in ("--day", day)]
             proc = subprocess.run(
-                [sys.executable, "-m", "example_pipelines.runners", pipeline, "--day", day, "--result", str(result_path)],
+                [sys.executable, "-m", "example_pipelines.runners", pipeline, *day_args, "--result", str(result_path)],
                 env=child_env, stdout=log_file, stderr=subprocess.STDOUT, timeout=timeout,
             )
         except subprocess.TimeoutExpired:
@@ -173,32 +197,83 @@ def run_pipeline(pipeline: str, day: str, env: dict[str, str], workdir: Path, ti
             run.error = f"setup command {exc.cmd[1:]} failed with exit code {exc.returncode}"
         else:
             result = json.loads(result_path.read_text()) if result_path.exists() else {}
-            run.steps = result.get("steps", [])
-            if proc.returncode != 0 or "error" in result or not run.steps:
+            ran = result.get("days", [])
+            run.steps = [{"day": d["day"], **step} for d in ran for step in d["steps"]]
+            if proc.returncode != 0 or "error" in result or [d["day"] for d in ran] != days or not run.steps:
                 run.error = result.get("error") or f"exited with code {proc.returncode} and no result"
     run.seconds = time.monotonic() - started
     return run
 
 
 def check_steps(run: PipelineRun, client: Any) -> None:
-    """Check each step as a user would: the parquet file exists, has one row per input row of a SUCCEEDED
-    Sutro job; adds the job's duration. Sets ``run.error`` on the first mismatch."""
+    """Check each step as a user would, day after day; sets ``run.error`` on the first mismatch.
+
+    For every step: its jobs (main, then repairs) SUCCEEDED; its parquet file has the manifest's rows and
+    row statuses; the rows a job of this step computed are the rows the manifest says were not reused.
+    With a row store, what was billed is what the server ran: the main job's row count is the manifest's
+    ``rows_submitted`` (no job at all when it is 0), and every row the store gave names, in
+    ``sutro_job_id``, a job this step ran on an earlier day. Adds ``job_seconds`` (the main job's) and
+    ``repair_rows`` (rows sent again in repair jobs, from the server).
+    """
+    paid: dict[str, set[str]] = {}  # step -> the jobs it ran on the days checked so far
+    for step in run.steps:
+        earlier = paid.setdefault(step["step"], set())
+        error = _check_step(step, client, earlier)
+        if error:
+            run.error = f"{step['day']} {step['step']}: {error}"
+            return
+        earlier.update(_job_ids(step))
+
+
+def _job_ids(step: dict[str, Any]) -> list[str]:
+    """The step's jobs, main first (``job_ids`` is only there when repairs ran); none when every row was stored."""
+    return list(step.get("job_ids") or []) or ([step["job_id"]] if step["job_id"] else [])
+
+
+def _check_step(step: dict[str, Any], client: Any, earlier_jobs: set[str]) -> str | None:
     import polars as pl
 
-    for step in run.steps:
-        job = client.get_job(step["job_id"])
-        step["job_seconds"] = job.duration_seconds
-        step["status"] = job.status.value
-        try:
-            file_rows = pl.scan_parquet(step["path"]).select(pl.len()).collect().item()
-        except Exception as exc:  # a missing or unreadable file is a failed demo, said plainly
-            run.error = f"{step['step']}: cannot read parquet {step['path']}: {exc}"
-            return
-        step["file_rows"] = file_rows
-        if job.status.value != "SUCCEEDED" or file_rows != step["rows"] or file_rows != job.num_rows:
-            run.error = (f"{step['step']}: job {job.job_id} is {job.status.value} with {job.num_rows} rows, "
-                         f"manifest says {step['rows']} rows, the file has {file_rows}")
-            return
+    main_id, job_ids = step["job_id"], _job_ids(step)
+    if main_id is not None and job_ids[0] != main_id:
+        return f"the manifest's job_ids {job_ids} do not start with its job {main_id}"
+    jobs = [client.get_job(job_id) for job_id in job_ids]
+    for job in jobs:
+        if job.status.value != "SUCCEEDED":
+            return f"job {job.job_id} is {job.status.value}"
+    main = jobs[0] if main_id is not None else None
+    step["job_seconds"] = None if main is None else main.duration_seconds
+    step["repair_rows"] = sum(job.num_rows or 0 for job in jobs[1:])
+    try:
+        frame = pl.read_parquet(step["path"], columns=["sutro_row_status", "sutro_job_id"])
+    except Exception as exc:  # a missing or unreadable file is a failed demo, said plainly
+        return f"cannot read parquet {step['path']}: {exc}"
+    step["file_rows"] = frame.height
+    if frame.height != step["rows"]:
+        return f"the manifest says {step['rows']} rows, the file {step['path']} has {frame.height}"
+    reused = step.get("rows_from_store")
+    if reused is None:  # no row store: the main job computed every row
+        if main is None or main.num_rows != frame.height:
+            return f"job {main_id} has {None if main is None else main.num_rows} rows, the file has {frame.height}"
+    else:
+        billed, ran = step.get("rows_submitted"), 0 if main is None else main.num_rows
+        if billed != ran:
+            what = "no job ran" if main is None else f"job {main_id} ran {ran} rows"
+            return f"the manifest says {billed} distinct rows were billed, but {what}"
+    by_job = frame["sutro_job_id"]
+    if by_job.null_count():
+        return f"{by_job.null_count()} rows say no job produced them (sutro_job_id is null)"
+    from_store = by_job.filter(~by_job.is_in(job_ids))
+    if from_store.len() != (reused or 0):
+        return (f"{from_store.len()} rows were produced by jobs other than this run's {job_ids}, "
+                f"the manifest says {reused or 0} came from the row store")
+    unknown = sorted(set(from_store.unique().to_list()) - earlier_jobs)
+    if unknown:
+        return f"rows from the row store name job(s) {unknown}, which no earlier day of this step ran"
+    counts = {status: n for status, n in (step.get("row_status_counts") or {}).items() if n}
+    in_file = dict(frame["sutro_row_status"].value_counts().iter_rows())
+    if step.get("row_status_counts") is not None and counts != in_file:
+        return f"the manifest counts rows by status as {counts}, the file as {in_file}"
+    return None
 
 
 def _relative(path: str) -> str:
@@ -209,26 +284,76 @@ def _relative(path: str) -> str:
 
 
 def format_summary(runs: list[PipelineRun]) -> str:
-    """The table the demo prints: pipeline, step, rows, job id, job duration, parquet path.
+    """The table the demo prints: pipeline, day, step, rows, job id, job duration, parquet path.
 
     Example:
-        >>> print(format_summary([PipelineRun("dagster", 3.2, [{"step": "ticket_triage", "rows": 45,
-        ...     "job_id": "job-1", "job_seconds": 1.5, "path": "/tmp/t.parquet"}])]))  # doctest: +NORMALIZE_WHITESPACE
-        pipeline  step           rows  job id  job s  parquet
-        dagster   ticket_triage    45  job-1     1.5  /tmp/t.parquet
-        dagster   (total)                        3.2  ok
+        >>> print(format_summary([PipelineRun("dagster", 3.2, [{"day": "2026-01-05", "step": "ticket_triage",
+        ...     "rows": 45, "job_id": "job-1", "job_seconds": 1.5, "path": "/tmp/t.parquet"}, {"day": "2026-01-06",
+        ...     "step": "ticket_triage", "rows": 45, "job_id": None, "path": "/tmp/u.parquet"}])]))
+        ... # doctest: +NORMALIZE_WHITESPACE
+        pipeline  day         step           rows  job id                      job s  parquet
+        dagster   2026-01-05  ticket_triage    45  job-1                         1.5  /tmp/t.parquet
+        dagster   2026-01-06  ticket_triage    45  (none: every row stored)           /tmp/u.parquet
+        dagster   (total)                                                        3.2  ok
     """
-    header = ("pipeline", "step", "rows", "job id", "job s", "parquet")
+    header = ("pipeline", "day", "step", "rows", "job id", "job s", "parquet")
     table: list[tuple[str, ...]] = [header]
     for run in runs:
         for s in run.steps:
             secs = "" if s.get("job_seconds") is None else f"{s['job_seconds']:.1f}"
-            table.append((run.pipeline, s["step"], str(s["rows"]), s["job_id"], secs, _relative(s["path"])))
-        table.append((run.pipeline, "(total)", "", "", f"{run.seconds:.1f}", "ok" if run.ok else f"FAILED: {run.error}"))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+            table.append((run.pipeline, s["day"], s["step"], str(s["rows"]), s["job_id"] or NO_JOB, secs,
+                          _relative(s["path"])))
+        table.append((run.pipeline, "(total)", "", "", "", f"{run.seconds:.1f}",
+                      "ok" if run.ok else f"FAILED: {run.error}"))
+    return _columns(table, right=(3, 5))
+
+
+def _reuse_cell(step: dict[str, Any]) -> str:
+    if step.get("rows_from_store") is None:
+        return f"{step['rows']} rows, no row store"
+    cell = f"billed {step['rows_submitted']} of {step['rows']}"
+    if step["rows_from_store"]:
+        cell += f" ({step['rows_from_store']} reused)"
+    if step.get("repair_rows"):
+        cell += f" +{step['repair_rows']} repaired"
+    return cell
+
+
+def format_reuse(runs: list[PipelineRun]) -> str:
+    """The row reuse table: per pipeline and step, each day's billed rows (distinct rows sent to Sutro) of
+    its rows, the rows reused from the pipeline's row store and the rows sent again in repair jobs; then
+    each day's totals over the steps with a row store.
+
+    Example:
+        >>> steps = [{"day": "2026-01-05", "step": "triage", "rows": 10, "rows_submitted": 10, "rows_from_store": 0},
+        ...          {"day": "2026-01-06", "step": "triage", "rows": 10, "rows_submitted": 3, "rows_from_store": 7,
+        ...           "repair_rows": 1}]
+        >>> print(format_reuse([PipelineRun("airflow", steps=steps)]))  # doctest: +NORMALIZE_WHITESPACE
+        pipeline  step    2026-01-05       2026-01-06
+        airflow   triage  billed 10 of 10  billed 3 of 10 (7 reused) +1 repaired
+        (total)           billed 10 of 10  billed 3 of 10 (7 reused)
+    """
+    days = sorted({s["day"] for run in runs for s in run.steps})
+    table: list[tuple[str, ...]] = [("pipeline", "step", *days)]
+    for run in runs:
+        cells: dict[str, dict[str, str]] = {}
+        for s in run.steps:
+            cells.setdefault(s["step"], {})[s["day"]] = _reuse_cell(s)
+        table += [(run.pipeline, step, *(by_day.get(day, "") for day in days)) for step, by_day in cells.items()]
+    totals = []
+    for day in days:
+        stored = [s for run in runs for s in run.steps if s["day"] == day and s.get("rows_from_store") is not None]
+        rows, billed, reused = (sum(s[k] for s in stored) for k in ("rows", "rows_submitted", "rows_from_store"))
+        totals.append(f"billed {billed} of {rows}" + (f" ({reused} reused)" if reused else ""))
+    table.append(("(total)", "", *totals))
+    return _columns(table)
+
+
+def _columns(table: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> str:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
     lines = []
     for row in table:
-        cells = [c.rjust(w) if i in (2, 4) else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))]
         lines.append("  ".join(cells + [row[-1]]).rstrip())
     return "\n".join(lines)
 
@@ -248,10 +373,14 @@ def _tail(path: Path | None, lines: int = 30) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the process exit code (0 only when every pipeline and check passed)."""
     parser = argparse.ArgumentParser(prog="./run demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--day", default=common.DEMO_DAY, help=f"YYYY-MM-DD from {common.FIRST_DAY} to {common.LAST_DAY}")
+    parser.add_argument("--day", default=common.DEMO_DAY,
+                        help=f"the first day, YYYY-MM-DD from {common.FIRST_DAY} to {common.LAST_DAY}")
+    parser.add_argument("--days", default=2, type=int,
+                        help="how many days, the first and those after it, one after the other (default 2: the "
+                             "second reuses the first's rows; 1: one day)")
     parser.add_argument("--only", default=",".join(PIPELINES), help="comma-separated: airflow,dagster,prefect")
     parser.add_argument("--workdir", default=".demo", type=Path, help="where server data, homes, logs and parquet go")
-    parser.add_argument("--timeout", default=600.0, type=float, help="seconds allowed per pipeline")
+    parser.add_argument("--timeout", default=600.0, type=float, help="seconds allowed per pipeline (all its days)")
     parser.add_argument("--parallel", default=3, type=int, choices=(1, 2, 3),
                         help="pipelines run at once (1: one after the other)")
     args = parser.parse_args(argv)
@@ -263,6 +392,12 @@ def main(argv: list[str] | None = None) -> int:
         common.load_tickets(args.day)
     except ValueError as exc:
         parser.error(f"--day: {exc}")
+    if args.days < 1:
+        parser.error("--days: at least 1")
+    days = demo_days(args.day, args.days)
+    if days[-1] > common.LAST_DAY:
+        parser.error(f"--day {args.day} --days {args.days}: runs to {days[-1]}, past the data's last day "
+                     f"{common.LAST_DAY}; start earlier or run fewer days")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     workdir = args.workdir.resolve()
@@ -313,9 +448,9 @@ def main(argv: list[str] | None = None) -> int:
             with ThreadPoolExecutor(max_workers=args.parallel) as pool:
                 futures = {}
                 for pipeline in selected:
-                    _say(f"==> {pipeline}: running the example pipeline for {args.day} "
+                    _say(f"==> {pipeline}: running the example pipeline for {' then '.join(days)} "
                          f"(log: {_relative(str(workdir / 'logs' / pipeline))}.log)")
-                    futures[pipeline] = pool.submit(run_pipeline, pipeline, args.day, env, workdir, args.timeout)
+                    futures[pipeline] = pool.submit(run_pipeline, pipeline, days, env, workdir, args.timeout)
                 for future in as_completed(futures.values()):
                     run = future.result()
                     if run.error is None:
@@ -329,6 +464,13 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
 
     _say("\n" + format_summary(runs) + "\n")
+    if any(s.get("rows_from_store") is not None for run in runs for s in run.steps):
+        _say("Rows billed and reused (each pipeline's row store, "
+             f"{_relative(common.row_store('PIPELINE', str(workdir / 'output')))}):\n" + format_reuse(runs) + "\n"
+             "billed: distinct rows sent to Sutro (identical tickets in one run are sent once)\n"
+             "reused: rows whose result came from the row store (each names the earlier job that paid for it)\n"
+             "repaired: rows sent again in a repair job; a reply still cut after it is not stored, and is billed "
+             "again the next day\n")
     if not gen_model:
         _say(common.GENERATION_HELP + "\n")
     elif server is not None:
@@ -340,7 +482,10 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         _say(f"demo FAILED: {', '.join(failed)} (logs in {_relative(str(workdir / 'logs'))}/)")
         return 1
-    _say(f"demo OK: {sum(len(r.steps) for r in runs)} Sutro jobs, parquet under {_relative(str(workdir / 'output'))}/ "
+    jobs = {job_id for r in runs for s in r.steps for job_id in _job_ids(s)}
+    no_job = sum(1 for r in runs for s in r.steps if s["job_id"] is None)
+    _say(f"demo OK: {len(days)} day(s), {len(jobs)} Sutro jobs" + (f", {no_job} steps needed none" if no_job else "")
+         + f"; parquet under {_relative(str(workdir / 'output'))}/ "
          "(open one with: .venv/bin/python -c \"import polars as pl; print(pl.read_parquet('PATH'))\")")
     return 0
 

@@ -1,4 +1,8 @@
-"""Prefect example: a day's tickets and product reviews -> Sutro Functions + embeddings (+ drafted replies).
+"""Prefect example: a day's open tickets and product reviews -> Sutro Functions + embeddings (+ drafted replies).
+
+The ticket steps keep their rows' results in a row store (``<output>/prefect/row-store``): about half of a
+day's open tickets were open the day before too (``common.open_tickets``), and those are not paid for
+again. Each step's summary artifact shows "Rows billed / reused".
 
 Each Sutro job is a ``sutro_batch_job`` subflow named after its step and job (submit or reattach, wait,
 parquet, manifest) that leaves a job link, a preview table, a parquet link and a summary in its Artifacts;
@@ -48,8 +52,8 @@ async def _credentials(block_name: str | None) -> SutroCredentials:
 
 @task
 def load_day(day: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The day's support tickets and product reviews (a stand-in for a warehouse query)."""
-    tickets, reviews = common.load_tickets(day), common.load_reviews(day)
+    """The tickets open on the day and the day's product reviews (a stand-in for a warehouse query)."""
+    tickets, reviews = common.open_tickets(day), common.load_reviews(day)
     if tickets.is_empty():
         raise ValueError(f"no tickets for {day}; pick a day from {common.FIRST_DAY} to {common.LAST_DAY}")
     return tickets, reviews
@@ -84,26 +88,32 @@ async def support_insights(day: str = common.DEMO_DAY, credentials_block: str | 
     creds = await _credentials(credentials_block)
     tickets, reviews = load_day(day)
     out = f"{common.output_root().rstrip('/')}/prefect/{day}"
+    # Open tickets come back day after day: their results are paid for once and reused from here.
+    store = common.row_store("prefect")
     manifests: dict[str, Any] = {}
     # The whole tickets frame: the Function reads `text`, the other columns are carried into the results,
     # so this file has the same schema as the Airflow and Dagster triage files.
     manifests["triage"] = await sutro_batch_job(
         tickets, f"{out}/triage.parquet", creds, function_name=common.TRIAGE_FUNCTION,
-        column=["text"], max_cost_usd=1.0, artifact_key="ticket-triage", **POLL,
+        column=["text"], max_cost_usd=1.0, artifact_key="ticket-triage", row_store=store, **POLL,
     )
+    # No row store: a day's reviews are new ones, not yesterday's again (the generated texts repeat a few
+    # sentences; real reviews rarely do), so a store would only grow.
     manifests["review_topics"] = await sutro_batch_job(
         reviews.select("text"), f"{out}/review_topics.parquet", creds, function_name=common.REVIEW_FUNCTION,
         column=["text"], artifact_key="review-topics", **POLL,
     )
     manifests["embeddings"] = await sutro_batch_job(
         tickets, f"{out}/embeddings.parquet", creds, model=common.embedding_model(), column="text",
-        job_priority=1, artifact_key="ticket-embeddings", preview_rows=3, **POLL,
+        job_priority=1, artifact_key="ticket-embeddings", preview_rows=3, row_store=store, **POLL,
     )
     model = common.generation_model()
     if model:
         manifests["replies"] = await sutro_batch_job(
             tickets.head(common.generation_rows()), f"{out}/replies.parquet", creds, model=model, column="text",
             system_prompt=common.REPLY_SYSTEM_PROMPT, sampling_params=common.REPLY_SAMPLING,
+            repair_rounds=1,  # a reply cut at max_tokens goes again, alone, with twice the tokens
+            row_store=store,  # temperature 0: yesterday's draft for a still-open ticket is today's
             artifact_key="ticket-replies", **POLL,
         )
     report = _report(day, load_results(manifests["triage"]), reviews, load_results(manifests["review_topics"]))

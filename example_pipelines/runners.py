@@ -1,13 +1,15 @@
 """Run one example pipeline in this process, in its orchestrator's own runtime, and report its Sutro steps.
 
 ``example_pipelines.demo`` starts this module once per orchestrator in a fresh process, because Airflow
-and Prefect read their home folders and settings from the environment when first imported. Each run
-writes a JSON file: ``{"steps": [{"step", "job_id", "path", "rows"}, ...], "notes": {...}}`` or, when the
-pipeline failed, ``{"error": "..."}`` (and the process exits non-zero).
+and Prefect read their home folders and settings from the environment when first imported. It runs one
+or more days, one after the other in that process (a later day reuses rows the earlier ones stored), and
+writes a JSON file: ``{"days": [{"day", "seconds", "steps": [{"step", "job_id", "job_ids", "path", "rows",
+"rows_submitted", "rows_from_store", "row_status_counts"}, ...], "notes": {...}}, ...]}``, with an
+``"error"`` (and a non-zero exit) when a day failed; the days before it are still there.
 
 Example:
     $ SUTRO_API_URL=http://127.0.0.1:8000 SUTRO_API_KEY=... AIRFLOW_HOME=.demo/airflow \\
-        python -m example_pipelines.runners airflow --day 2026-01-05 --result /tmp/airflow.json
+        python -m example_pipelines.runners airflow --day 2026-01-05 --day 2026-01-06 --result /tmp/airflow.json
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import json
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +32,14 @@ Steps = dict[str, Any]
 
 
 def _step(step: str, manifest: dict[str, Any]) -> dict[str, Any]:
-    return {"step": step, "job_id": manifest["job_id"], "path": str(manifest["uri"]), "rows": int(manifest["rows"])}
+    """What the demo checks and prints of a step's manifest (the same fields from every orchestrator)."""
+    return {"step": step, "job_id": manifest["job_id"], "job_ids": list(manifest.get("job_ids") or []),
+            "path": str(manifest["uri"]), "rows": int(manifest["rows"]),
+            "rows_submitted": manifest.get("rows_submitted"), "rows_from_store": manifest.get("rows_from_store"),
+            "row_status_counts": manifest.get("row_status_counts")}
 
 
+@cache  # once per process: every day's dag.test() reads the same serialized DAG
 def _register_airflow_dag(dag: Any) -> None:
     """Serialize the DAG into the metadata DB as Airflow's DAG processor would (``dag.test()`` reads it there)."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
@@ -84,8 +93,9 @@ def run_dagster(day: str) -> Steps:
         raise RuntimeError(f"Dagster materialization of {day} failed: {summary}")
     if not summary["checks_passed"]:
         raise RuntimeError(f"Dagster asset checks failed for {day}: {summary}")
-    steps = [{"step": name, "job_id": summary[name]["job_id"], "path": str(summary[name]["path"]),
-              "rows": int(summary[name]["rows"])} for name in SUTRO_ASSETS]
+    steps = [{"step": name, **{k: summary[name][k] for k in (
+        "job_id", "job_ids", "rows", "rows_submitted", "rows_from_store", "row_status_counts")},
+        "path": str(summary[name]["path"])} for name in SUTRO_ASSETS]
     return {"steps": steps, "notes": {}}
 
 
@@ -106,16 +116,22 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the child process: run one pipeline, write the result JSON, exit 0 or 1."""
     parser = argparse.ArgumentParser(prog="python -m example_pipelines.runners")
     parser.add_argument("pipeline", choices=sorted(RUNNERS))
-    parser.add_argument("--day", required=True)
+    parser.add_argument("--day", required=True, action="append",
+                        help="a day to run; repeat it to run several, in the order given")
     parser.add_argument("--result", required=True, type=Path, help="where to write the result JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        result = RUNNERS[args.pipeline](args.day)
-        code = 0
-    except Exception as exc:  # the parent shows this message and the log tail
-        log.error("%s pipeline failed:\n%s", args.pipeline, traceback.format_exc())
-        result, code = {"error": f"{type(exc).__name__}: {exc}"}, 1
+    result: dict[str, Any] = {"days": []}
+    code = 0
+    for day in args.day:
+        started = time.monotonic()
+        try:
+            ran = RUNNERS[args.pipeline](day)
+        except Exception as exc:  # the parent shows this message and the log tail
+            log.error("%s pipeline failed on %s:\n%s", args.pipeline, day, traceback.format_exc())
+            result["error"], code = f"{day}: {type(exc).__name__}: {exc}", 1
+            break
+        result["days"].append({"day": day, "seconds": round(time.monotonic() - started, 1), **ran})
     args.result.write_text(json.dumps(result, default=str))
     return code
 

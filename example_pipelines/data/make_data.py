@@ -5,7 +5,7 @@ every run and every machine; re-run this script after editing a fragment and com
 
 Example:
     $ .venv/bin/python example_pipelines/data/make_data.py
-    wrote example_pipelines/data/support_tickets.csv (315 rows)
+    wrote example_pipelines/data/support_tickets.csv (315 rows, 86 open on 2026-01-06, 42 of them also on 2026-01-05)
     wrote example_pipelines/data/product_reviews.csv (210 rows)
 """
 
@@ -95,6 +95,9 @@ CATEGORY_WEIGHTS = {"billing": 0.27, "bug": 0.28, "feature_request": 0.18, "acco
 OPENINGS = ["", "", "Hi, ", "Hello team, ", "Hi there. ", "Good morning, ", "Urgent: "]
 CLOSINGS = ["", "", " Thanks!", " Thank you.", " Regards, {name}", " Please help asap.", " Cheers, {name}"]
 CHANNELS = ["email", "chat", "web_form"]
+#: Days a ticket stays open after the day it was created (0: closed the same day). About half are still open
+#: the next day, so consecutive days share tickets: what the pipelines' row stores reuse.
+DAYS_OPEN = {0: 0.45, 1: 0.30, 2: 0.15, 4: 0.05, 6: 0.05}
 
 PRODUCTS = ["Aero blender", "Nimbus kettle", "Trail backpack", "Lumen desk lamp", "Echo earbuds", "Orbit robot vacuum"]
 REVIEW_BODIES: dict[str, dict[str, list[str]]] = {
@@ -142,7 +145,8 @@ def _fill(rng: random.Random, template: str) -> str:
 
 
 def make_tickets(rng: random.Random) -> list[dict[str, str]]:
-    """Support tickets: ticket_id, created_date, channel, text (45 a day for 7 days)."""
+    """Support tickets: ticket_id, created_date, channel, text (45 a day for 7 days); ``close_tickets`` adds
+    ``closed_date``."""
     cats, weights = zip(*CATEGORY_WEIGHTS.items())
     rows = []
     for day in DAYS:
@@ -155,6 +159,15 @@ def make_tickets(rng: random.Random) -> list[dict[str, str]]:
             rows.append({"ticket_id": f"T-{day:%m%d}-{i:03d}", "created_date": day.isoformat(),
                          "channel": rng.choice(CHANNELS), "text": text.strip()})
     return rows
+
+
+def close_tickets(rng: random.Random, rows: list[dict[str, str]]) -> None:
+    """Add ``closed_date`` to each ticket: the day it was closed, empty when still open after the last day.
+    A ticket is open on every day from ``created_date`` to ``closed_date``, both included."""
+    spans, weights = zip(*DAYS_OPEN.items())
+    for row in rows:
+        closed = dt.date.fromisoformat(row["created_date"]) + dt.timedelta(days=rng.choices(spans, weights)[0])
+        row["closed_date"] = closed.isoformat() if closed <= DAYS[-1] else ""
 
 
 def make_reviews(rng: random.Random) -> list[dict[str, object]]:
@@ -175,19 +188,30 @@ def make_reviews(rng: random.Random) -> list[dict[str, object]]:
     return rows
 
 
-def _write(path: Path, rows: list[dict[str, object]]) -> None:
+def _open_on(rows: list[dict[str, str]], day: str) -> set[str]:
+    return {r["ticket_id"] for r in rows
+            if r["created_date"] <= day and (not r["closed_date"] or r["closed_date"] >= day)}
+
+
+def _write(path: Path, rows: list[dict[str, object]], note: str = "") -> None:
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    sys.stdout.write(f"wrote {path.relative_to(HERE.parent.parent)} ({len(rows)} rows)\n")
+    sys.stdout.write(f"wrote {path.relative_to(HERE.parent.parent)} ({len(rows)} rows{note})\n")
 
 
 def main() -> None:
     """Write both CSVs next to this script."""
     rng = random.Random(SEED)
-    _write(HERE / "support_tickets.csv", make_tickets(rng))  # type: ignore[arg-type]
-    _write(HERE / "product_reviews.csv", make_reviews(rng))
+    tickets = make_tickets(rng)
+    reviews = make_reviews(rng)
+    # Its own generator, drawn last: adding closed dates left every earlier ticket and review as it was.
+    close_tickets(random.Random(SEED + 1), tickets)
+    day1, day2 = _open_on(tickets, "2026-01-05"), _open_on(tickets, "2026-01-06")
+    _write(HERE / "support_tickets.csv", tickets,  # type: ignore[arg-type]
+           f", {len(day2)} open on 2026-01-06, {len(day1 & day2)} of them also on 2026-01-05")
+    _write(HERE / "product_reviews.csv", reviews)
 
 
 if __name__ == "__main__":

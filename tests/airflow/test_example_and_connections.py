@@ -96,7 +96,7 @@ def test_the_example_triggered_by_hand_runs_the_latest_data_day(
     assert extract["day"] == common.LAST_DAY
     triage = result.xcoms("triage_tickets")["return_value"]
     assert triage["uri"].startswith(str(tmp_path / "airflow" / common.LAST_DAY))
-    assert pl.read_parquet(triage["uri"]).height == common.load_tickets(common.LAST_DAY).height
+    assert pl.read_parquet(triage["uri"]).height == common.open_tickets(common.LAST_DAY).height
 
 
 @pytest.mark.parametrize(("ds", "conf", "day"), [
