@@ -4,6 +4,8 @@
 - `sutro_key`: a new API key per test, so each test sees only its own jobs; the `ticket-triage`
   Function comes from the config's Functions folder, which every key sees.
 - `sutro_client`: a `sutro_core.SutroClient` for that key.
+- `s3_server`: a real S3 endpoint (moto's server mode, a subprocess over HTTP; `support.s3_server`), started
+  on first use; `s3_bucket`: a fresh bucket per test (an `S3Bucket`), emptied and deleted after it.
 """
 
 from __future__ import annotations
@@ -144,3 +146,22 @@ def sutro_client(sutro_server, sutro_key):
     close = getattr(client, "close", None)
     if callable(close):
         close()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible endpoint (moto server subprocess over HTTP) for the session: `S3TestServer`."""
+    from support.s3_server import S3TestServer
+
+    with S3TestServer() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A fresh bucket for this test (`S3Bucket`: `.name`, `.uri(key)`, `.keys()`), deleted afterwards."""
+    from support.s3_server import S3Bucket
+
+    bucket = S3Bucket(s3_server.create_bucket(), s3_server)
+    yield bucket
+    s3_server.delete_bucket(bucket.name)
