@@ -20,7 +20,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ class AirflowCeleryDeployment:
         self.dags = list(dags)
         self.api_port = free_port()
         self.services: dict[str, Service] = {}
+        self.killed: set[str] = set()
         self.db_name = f"airflow_{secrets.token_hex(4)}"
         self.env = self._env(env or {}, task_heartbeat_timeout)
 
@@ -74,9 +74,9 @@ class AirflowCeleryDeployment:
             "AIRFLOW__API__WORKERS": "1",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
             # A dead worker's task is failed (and retried) after this long without a heartbeat; live tasks
-            # heartbeat every 3 s, so only a stall of the whole box could trip it by mistake.
+            # heartbeat every 3 s, so only a long stall of the whole box could trip it by mistake.
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(heartbeat_timeout),
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_SEC": "3",
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "3",
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "2",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -97,6 +97,7 @@ class AirflowCeleryDeployment:
         for dag in self.dags:
             shutil.copy(dag, self.home / "dags" / Path(dag).name)
         self.postgres.create_database(self.db_name)
+        self._flush_broker()
         migrate = subprocess.run([AIRFLOW, "db", "migrate"], env=self.env, capture_output=True, text=True,
                                  timeout=600)
         assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
@@ -105,6 +106,16 @@ class AirflowCeleryDeployment:
             self._start(name, [AIRFLOW, *argv])
         wait_for(self._api_up, 180, "the api-server to answer", interval=1)
         return self
+
+    def _flush_broker(self) -> None:
+        """Empty the broker: a shared Redis may hold an earlier deployment's queued or unacked messages."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis.url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
 
     def _start(self, name: str, argv: list[str], env: Mapping[str, str] | None = None) -> Service:
         service = Service(name, argv, self.root / "logs" / f"{name}.log", env={**self.env, **(env or {})},
@@ -115,7 +126,7 @@ class AirflowCeleryDeployment:
     def _api_up(self) -> bool:
         import httpx
 
-        self.assert_running()
+        self.assert_running(except_=self.killed)
         try:
             return httpx.get(f"http://127.0.0.1:{self.api_port}/execution/health", timeout=3).status_code < 500
         except httpx.HTTPError:
@@ -132,11 +143,12 @@ class AirflowCeleryDeployment:
             wait_for(lambda n=name: self._worker_ready(n), 180, f"Celery worker {name} to be ready", interval=1)
 
     def _worker_ready(self, name: str) -> bool:
-        self.assert_running()
+        self.assert_running(except_=self.killed)
         return " ready." in self.services[name].log_tail(20000)
 
     def kill_worker(self, name: str) -> None:
         """SIGKILL the worker's whole process tree at once: no handler, no ack, no last heartbeat."""
+        self.killed.add(name)
         self.services[name].kill()
 
     def assert_running(self, *, except_: Iterable[str] = ()) -> None:
@@ -212,16 +224,8 @@ class AirflowCeleryDeployment:
         """Wait until the task instance satisfies ``pred``, checking that no component died meanwhile."""
 
         def check():
-            self.assert_running(except_=self._killed())
+            self.assert_running(except_=self.killed)
             ti = self.task_instance(dag_id, task_id)
             return ti if ti and pred(ti) else None
 
         return wait_for(check, timeout, what, interval=0.5)
-
-    def _killed(self) -> set[str]:
-        return {n for n, s in self.services.items() if s.proc is not None and s.proc.returncode == -9}
-
-
-def time_it() -> float:
-    """A monotonic clock (seconds) for the tests' timing lines."""
-    return time.monotonic()
