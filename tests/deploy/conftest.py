@@ -11,7 +11,17 @@ executor) on a small shared machine: each waits generously and says what it wait
 
 from __future__ import annotations
 
+import atexit
+import os
 import shutil
+import tempfile
+
+# Prefect, imported by the Prefect test, keeps its settings and database under PREFECT_HOME: never the
+# user's ~/.prefect (the adapters' own conftests, when they load first, have already set it).
+if "PREFECT_HOME" not in os.environ:
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="sutro-deploy-prefect-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import pytest
 
