@@ -65,6 +65,10 @@ def _plain_uri(value: Any) -> str | None:
         return f"{protocol}://{value.path}" if protocol != "file" else os.fspath(value.path)
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+    if isinstance(value, str) and "://" in value:
+        from sutro_core.storage import safe_uri
+
+        return safe_uri(value.strip())  # "s3://conn_id@bucket/key" stands for the asset s3://bucket/key
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 

@@ -73,11 +73,15 @@ class SutroTaskMixin:
         raise_for_ended(event)
         return job, event
 
-    def _logged(self, manifest: ResultsManifest) -> dict[str, Any]:
-        """The manifest for XCom, after logging where the results went."""
+    def _logged(self, manifest: ResultsManifest, conn_id: str | None = None) -> dict[str, Any]:
+        """The manifest for XCom, after logging where the results went; ``conn_id``: the Airflow connection
+        the results were written with (a downstream task reads them through it)."""
         log = self.log  # type: ignore[attr-defined]
         log.info("Wrote %s rows of job %s to %s (%s bytes)", manifest.rows, manifest.job_id, manifest.uri, manifest.bytes)
-        return manifest.to_dict()
+        out = manifest.to_dict()
+        if conn_id:
+            out["conn_id"] = conn_id
+        return out
 
     def on_kill(self) -> None:
         """Cancel the job when the task is killed in the worker (a deferred task's trigger does it there)."""

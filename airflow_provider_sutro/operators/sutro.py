@@ -40,7 +40,7 @@ from sutro_core.spec import DEFAULT_TIMEOUT_S, check_max_cost
 
 from airflow_provider_sutro.errors import SutroJobError, SutroTaskTimeoutError
 from airflow_provider_sutro.hooks.sutro import SutroHook
-from airflow_provider_sutro.io import output_uri_to_str, resolve_inputs
+from airflow_provider_sutro.io import connection_of, output_destination, output_uri_to_str, resolve_inputs
 from airflow_provider_sutro.lineage import (
     SutroLineageMixin,
     default_alias_name,
@@ -148,6 +148,12 @@ class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
             # The core calls it "data"; in this operator the parameter is "inputs".
             raise InputValidationError("inputs", str(exc).split(": ", 1)[-1]) from exc
 
+    def _destination(self) -> Any:
+        """An ``ObjectStoragePath`` with a connection (its filesystem writes the results), else None: the
+        spec's ``output_uri``."""
+        dest = output_destination(self.output_uri)
+        return None if isinstance(dest, str) else dest
+
     @staticmethod
     def _scope(context: Context) -> tuple[Any, ...]:
         ti = context["ti"]
@@ -166,25 +172,29 @@ class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
             spec = self._spec()
             if not self.deferrable:
                 outcome = self.client.run(spec, scope=self._scope(context),
-                                          on_handle=lambda handle: self._record(context, handle))
+                                          on_handle=lambda handle: self._record(context, handle),
+                                          destination=self._destination())
                 return self._finished(context, spec, outcome.handle, outcome.manifest, outcome.job)
             handle = self.client.start(spec, scope=self._scope(context))
             self._record(context, handle)
             if handle.status == JobStatus.SUCCEEDED.value:
-                return self._finished(context, spec, handle, self.client.finish(handle, spec=spec))
+                return self._finished(context, spec, handle,
+                                      self.client.finish(handle, spec=spec, destination=self._destination()))
             self._defer_on(handle, handle.seconds_left() or 0.0)
 
     def _finished(self, context: Context, spec: JobSpec, handle: JobHandle, manifest: ResultsManifest,
                   job: Job | None = None) -> dict[str, Any]:
         """The results are written: describe the step (lineage), attach the manifest to the asset event."""
         try:
+            dest = self._destination()  # its connection's filesystem reads the artifact's footer
             self.sutro_lineage = describe_step(handle, manifest=manifest, job=job, spec=spec,
-                                               input_uri=input_uri_of(self.inputs))
+                                               input_uri=input_uri_of(self.inputs),
+                                               storage_options=None if dest is None else dest.fs.storage_options)
         except Exception as exc:  # noqa: BLE001 - lineage never fails a step whose results are written
             self.log.warning("Could not describe Sutro job %s for lineage: %s", handle.job_id, exc)
         if self.sutro_outlet is not None:
             record_asset_event(context, self.sutro_outlet, manifest)
-        return self._logged(manifest)
+        return self._logged(manifest, connection_of(self.output_uri))
 
     def execute_complete(self, context: Context, event: Any = None,
                          handle: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -201,7 +211,8 @@ class _SutroBatchOperator(SutroLineageMixin, SutroTaskMixin, BaseOperator):
                 raise InputValidationError(
                     "inputs", f"the inputs changed while job {handle.job_id} ran, so its results no longer "
                     "match them; clear the task to run it on the current inputs")
-            return self._finished(context, spec, handle, self.client.finish(handle, spec=spec))
+            return self._finished(context, spec, handle,
+                                  self.client.finish(handle, spec=spec, destination=self._destination()))
         if status == "timeout":
             raise SutroTaskTimeoutError(handle.job_id, event.get("job_status") or "RUNNING", self._wait_seconds(),
                                         event.get("cancelled"))
@@ -217,7 +228,9 @@ class SutroBatchInferenceOperator(_SutroBatchOperator):
     :param inputs: a list of strings, a DataFrame, a local .csv/.parquet/.txt path, an object-storage URI
         or ``ObjectStoragePath`` (read through Airflow), an http(s) URL of a csv/parquet file, or an upstream
         Sutro task's manifest (templated; ``XComArg`` works).
-    :param output_uri: where the results parquet goes: a local path or any fsspec URI (templated).
+    :param output_uri: where the results parquet goes: a local path, any fsspec URI (templated; object storage
+        with the worker's default credentials, e.g. the AWS environment), or an ``ObjectStoragePath`` /
+        ``"s3://<conn_id>@bucket/key"`` whose Airflow connection supplies credentials and endpoint.
     :param column: text column (or list of columns and literal separators) when the inputs are tabular.
     :param id_column: id column carried through for URL inputs.
     :param system_prompt: system prompt (templated).

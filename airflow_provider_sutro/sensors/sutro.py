@@ -26,7 +26,7 @@ from sutro_core.retrying import poll_policy
 
 from airflow_provider_sutro.errors import SutroJobError, fail_fast
 from airflow_provider_sutro.hooks.sutro import SutroHook
-from airflow_provider_sutro.io import output_uri_to_str
+from airflow_provider_sutro.io import connection_of, output_destination
 from airflow_provider_sutro.links import SutroJobLink, record_job
 from airflow_provider_sutro.task import SutroTaskMixin
 
@@ -122,4 +122,5 @@ class SutroJobSensor(SutroTaskMixin, BaseSensorOperator):
     def _finish(self, handle: JobHandle) -> Any:
         if self.output_uri is None:
             return None
-        return self._logged(self.client.finish(handle, destination=output_uri_to_str(self.output_uri)))
+        manifest = self.client.finish(handle, destination=output_destination(self.output_uri))
+        return self._logged(manifest, connection_of(self.output_uri))

@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 # public name -> module that defines it
 _EXPORTS = {
     "load_results": "results.reading",
+    "iter_results": "results.reading",
     "AsyncSutroClient": "async_client",
     "SutroClient": "client",
     "idempotency_key": "idempotency",
@@ -86,6 +87,6 @@ if TYPE_CHECKING:  # static names for type checkers and IDEs
     from .spec import JobHandle, JobOutcome, JobOutput, JobSpec
     from .models import CancelResult, FunctionResult, Job, JobStatus, Prediction, Quota, ResultsManifest, Submission
     from .request import BatchJobRequest
-    from .results.reading import load_results
+    from .results.reading import iter_results, load_results
     from .results.shape import ResultsShapeError
     from .retrying import PollPolicy, RetryPolicy

@@ -239,9 +239,9 @@ def read_columns(manifest: ResultsManifest, storage_options: Mapping[str, Any] |
             import pyarrow.parquet as pq
 
             if _is_uri(manifest.uri):
-                import fsspec
+                from .storage import open_remote
 
-                with fsspec.open(manifest.uri, "rb", **dict(storage_options or {})) as fh:
+                with open_remote(manifest.uri, storage_options, block_size=1 << 16) as fh:  # the footer's bytes
                     schema = pq.read_schema(fh)
             else:
                 schema = pq.read_schema(local_path(manifest.uri))

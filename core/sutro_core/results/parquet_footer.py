@@ -366,10 +366,12 @@ def add_key_value_metadata(path: str | os.PathLike[str], metadata: Mapping[str, 
     )
 
 
-def read_key_value_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+def read_key_value_metadata(path: str | os.PathLike[str], storage_options: Mapping[str, object] | None = None
+                            ) -> dict[str, str]:
     """Return the parquet file's key-value metadata as ``str -> str`` (empty if none).
 
-    Values that are absent in the file read back as ``""``.
+    Values that are absent in the file read back as ``""``. ``path`` may be a remote URI (``s3://`` ...):
+    then only the footer's bytes are read (range requests), with ``storage_options`` for fsspec.
 
     Example:
         >>> read_key_value_metadata("results.parquet")["sutro.job_id"]  # doctest: +SKIP
@@ -377,5 +379,12 @@ def read_key_value_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """
     import pyarrow.parquet as pq  # imported lazily: pyarrow is heavy and only needed for reading
 
-    raw = pq.read_metadata(path).metadata or {}
+    from .. import storage
+
+    text = os.fspath(path)
+    if storage.is_remote(text):
+        with storage.open_remote(text, storage_options, field="path", block_size=1 << 16) as fh:
+            raw = pq.read_metadata(fh).metadata or {}
+    else:
+        raw = pq.read_metadata(text.removeprefix("file://")).metadata or {}
     return {k.decode("utf-8", "replace"): (v or b"").decode("utf-8", "replace") for k, v in raw.items()}

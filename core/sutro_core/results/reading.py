@@ -3,24 +3,30 @@
 ``get_job_results`` streams the results file to a temp file (as ``download_results`` does), then reads it
 with ``read_results_file``: one reading path (benchmarks/README.md, "One reading path").
 
+A remote artifact (``s3://`` ...) is read from a local temp copy (one streamed GET, flat memory, removed
+after); a preview (``n_rows``) and the footer read only the byte ranges they need.
+
 Example:
     >>> df = load_results(manifest)              # or load_results("s3://bucket/results.parquet")
     >>> preview = load_results(manifest, n_rows=10, unpack_json=True)
+    >>> for batch in iter_results("s3://bucket/results.parquet", batch_rows=50_000): ...  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
 
+from .. import storage
 from ..errors import InputValidationError
 from ..models import ResultsManifest
 from .shape import OUTPUTS, shape_results
-from .targets import is_remote, validate_results_file
+from .targets import validate_results_file
 
 #: Compressed bytes of row groups read per slice. Reading a file in one go maps (and so holds in RSS) every
 #: compressed page until the frame is built: +38 MB at 1M rows over the frame itself. By slices the extra
@@ -74,44 +80,82 @@ def _read_head(fh: Any, n_rows: int) -> pl.DataFrame:
     return pl.DataFrame(pl.from_arrow(batch)).head(n_rows)
 
 
+def _source(source: "ResultsManifest | dict[str, Any] | str | os.PathLike[str]") -> tuple[str, str]:
+    if isinstance(source, ResultsManifest):
+        return source.uri, source.format
+    if isinstance(source, dict):
+        return source["uri"], source.get("format", "parquet")
+    uri = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
+    return uri, "csv" if uri.endswith(".csv") else "parquet"
+
+
 def load_results(
     source: "ResultsManifest | dict[str, Any] | str | os.PathLike[str]",
     *,
     n_rows: int | None = None,
     unpack_json: bool = False,
     output_column: str = "outputs",
+    storage_options: Mapping[str, Any] | None = None,
 ) -> pl.DataFrame:
     """Read a results artifact back as a polars DataFrame (from a manifest, its dict, or a path/URI).
 
     By default the file's columns come back as stored (``inputs``, ``outputs``, ...). ``unpack_json``
     shapes them as ``get_job_results`` does (JSON object outputs become columns, e.g. a Function's
     ``label`` and ``rationale``; other outputs are named ``output_column``). ``n_rows`` reads only
-    the first rows (previews of huge results in bounded memory; parquet only).
+    the first rows (previews of huge results in bounded memory; parquet only). ``storage_options`` go to
+    fsspec for a remote URI (without them: the filesystem's own credentials chain, e.g. the AWS
+    environment).
 
     Example:
         >>> df = load_results(manifest)              # or load_results("s3://bucket/results.parquet")
         >>> preview = load_results(manifest, n_rows=10, unpack_json=True)
     """
-    if isinstance(source, ResultsManifest):
-        uri, fmt = source.uri, source.format
-    elif isinstance(source, dict):
-        uri, fmt = source["uri"], source.get("format", "parquet")
-    else:
-        uri = os.fspath(source) if isinstance(source, os.PathLike) else str(source)
-        fmt = "csv" if uri.endswith(".csv") else "parquet"
+    uri, fmt = _source(source)
     if fmt not in ("parquet", "csv"):
         raise InputValidationError("format", f"load_results reads parquet or csv artifacts, not {fmt!r}")
-    if fmt == "parquet":
-        reader = (lambda f: _read_head(f, n_rows)) if n_rows is not None else pl.read_parquet
+    if storage.is_remote(uri) and fmt == "parquet" and n_rows is not None:
+        with storage.open_remote(uri, storage_options, field="source") as fh:  # range reads: footer + head
+            df = _read_head(fh, n_rows)
+    elif storage.is_remote(uri):
+        with storage.local_copy(uri, storage_options, field="source") as path:
+            df = _read_local(path, fmt, n_rows)
     else:
-        reader = (lambda f: pl.read_csv(f, n_rows=n_rows))
-    if is_remote(uri):
-        import fsspec
-
-        with fsspec.open(uri, "rb") as fh:
-            df = reader(fh)
-    else:
-        df = reader(uri.removeprefix("file://"))
+        df = _read_local(Path(uri.removeprefix("file://")), fmt, n_rows)
     if unpack_json and OUTPUTS in df.columns:
         df = shape_results(df, output_column=output_column, unpack_json=True)
     return df
+
+
+def _read_local(path: Path, fmt: str, n_rows: int | None) -> pl.DataFrame:
+    if fmt == "csv":
+        return pl.read_csv(path, n_rows=n_rows)
+    return _read_head(path, n_rows) if n_rows is not None else pl.read_parquet(path)
+
+
+def iter_results(
+    source: "ResultsManifest | dict[str, Any] | str | os.PathLike[str]",
+    *,
+    batch_rows: int = 65_536,
+    columns: Sequence[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Iterator[pl.DataFrame]:
+    """A parquet artifact as DataFrames of up to ``batch_rows`` rows, in order, in memory flat in the file's
+    size (one batch at a time; a remote file is streamed to a local temp file first, removed when the
+    iteration ends). ``columns`` reads only those.
+
+    Example:
+        >>> total = sum(b.height for b in iter_results("s3://bucket/results.parquet"))  # doctest: +SKIP
+    """
+    uri, fmt = _source(source)
+    if fmt != "parquet":
+        raise InputValidationError("format", f"iter_results reads parquet artifacts, not {fmt!r}")
+    if batch_rows < 1:
+        raise InputValidationError("batch_rows", f"must be >= 1, got {batch_rows}")
+    with storage.local_copy(uri, storage_options, field="source") as path:
+        parquet = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
+        try:
+            for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(columns) if columns else None,
+                                              use_threads=False):
+                yield pl.DataFrame(pl.from_arrow(batch))
+        finally:
+            parquet.close()

@@ -7,13 +7,17 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
 
+from .. import storage
 from ..errors import InputValidationError
+
+log = logging.getLogger(__name__)
 
 
 def _top_module(value: Any) -> str:
@@ -40,16 +44,28 @@ def rows_to_frame(value: Any, field: str = "upstream") -> pl.DataFrame:
             raise InputValidationError(
                 field, f"a path upstream must point at a .parquet file, got {path!r}; return a DataFrame instead")
         options = getattr(value, "storage_options", None) or None
+        if storage.is_remote(path) and not path.lower().startswith(("http://", "https://")):
+            # Through fsspec, like every other remote read: one streamed download, fsspec-style credentials.
+            with storage.local_copy(path, options, field=field) as local:
+                return pl.read_parquet(local)
         return pl.read_parquet(path, storage_options=dict(options) if options else None)
     raise InputValidationError(field, f"the upstream asset produced a {type(value).__name__}; "
                                "return a polars/pandas DataFrame or a parquet path")
 
 
-def _footer_counts(uri: str, expected: Sequence[str]) -> tuple[list[str], int, dict[str, int]] | None:
-    """From a local parquet file's footer statistics alone, or None when they do not tell every count."""
+def _footer_counts(uri: str, expected: Sequence[str], storage_options: Mapping[str, Any] | None = None
+                   ) -> tuple[list[str], int, dict[str, int]] | None:
+    """From a parquet file's footer statistics alone (a remote file: its footer's bytes only), or None when
+    they do not tell every count."""
     import pyarrow.parquet as pq
 
-    meta = pq.read_metadata(uri)
+    from .. import storage
+
+    if storage.is_remote(uri):
+        with storage.open_remote(uri, storage_options, field="uri", block_size=1 << 16) as fh:
+            meta = pq.read_metadata(fh)
+    else:
+        meta = pq.read_metadata(uri.removeprefix("file://"))
     names = list(meta.schema.to_arrow_schema().names)
     nulls = {c: 0 for c in expected if c in names}
     for g in range(meta.num_row_groups):
@@ -65,17 +81,21 @@ def _footer_counts(uri: str, expected: Sequence[str]) -> tuple[list[str], int, d
 
 
 def table_counts(df: pl.DataFrame | pl.LazyFrame, expected: Sequence[str]) -> tuple[list[str], int, dict[str, int]]:
-    """Columns, rows and null counts of the ``expected`` columns. A frame over a local parquet artifact
-    (one with a ``manifest``) is answered from the footer (a million-row file is not read), else by a
-    streaming scan.
+    """Columns, rows and null counts of the ``expected`` columns. A frame over a parquet artifact (one with
+    a ``manifest``; local, or remote with the frame's ``storage_options`` if it has them) is answered from
+    the footer (a million-row file is not read), else by a streaming scan.
 
     Example:
         >>> table_counts(pl.DataFrame({"a": [1, None]}), ["a"])
         (['a'], 2, {'a': 1})
     """
     manifest = getattr(df, "manifest", None)
-    if manifest is not None and manifest.format == "parquet" and "://" not in manifest.uri:
-        counted = _footer_counts(manifest.uri, expected)
+    if manifest is not None and manifest.format == "parquet":
+        try:
+            counted = _footer_counts(manifest.uri, expected, getattr(df, "storage_options", None))
+        except Exception as exc:  # noqa: BLE001 - fsspec, botocore and pyarrow raise their own: the scan below says
+            log.debug("footer counts of %s unavailable: %s", manifest.uri, type(exc).__name__)
+            counted = None
         if counted is not None:
             return counted
     lazy = df.lazy()

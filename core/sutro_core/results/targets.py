@@ -1,6 +1,9 @@
 """Where a results file goes and how it lands: a temp file first, checked, finished, moved into place atomically.
 
-Works for local paths and any fsspec URI (``s3://``, ``gs://``, ``memory://`` ...). Parquet files get
+Works for local paths and any fsspec URI (``s3://``, ``gs://``, ``memory://`` ...), or an fsspec path object
+(``UPath``, Airflow's ``ObjectStoragePath``) whose filesystem carries its credentials. A remote file is
+finished in a local temp file, then uploaded once (``storage.upload_file``: it appears at its key only
+complete). Parquet files get
 key-value metadata in their footer (job id, model, rows, created time) without rewriting the data
 (``parquet_footer``); the one results shape is written by ``shape.shape_file`` through ``finalize``'s
 ``transform``.
@@ -18,7 +21,6 @@ import glob
 import json
 import os
 import shutil
-import tempfile
 import time
 import uuid
 import zipfile
@@ -30,6 +32,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
+from .. import storage
 from ..errors import InputValidationError, ResultsFormatError
 from ..models import Job, ResultsManifest
 from .parquet_footer import add_key_value_metadata
@@ -49,29 +52,45 @@ class Target:
     fs_path: str | None = None
 
 
-def is_remote(uri: str) -> bool:
-    """True for an fsspec URI other than ``file://`` (the file then goes through fsspec)."""
-    return "://" in uri and not uri.startswith("file://")
+is_remote = storage.is_remote
+
+
+def _path_object(destination: Any) -> bool:
+    """A ``UPath`` / ``ObjectStoragePath``: a remote path that brings its own filesystem."""
+    return hasattr(destination, "fs") and bool(getattr(destination, "protocol", None)) and \
+        getattr(destination, "protocol", None) not in ("file", "local")
 
 
 def prepare_target(destination: Any, result_format: str, storage_options: dict[str, Any] | None = None) -> Target:
     """Validate the destination and pick the temp file (beside the final file when local).
 
-    ``storage_options`` go to fsspec for remote URIs (credentials, endpoint, ...).
+    ``destination``: a local path, an fsspec URI, or a ``UPath`` / ``ObjectStoragePath`` (its own filesystem
+    and credentials are used). ``storage_options`` go to fsspec for remote URIs (credentials, endpoint,
+    ...); without them the filesystem's own chain applies (for S3 the standard AWS environment).
+
+    Example:
+        >>> prepare_target("s3://bucket/out.parquet", "parquet", {"anon": False}).uri  # doctest: +SKIP
+        's3://bucket/out.parquet'
     """
     if result_format not in RESULT_FORMATS:
         raise InputValidationError("format", f"{result_format!r} is not one of {RESULT_FORMATS}")
+    if _path_object(destination) and not storage_options:
+        protocol = destination.protocol if isinstance(destination.protocol, str) else destination.protocol[0]
+        fs_path = destination.fs._strip_protocol(str(destination.path))
+        uri = storage.safe_uri(f"{protocol}://{fs_path}")
+        return Target(uri=uri, tmp_path=storage.temp_path("upload"), local_path=None, fs=destination.fs,
+                      fs_path=fs_path)
     uri = os.fspath(destination) if isinstance(destination, os.PathLike) else str(destination)
     if not uri:
         raise InputValidationError("destination", "give a file path or URI such as 'out/results.parquet'")
     if is_remote(uri):
-        try:
-            import fsspec
-        except ImportError as exc:  # pragma: no cover - fsspec ships with every orchestrator
-            raise InputValidationError("destination", f"{uri!r} needs fsspec: pip install fsspec") from exc
-        fs, fs_path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-        tmp = Path(tempfile.gettempdir()) / f"sutro-{uuid.uuid4().hex}.part"
-        return Target(uri=uri, tmp_path=tmp, local_path=None, fs=fs, fs_path=fs_path)
+        fs, fs_path = storage.filesystem(uri, storage_options, field="output_uri")
+        if uri.endswith("/") or not fs_path.strip("/"):
+            raise InputValidationError("output_uri", f"{storage.safe_uri(uri)!r} names a folder; give a file "
+                                       "name inside it, e.g. 's3://bucket/out/results.parquet'")
+        # The manifest and every message carry the URI without user info or query (never credentials).
+        return Target(uri=storage.safe_uri(uri), tmp_path=storage.temp_path("upload"), local_path=None, fs=fs,
+                      fs_path=fs_path)
     path = Path(uri.removeprefix("file://")).expanduser().absolute()
     if path.is_dir():
         raise InputValidationError("destination", f"{path} is a directory; give a file name inside it")
@@ -212,11 +231,8 @@ def finalize(target: Target, job: Job, result_format: str,
         if target.local_path is not None:
             os.replace(target.tmp_path, target.local_path)
         else:
-            # Object stores make an upload visible only when complete, so put == atomic publish.
-            parent = str(target.fs_path).rsplit("/", 1)[0]
-            if parent and parent != target.fs_path:
-                target.fs.makedirs(parent, exist_ok=True)
-            target.fs.put_file(str(target.tmp_path), target.fs_path)
+            # One upload that appears at the key only complete (storage.upload_file), in flat memory.
+            storage.upload_file(target.tmp_path, target.fs, target.fs_path)
     finally:
         discard(target)
     return ResultsManifest(
