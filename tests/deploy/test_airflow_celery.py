@@ -48,9 +48,7 @@ def _airflow_env(sutro_url: str, key: str, s3_server, output: str) -> dict[str, 
         "AIRFLOW_CONN_AWS_DEPLOY": json.dumps(aws),
         "DEPLOY_DAG_ID": DAG_ID, "DEPLOY_ROWS": str(ROWS), "DEPLOY_MODEL": "slow-embed", "DEPLOY_OUTPUT": output,
         "DEPLOY_AWS_CONN": "aws_deploy",
-        # The operator writes s3:// results with the worker's default AWS credentials until it takes them
-        # from the output's Airflow connection (the S3 work of issue 26); the read-back uses the connection.
-        **s3_server.env,
+        # No AWS_* variables: the workers reach S3 only through the Airflow connection.
     }
 
 
@@ -98,6 +96,7 @@ def test_worker_killed_mid_task_the_retry_on_the_other_worker_reattaches(
 
     # The artifact on S3 is complete, and is the only object the step left there.
     assert manifest["uri"] == output and manifest["job_id"] == job.job_id and manifest["rows"] == ROWS, manifest
+    assert manifest["conn_id"] == "aws_deploy", manifest
     assert s3_bucket.keys() == ["airflow/embeddings.parquet"], s3_bucket.keys()
     assert not s3_bucket.unfinished_uploads()
     df = pl.read_parquet(io.BytesIO(s3_bucket.read("airflow/embeddings.parquet")))

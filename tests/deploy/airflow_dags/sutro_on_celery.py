@@ -30,8 +30,8 @@ with DAG(
         task_id="embed",
         model=os.environ.get("DEPLOY_MODEL", "slow-embed"),
         inputs=ROWS,
-        # "scheme://conn_id@bucket/key": the object-storage path carries the Airflow connection
-        output_uri=ObjectStoragePath(OUTPUT.replace("s3://", f"s3://{AWS_CONN}@", 1)),
+        # The results are written through the Airflow connection (credentials, endpoint_url in its extra)
+        output_uri=ObjectStoragePath(OUTPUT, conn_id=AWS_CONN),
         # The wait holds the worker slot, so a worker lost mid-job is a task lost mid-run: the case the
         # test kills. (Deferred, the wait is the triggerer's, and a worker only submits and writes.)
         deferrable=False,
@@ -48,7 +48,8 @@ with DAG(
 
         import polars as pl
 
-        path = ObjectStoragePath(manifest["uri"].replace("s3://", f"s3://{AWS_CONN}@", 1))
+        # The manifest names the connection its file was written with; the URI never does.
+        path = ObjectStoragePath(manifest["uri"], conn_id=manifest["conn_id"])
         with path.open("rb") as fh:
             df = pl.read_parquet(fh)
         return {"rows": df.height, "columns": df.columns,
