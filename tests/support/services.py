@@ -322,7 +322,11 @@ class PostgresServer:
             self.root = None
 
     def __enter__(self) -> PostgresServer:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # a failed start leaves no process or folder behind
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -374,7 +378,11 @@ class RedisServer:
             self.root = None
 
     def __enter__(self) -> RedisServer:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # a failed start leaves no process or folder behind
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
