@@ -99,7 +99,7 @@ async def test_worker_killed_mid_run_the_rerun_on_the_other_worker_reattaches(
     from prefect.workers.process import ProcessWorker
 
     from prefect_sutro import SutroCredentials
-    from support.prefect_server import PrefectTestServer
+    from support.prefect_server import PrefectTestServer, drain_prefect_workers
 
     output = s3_bucket.uri("prefect/embeddings.parquet")
     pool = f"deploy-{uuid.uuid4().hex[:6]}"
@@ -157,6 +157,8 @@ async def test_worker_killed_mid_run_the_rerun_on_the_other_worker_reattaches(
         finally:
             for w in workers.values():
                 w.stop()
+            # this process's own Prefect events (block saves, the deployment) reach the server before it goes
+            await asyncio.to_thread(drain_prefect_workers)
 
     # The run crashed with its worker, was rescheduled, and the survivor ran it to completion.
     assert "Crashed" in history and history[-1] == "Completed", history
