@@ -18,11 +18,14 @@ from typing import Any
 from prefect.client.orchestration import get_client
 from prefect.context import FlowRunContext
 from sutro_core import InputValidationError, JobSpec
+from sutro_core.inputs import is_url, read_input_file
 from sutro_core.spec import DEFAULT_TIMEOUT_S, carry_frame
+from sutro_core.storage import is_remote
 
 from .credentials import SutroCredentials
 from .flow_decorators import sutro_flow
 from .lineage import asset_key
+from .storage import check_storage_options, masked, resolve_storage_options
 from .tasks import download_results_to_parquet, submit_batch_function, submit_batch_inference, wait_for_job
 
 logger = logging.getLogger(__name__)
@@ -38,6 +41,21 @@ async def _rename_run(name: str) -> None:
             await client.update_flow_run(ctx.flow_run.id, name=name[:200])
     except Exception as exc:  # noqa: BLE001 - a name is cosmetic; the job must go on
         logger.debug("could not rename flow run %s: %s", ctx.flow_run.id, exc)
+
+
+async def _unstore_secrets(parameter: str, value: Any) -> None:
+    """Prefect stored this flow run's parameters before the body ran: overwrite the plain-text secrets there
+    (best effort) before refusing them."""
+    ctx = FlowRunContext.get()
+    if ctx is None or ctx.flow_run is None or not isinstance(value, dict):
+        return
+    try:
+        async with get_client() as client:
+            run = await client.read_flow_run(ctx.flow_run.id)
+            await client.update_flow_run(ctx.flow_run.id, parameters={**run.parameters, parameter: masked(value)})
+    except Exception as exc:  # noqa: BLE001 - the refusal below is what matters
+        logger.warning("could not mask the refused %s in flow run %s: %s", parameter, ctx.flow_run.id,
+                       type(exc).__name__)
 
 
 @sutro_flow(name="sutro-batch-job")
@@ -68,12 +86,15 @@ async def sutro_batch_job(
     carry_columns: list[str] | None = None,
     repair_rounds: int = 0,
     max_failed_rows: int | float | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one Sutro batch job end to end: submit (retry-safe) -> wait -> parquet -> manifest dict.
 
     Give exactly one of ``model`` or ``function_name`` (``column`` then lists the Function's inputs). A
     DataFrame input's columns are carried into the results (``carry_columns`` picks them, ``[]`` none);
-    docs/prefect.md lists every parameter.
+    docs/prefect.md lists every parameter. ``output_path`` may be object storage (``s3://bucket/x.parquet``):
+    credentials from ``storage_options`` with secrets as ``Secret`` blocks or ``SecretStr`` (a plain-text
+    secret is refused: Prefect stores a flow run's parameters), else the worker's AWS environment.
 
     Example:
         >>> manifest = await sutro_batch_job(tickets_df, "s3://bucket/triage.parquet", creds,
@@ -83,6 +104,15 @@ async def sutro_batch_job(
         raise InputValidationError(
             "model/function_name", "give exactly one: model='all-minilm-l6-v2' for batch inference, "
             "or function_name='ticket-triage' for a Sutro Function")
+    try:
+        check_storage_options(storage_options)
+    except InputValidationError:
+        await _unstore_secrets("storage_options", storage_options)
+        raise
+    given = data
+    if isinstance(data, (str, os.PathLike)) and is_remote(os.fspath(data)) and not is_url(os.fspath(data)):
+        # An object-storage input (s3://...) is read here, with the same credentials as the output.
+        data = read_input_file(data, resolve_storage_options(storage_options), field="data")
     carry = carry_frame(data, carry_columns)  # checked before anything is billed
     step = artifact_key or name or function_name or model or "sutro-job"
     await _rename_run(step)
@@ -108,9 +138,9 @@ async def sutro_batch_job(
         handle, sutro_credentials, timeout=timeout, poll_interval_seconds=poll_interval_seconds,
         max_poll_interval_seconds=max_poll_interval_seconds, cancel_on_timeout=cancel_on_timeout)
     # A file or URL input is the results asset's upstream asset (inline rows are none).
-    source = asset_key(os.fspath(data)) if isinstance(data, (str, os.PathLike)) else None
+    source = asset_key(os.fspath(given)) if isinstance(given, (str, os.PathLike)) else None
     download = (download_results_to_parquet.with_options(asset_deps=[source]) if source
                 else download_results_to_parquet)
     return await download(
         handle, output_path, sutro_credentials, include_inputs=include_inputs, preview_rows=preview_rows,
-        artifact_key=artifact_key, carry=carry, spec=spec)
+        artifact_key=artifact_key, carry=carry, spec=spec, storage_options=storage_options)

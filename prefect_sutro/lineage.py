@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
@@ -105,15 +106,17 @@ def materialize_step(step: StepLineage) -> Asset | None:
     return asset
 
 
-def materialize_results(handle: JobHandle, manifest: ResultsManifest, job: Job | None = None) -> Asset | None:
+def materialize_results(handle: JobHandle, manifest: ResultsManifest, job: Job | None = None,
+                        storage_options: Mapping[str, Any] | None = None) -> Asset | None:
     """Describe the finished step and make the running task its artifact's materialization (best effort:
-    lineage never fails a step whose results are written).
+    lineage never fails a step whose results are written). ``storage_options`` read a remote artifact's footer.
 
     Example:
         >>> materialize_results(handle, manifest, job)   # doctest: +SKIP
     """
     try:
-        return materialize_step(describe_step(handle, manifest=manifest, job=job, input_uri=upstream_input()))
+        return materialize_step(describe_step(handle, manifest=manifest, job=job, input_uri=upstream_input(),
+                                              storage_options=storage_options))
     except Exception as exc:  # noqa: BLE001 - the results are written; lineage is a record of it
         logger.warning("could not record the results asset of job %s: %s", handle.job_id, exc)
         return None

@@ -46,6 +46,7 @@ from .credentials import SutroCredentials
 from .flow_decorators import check_runner_cancellation
 from .idempotency import current_root, prefect_idempotency_key
 from .lineage import emit_job_event, job_step, materialize_results
+from .storage import check_storage_options, resolve_storage_options
 from .summary import record_job
 
 JobRef = JobHandle | Submission | Job | dict | str
@@ -217,12 +218,14 @@ async def wait_for_job(job: JobRef, sutro_credentials: SutroCredentials, timeout
 async def download_results_to_parquet(job: JobRef, path: str, sutro_credentials: SutroCredentials,
                                       include_inputs: bool = False, create_artifacts: bool = True,
                                       preview_rows: int = 10, artifact_key: str | None = None,
-                                      carry: Any = None, spec: JobSpec | None = None) -> dict[str, Any]:
+                                      carry: Any = None, spec: JobSpec | None = None,
+                                      storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """``client.finish``: a SUCCEEDED job's results at ``path`` (local path or fsspec URI) in the one results
     shape, with ``carry``'s columns (row-aligned with the inputs, e.g. their ids), and each row's
     ``sutro_row_status``. ``spec`` (the submitted job's) lets its ``repair_rounds`` re-run the rows that are not
     ok. Returns the manifest dict; creates the preview, parquet link and summary artifacts unless
-    ``create_artifacts=False``.
+    ``create_artifacts=False``. ``storage_options``: fsspec's for an object-storage ``path``, secrets as
+    ``Secret`` blocks or ``SecretStr`` (``prefect_sutro.storage``); without them the worker's AWS environment.
 
     Example:
         >>> manifest = await download_results_to_parquet(
@@ -231,16 +234,18 @@ async def download_results_to_parquet(job: JobRef, path: str, sutro_credentials:
     check_artifact_key(artifact_key)
     if not isinstance(path, str) or not path.strip():
         raise ValueError("path must be a local file path or an fsspec URI such as 's3://bucket/out.parquet'")
+    check_storage_options(storage_options)
+    options = resolve_storage_options(storage_options)
     async with _client(sutro_credentials) as client:
         handle = (await _handle(job, client)).with_overrides(include_inputs=include_inputs)
-        manifest = await client.finish(handle, carry=carry, destination=path, spec=spec)
+        manifest = await client.finish(handle, carry=carry, destination=path, spec=spec, storage_options=options)
         details = await client.get_job(handle.job_id) if create_artifacts else None
     get_run_logger().info("Wrote %s rows of Sutro job %s to %s (%s bytes)", manifest.rows, handle.job_id,
                           manifest.uri, manifest.bytes)
     # The artifact is this task run's asset (its input: asset_deps, or the upstream step's artifact).
-    materialize_results(handle, manifest, details)
+    materialize_results(handle, manifest, details, storage_options=options)
     if create_artifacts:
-        preview = load_results(manifest, n_rows=preview_rows) if preview_rows > 0 else None
+        preview = load_results(manifest, n_rows=preview_rows, storage_options=options) if preview_rows > 0 else None
         await publish_results_artifacts(manifest, details, preview, job_url=handle.url, key=artifact_key)
     await _record(handle.job_id, status="SUCCEEDED", rows=manifest.rows, cost=manifest.cost, uri=manifest.uri)
     return manifest.to_dict()

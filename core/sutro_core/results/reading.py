@@ -152,10 +152,11 @@ def iter_results(
     if batch_rows < 1:
         raise InputValidationError("batch_rows", f"must be >= 1, got {batch_rows}")
     with storage.local_copy(uri, storage_options, field="source") as path:
-        parquet = pq.ParquetFile(path, buffer_size=1 << 20, pre_buffer=False)
-        try:
-            for batch in parquet.iter_batches(batch_size=batch_rows, columns=list(columns) if columns else None,
-                                              use_threads=False):
-                yield pl.DataFrame(pl.from_arrow(batch))
-        finally:
-            parquet.close()
+        total = pq.read_metadata(path).num_rows
+        scan = pl.scan_parquet(path)
+        if columns:
+            scan = scan.select(list(columns))
+        # Slices of a scan read only the row groups they cover, straight into polars: as fast as pyarrow's
+        # iter_batches and about a third of its memory (benchmarks/object_storage.py).
+        for first in range(0, total, batch_rows):
+            yield scan.slice(first, batch_rows).collect()
