@@ -86,6 +86,7 @@ def test_worker_killed_mid_task_the_retry_on_the_other_worker_reattaches(
     assert [(t["try_number"], t["hostname"]) for t in tries] == [(1, victim), (2, survivor)], tries
     assert tries[-1]["state"] == "success", tries
     assert f"Reattached to job {job.job_id}" in logs, logs[-4000:]
+    assert s3_server.secret_key not in logs, "the S3 secret is in a task log"
 
     # Exactly one billed job for the step: the key's whole job list, and the jobs carrying the step's scope.
     jobs = sutro_client.list_jobs()

@@ -1,5 +1,6 @@
 """Prefect as production runs it: a Prefect server, a ``process`` work pool served by two workers (standing
-for two machines, one flow run at a time each), and a deployment whose flow writes Sutro results to S3 and
+for two machines, one flow run at a time each), and a deployment whose flow writes Sutro results to S3
+(credentials from ``SutroCredentials`` and ``Secret`` blocks; the workers have no AWS variables) and
 persists its own result on S3 (a ``RemoteFileSystem`` block).
 
 The kill: while the flow run runs on one worker and its Sutro job runs on sutro-local, that worker's whole
@@ -91,6 +92,7 @@ def _worker(name: str, pool: str, api_url: str, env: dict[str, str], log: Path) 
 @pytest.mark.parametrize("rep", range(KILL_REPS))
 async def test_worker_killed_mid_run_the_rerun_on_the_other_worker_reattaches(
         rep, s3_server, s3_bucket, sutro_server, sutro_key, sutro_client, tmp_path):
+    from prefect.blocks.system import Secret
     from prefect.client.orchestration import PrefectClient
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.filesystems import RemoteFileSystem
@@ -102,14 +104,17 @@ async def test_worker_killed_mid_run_the_rerun_on_the_other_worker_reattaches(
     from support.prefect_server import PrefectTestServer, drain_prefect_workers
 
     output = s3_bucket.uri("prefect/embeddings.parquet")
+    s3 = {"key": s3_server.access_key, "endpoint_url": s3_server.endpoint_url,
+          "client_kwargs": {"region_name": s3_server.region}}
     pool = f"deploy-{uuid.uuid4().hex[:6]}"
+    # No AWS_* variables: the workers reach S3 only through the flow's storage options and Prefect's blocks.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT", "PYTEST_", "AWS_"))}
-    env.update(s3_server.env)
     env.update({
         "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S),
         "PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_WORKER_HEARTBEAT_SECONDS": "10",
-        "DEPLOY_SUTRO_BLOCK": "sutro-deploy",
+        "DEPLOY_SUTRO_BLOCK": "sutro-deploy", "DEPLOY_S3_SECRET_BLOCK": "sutro-deploy-s3-secret",
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance-metadata lookups for credentials on a test box
         "PYTHONPATH": os.pathsep.join([str(REPO / "core"), str(REPO), os.environ.get("PYTHONPATH", "")]),
         "PYTHONUNBUFFERED": "1",
     })
@@ -118,6 +123,7 @@ async def test_worker_killed_mid_run_the_rerun_on_the_other_worker_reattaches(
         try:
             async with PrefectClient(api=server.api_url) as client:
                 await SutroCredentials(api_key=sutro_key, api_url=sutro_server.url).save("sutro-deploy")
+                await Secret(value=s3_server.secret_key).save("sutro-deploy-s3-secret")
                 await RemoteFileSystem(basepath=s3_bucket.uri("prefect-results"),
                                        settings=s3_server.storage_options).save("sutro-deploy-results")
                 await client.create_work_pool(WorkPoolCreate(
@@ -129,7 +135,7 @@ async def test_worker_killed_mid_run_the_rerun_on_the_other_worker_reattaches(
                 for name in WORKERS:
                     workers[name] = _worker(name, pool, server.api_url, env, tmp_path / f"{name}.log")
                 run = await client.create_flow_run_from_deployment(deployment_id,
-                                                                   parameters={"output": output, "rows": ROWS})
+                                                                   parameters={"output": output, "s3": s3, "rows": ROWS})
 
                 # Mid-run: the flow run runs in a worker's process and its Sutro job runs on sutro-local.
                 async def running_job():
@@ -159,6 +165,9 @@ async def test_worker_killed_mid_run_the_rerun_on_the_other_worker_reattaches(
                 w.stop()
             # this process's own Prefect events (block saves, the deployment) reach the server before it goes
             await asyncio.to_thread(drain_prefect_workers)
+
+    assert s3_server.secret_key not in str(final.parameters), "the S3 secret is stored with the run"
+    assert not [w.name for w in workers.values() if s3_server.secret_key in w.log_tail(10**8)], "secret logged"
 
     # The run crashed with its worker, was rescheduled, and the survivor ran it to completion.
     assert "Crashed" in history and history[-1] == "Completed", history
