@@ -204,7 +204,9 @@ def test_airflow_commands_parse_with_airflows_own_parser(tmp_path):
         "        bad.append((where, exc.code))\n"
         "print(json.dumps(bad))\n"
     )
-    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    # CeleryExecutor: the `airflow celery ...` commands (docs/scaling.md) exist only under that executor.
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+           "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"}
     r = subprocess.run(
         [sys.executable, "-c", script, json.dumps(cmds)],
         check=False,

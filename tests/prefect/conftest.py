@@ -22,29 +22,7 @@ import pytest  # noqa: E402
 from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
 
 from prefect_sutro import SutroCredentials  # noqa: E402
-from support.prefect_server import PrefectTestServer  # noqa: E402
-
-
-def _drain_prefect_workers() -> None:
-    """Flush the log and event workers before the server goes (as Prefect's own harness does)."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-    from prefect.utilities.asyncutils import run_coro_as_sync
-
-    async def drain() -> None:
-        import inspect
-
-        try:
-            result = APILogWorker.instance().drain()
-            if inspect.isawaitable(result):
-                await result
-        except RuntimeError:  # the worker was never started
-            pass
-        result = EventsWorker.drain_all()
-        if inspect.isawaitable(result):
-            await result
-
-    run_coro_as_sync(drain())
+from support.prefect_server import PrefectTestServer, drain_prefect_workers  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -54,7 +32,7 @@ def prefect_harness():
     try:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server
-            _drain_prefect_workers()
+            drain_prefect_workers()
     finally:
         server.stop()
 

@@ -130,3 +130,26 @@ class PrefectTestServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def drain_prefect_workers() -> None:
+    """Flush this process's Prefect log and event workers before the server goes (as Prefect's own harness
+    does); otherwise they try to reach the stopped server at exit and log connection errors."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        import inspect
+
+        try:
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        except RuntimeError:  # the worker was never started
+            pass
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
