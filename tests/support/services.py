@@ -229,7 +229,37 @@ def _service_user() -> str | None:
     return os.environ.get("SUTRO_PG_USER", "nobody") if os.geteuid() == 0 else None
 
 
-class PostgresServer:
+class _FolderService:
+    """A server process with a folder of its own: ``stop`` (safe twice) stops it and removes the folder; as a
+    context manager a failed start leaves no process or folder behind."""
+
+    root: Path | None = None
+    service: Service | None = None
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop the server (SIGKILL after a grace period), then remove its folder. Safe to call twice."""
+        if self.service is not None:
+            self.service.stop()
+            self.service = None
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.root = None
+
+    def __enter__(self) -> Any:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class PostgresServer(_FolderService):
     """A throwaway PostgreSQL cluster: trust auth for user ``postgres`` on 127.0.0.1:``port``.
 
     ``create_database(name)`` returns a SQLAlchemy URL for it; ``connect(db)`` a psycopg2 connection.
@@ -312,27 +342,9 @@ class PostgresServer:
         """The SQLAlchemy URL of ``dbname``."""
         return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/{dbname}"
 
-    def stop(self) -> None:
-        """Fast shutdown (SIGKILL after 20 s), then remove the cluster's folder. Safe to call twice."""
-        if self.service is not None:
-            self.service.stop()
-            self.service = None
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
-
-    def __enter__(self) -> PostgresServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()  # a failed start leaves no process or folder behind
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
-class RedisServer:
+class RedisServer(_FolderService):
     """``redis-server`` on 127.0.0.1:``port`` with persistence off; ``.url`` is ``redis://...``."""
 
     def __init__(self, binary: str | None = None, startup_timeout: float = 30.0) -> None:
@@ -368,21 +380,3 @@ class RedisServer:
             self.service.kill()
         raise RuntimeError(f"redis-server did not start: {self.service.log_tail()}")
 
-    def stop(self) -> None:
-        """Stop the server and remove its folder. Safe to call twice."""
-        if self.service is not None:
-            self.service.stop()
-            self.service = None
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
-
-    def __enter__(self) -> RedisServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()  # a failed start leaves no process or folder behind
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
