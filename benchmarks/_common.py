@@ -276,3 +276,9 @@ def rows_main(doc: str, run: Any, *, rows_help: str) -> None:
     print(section)
     if args.save:
         save_section(args.save, section)
+
+
+def value_range(values: list[float], fmt: str = "{:.2f}") -> str:
+    """``lo-hi`` of ``values`` formatted with ``fmt`` (one value when they print the same)."""
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}-{fmt.format(hi)}"

@@ -35,7 +35,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SCRATCH, Measured, bench_server, command_line, machine_line, measure, save_section, table  # noqa: E402
+from _common import (  # noqa: E402
+    SCRATCH, Measured, bench_server, command_line, machine_line, measure, save_section, table, value_range as rng,
+)
 
 OUTPUT_CHARS = 100
 FRESH = "fresh run (no store)"
@@ -114,10 +116,6 @@ def run(rows: int, repeats: int) -> str:
                 runs[name].append(m)
                 shutil.rmtree(folder / f"empty-{r}", ignore_errors=True)
             loads.append(f"{before} -> {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-
-    def rng(values: list[float], fmt: str = "{:.2f}") -> str:
-        lo, hi = min(values), max(values)
-        return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}-{fmt.format(hi)}"
 
     table_rows = []
     for name, ms in runs.items():

@@ -42,7 +42,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import SCRATCH, Measured, command_line, machine_line, measure, save_section, table  # noqa: E402
+from _common import (  # noqa: E402
+    SCRATCH, Measured, command_line, machine_line, measure, save_section, table, value_range as rng,
+)
 
 OUTPUT_CHARS = 100
 BARE = "bare polars: scan_parquet semi join + left join"
@@ -152,10 +154,6 @@ def run(inputs: int, files: int, rows_per_file: int, repeats: int) -> str:
                 raise RuntimeError(f"{name} failed: {m.stderr_tail}")
             runs[name].append(m)
         loads.append(f"{before} -> {load()}")
-
-    def rng(values: list[float], fmt: str = "{:.2f}") -> str:
-        lo, hi = min(values), max(values)
-        return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}-{fmt.format(hi)}"
 
     rows = []
     for name in [*lookups, *keyers]:
