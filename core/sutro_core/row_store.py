@@ -17,9 +17,12 @@ paid once). Keys are stable across processes, machines and library versions (no 
 polars hash): the same row and identity give the same key tomorrow.
 
 **The store.** ``RowStore(uri)`` is a folder (a local path, ``file://`` or any fsspec URI) of parquet
-files named ``<UTC timestamp>-<uuid>.parquet``. Each file is written once under a temp name
-(``.tmp-...part``, which readers ignore) and renamed into place, and never modified, so two writers at
-once cannot corrupt anything and a half-written file is never read. Every file has the string column
+files named ``<UTC timestamp>-<uuid>.parquet``. Each file is written once and never modified: on disk
+under a temp name (``.tmp-...part``, which readers ignore) renamed into place; on object storage uploaded
+straight to its key, where it appears only complete (an upload a killed writer left unfinished is aborted
+by the next ``compact``/``prune`` a day later). So two writers at once cannot corrupt anything and a
+half-written file is never read; remote files are read by ranges (footers, key columns, the row groups
+that match). Every file has the string column
 ``sutro_row_key`` beside whatever result columns the caller stores. The files read with polars, DuckDB or
 Spark (``pl.scan_parquet("store/*.parquet")``).
 
@@ -52,6 +55,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import hashlib
 import io
@@ -63,12 +67,14 @@ import sys
 import time
 import uuid
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
+
+from . import storage
 
 if TYPE_CHECKING:
     from .inputs import NormalisedInputs
@@ -82,11 +88,11 @@ TEMP_PATTERN = re.compile(r"^\.tmp-[0-9a-f]{32}\.part$")
 #: A temp file this old belongs to a writer that died (a live write takes seconds); compact/prune remove it.
 STALE_TEMP_S = 86_400
 ROW_GROUP_ROWS = 65_536
+#: Remote reads fetch at most this much past what was asked (s3fs would read 50 MB blocks).
+_RANGE_BYTES = 1 << 20
 #: Subfolder of write-once submission records: which rows a step's job was sent (see ``claim_submission``).
 SUBMISSIONS = "submissions"
 _RECORD_PATTERN = re.compile(r"^[0-9A-Za-z_.-]{1,200}\.parquet$")
-#: Remote files are read into memory this many bytes at a time (one lazy query per batch).
-REMOTE_BATCH_BYTES = 256 << 20
 # Helper columns of a lookup: the batch (one scan) a row came from, its row in that scan, its file's rank.
 _BATCH, _ROW, _RANK = "__sutro_row_store_batch", "__sutro_row_store_row", "__sutro_row_store_rank"
 #: Rounds of listing and reading new files while a compaction or prune runs under a lookup.
@@ -208,14 +214,13 @@ def _stamp_time(name: str) -> _dt.datetime:
 
 
 class _Folder:
-    """The store's folder: local (paths, os.replace, fsync) or fsspec (temp name, then mv)."""
+    """The store's folder: local (paths, os.replace, fsync) or fsspec (a local file uploaded whole to its
+    final key on object stores; elsewhere a temp name, then mv)."""
 
-    def __init__(self, uri: str, storage_options: dict[str, Any] | None) -> None:
+    def __init__(self, uri: str, storage_options: Mapping[str, Any] | None) -> None:
         self.remote = "://" in uri and not uri.startswith("file://")
         if self.remote:
-            import fsspec
-
-            self.fs, self.path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+            self.fs, self.path = storage.filesystem(uri, storage_options, field="row_store")
             self.path = self.path.rstrip("/")
             self.fs.makedirs(self.path, exist_ok=True)
         else:
@@ -319,72 +324,124 @@ class _Folder:
             return pl.read_parquet_schema(self.join(name)), None
         import pyarrow.parquet as pq
 
-        with self.fs.open(self.join(name), "rb") as fh:  # range reads: the footer, not the file
+        with self.fs.open(self.join(name), "rb", block_size=_RANGE_BYTES) as fh:  # range reads: the footer, not the file
             pf = pq.ParquetFile(fh)
             arrow_schema, rows = pf.schema_arrow, pf.metadata.num_rows
         return pl.from_arrow(arrow_schema.empty_table()).schema, rows  # type: ignore[union-attr]
 
     def num_rows(self, name: str) -> int:
         """Rows in a file, from its footer."""
-        src = self.source(name)
-        lf = pl.scan_parquet(src, glob=False) if isinstance(src, str) else pl.scan_parquet(src)
-        return int(lf.select(pl.len()).collect().item())
+        if self.remote:
+            rows = self.open_meta(name)[1]
+            assert rows is not None
+            return rows
+        return int(pl.scan_parquet(self.join(name), glob=False).select(pl.len()).collect().item())
 
-    def source(self, name: str) -> Any:
-        """What ``pl.scan_parquet`` reads: a local path, or a remote file's bytes."""
-        return self.fs.cat_file(self.join(name)) if self.remote else self.join(name)
+    def read_small(self, name: str, columns: list[str]) -> pl.DataFrame:
+        """A small file (a submission record) read whole."""
+        if self.remote:
+            return pl.read_parquet(io.BytesIO(self.fs.cat_file(self.join(name))), columns=columns)
+        return pl.read_parquet(self.join(name), columns=columns)
+
+    @contextlib.contextmanager
+    def local_paths(self, names: list[str]) -> Iterator[list[str]]:
+        """Local paths of the files ``names`` (remote ones downloaded one stream each, removed on exit)."""
+        if not self.remote:
+            yield [self.join(n) for n in names]
+            return
+        paths: list[Path] = []
+        try:
+            for n in names:
+                paths.append(storage.temp_path("row-store"))
+                storage.download_file(self.fs, self.join(n), paths[-1])
+            yield [str(p) for p in paths]
+        finally:
+            for p in paths:
+                p.unlink(missing_ok=True)
+
+    def hits(self, name: str, keys: pl.DataFrame, keys_only: bool, tidy: list[pl.Expr]) -> pl.DataFrame:
+        """A remote file's rows of ``keys`` with their row index (``_ROW``), by range reads: each row group's
+        key column, then its other columns only where a key matched (memory: about one row group)."""
+        import pyarrow.parquet as pq
+
+        def read(pf: Any, group: int, start: int, columns: list[str] | None) -> pl.DataFrame:
+            table = pl.from_arrow(pf.read_row_group(group, columns=columns))
+            assert isinstance(table, pl.DataFrame)
+            return table.with_row_index(_ROW, start).join(keys, on=KEY, how="semi")
+
+        found = []
+        with self.fs.open(self.join(name), "rb", block_size=_RANGE_BYTES) as fh:
+            pf = pq.ParquetFile(fh)
+            start = 0
+            for group in range(pf.num_row_groups):
+                rows = read(pf, group, start, [KEY])
+                if rows.height:
+                    found.append((rows if keys_only else read(pf, group, start, None)).with_columns(tidy))
+                start += pf.metadata.row_group(group).num_rows
+        return pl.concat(found) if found else pl.DataFrame()
 
     def write(self, data: pl.DataFrame | pl.LazyFrame, name: str) -> None:
-        """Write under a temp name readers ignore, then rename into place (never a half file under ``name``)."""
-        temp = f".tmp-{uuid.uuid4().hex}.part"
+        """Write ``name`` so that it is never seen half written: locally a temp name readers ignore, renamed
+        into place; on object stores a local file uploaded to its final key (one atomic PUT, or a multipart
+        upload published only when complete)."""
         if not self.remote:
-            tmp_path = self.join(temp)
+            self._write_local(data, name)
+            return
+        local = storage.temp_path("row-store")
+        try:
+            _write_parquet(data, str(local))
+            if storage.publishes_whole(self.fs):
+                storage.upload_file(local, self.fs, self.join(name))
+                return
+            tmp_remote = self.join(f".tmp-{uuid.uuid4().hex}.part")
             try:
-                if isinstance(data, pl.LazyFrame):
-                    data.sink_parquet(tmp_path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-                else:
-                    data.write_parquet(tmp_path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-                fd = os.open(tmp_path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)  # the data is on disk before the name is
-                finally:
-                    os.close(fd)
-                os.replace(tmp_path, self.join(name))
+                self.fs.put_file(str(local), tmp_remote)
+                self.fs.mv(tmp_remote, self.join(name))
             except BaseException:
                 try:
-                    os.unlink(tmp_path)
-                except FileNotFoundError:
+                    self.fs.rm(tmp_remote)
+                except (FileNotFoundError, OSError):
                     pass
                 raise
-            try:
-                dir_fd = os.open(self.path, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
-            except OSError:  # some filesystems refuse fsync on a directory; the rename itself is atomic
-                pass
-            return
-        tmp_remote = self.join(temp)
-        try:
-            if isinstance(data, pl.LazyFrame):
-                import tempfile
+        finally:
+            local.unlink(missing_ok=True)
 
-                with tempfile.TemporaryDirectory() as d:
-                    local = os.path.join(d, "part.parquet")
-                    data.sink_parquet(local, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-                    self.fs.put_file(local, tmp_remote)
-            else:
-                with self.fs.open(tmp_remote, "wb") as fh:
-                    data.write_parquet(fh, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-            # object stores: the copy behind mv appears whole or not at all
-            self.fs.mv(tmp_remote, self.join(name))
+    def _write_local(self, data: pl.DataFrame | pl.LazyFrame, name: str) -> None:
+        tmp_path = self.join(f".tmp-{uuid.uuid4().hex}.part")
+        try:
+            _write_parquet(data, tmp_path)
+            fd = os.open(tmp_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # the data is on disk before the name is
+            finally:
+                os.close(fd)
+            os.replace(tmp_path, self.join(name))
         except BaseException:
             try:
-                self.fs.rm(tmp_remote)
-            except (FileNotFoundError, OSError):
+                os.unlink(tmp_path)
+            except FileNotFoundError:
                 pass
             raise
+        try:
+            dir_fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError:  # some filesystems refuse fsync on a directory; the rename itself is atomic
+            pass
+
+    def abort_stale_uploads(self, older_than_s: float) -> int:
+        """Unfinished multipart uploads under the folder that a killed writer left (S3; by age)."""
+        return storage.abort_stale_uploads(self.fs, self.path, under=True, older_than_s=older_than_s) \
+            if self.remote else 0
+
+
+def _write_parquet(data: pl.DataFrame | pl.LazyFrame, path: str) -> None:
+    if isinstance(data, pl.LazyFrame):
+        data.sink_parquet(path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    else:
+        data.write_parquet(path, compression="zstd", row_group_size=ROW_GROUP_ROWS)
 
 
 # ---------------------------------------------------------------------------------------------- the store
@@ -488,34 +545,19 @@ class RowStore:
             out.append((name, meta))
         return out
 
-    def _scan(self, names: list[str], row_index: str | None = None) -> pl.LazyFrame:
-        """One scan over files of one schema, in the order given (one reader: concatenating per-file scans
-        costs ~100 MB more, their readers running side by side)."""
-        sources = [self._folder.source(name) for name in names]
-        if self._folder.remote:
-            return pl.scan_parquet(sources, row_index_name=row_index)
-        return pl.scan_parquet(sources, glob=False, row_index_name=row_index)
+    def _scan(self, paths: list[str], row_index: str | None = None) -> pl.LazyFrame:
+        """One scan over local files of one schema, in the order given (one reader: concatenating per-file
+        scans costs ~100 MB more, their readers running side by side)."""
+        return pl.scan_parquet(paths, glob=False, row_index_name=row_index)
 
     def _batches(self, files: list[tuple[str, _Meta]]) -> list[list[tuple[str, _Meta]]]:
-        """Files grouped by schema (one lazy query each), remote ones also by bytes held at once."""
+        """Local files grouped by schema (one lazy query each); remote files one at a time (range reads)."""
+        if self._folder.remote:
+            return [[f] for f in files]
         groups: dict[tuple[tuple[str, str], ...], list[tuple[str, _Meta]]] = {}
         for f in files:
             groups.setdefault(tuple((c, str(t)) for c, t in f[1].schema.items()), []).append(f)
-        if not self._folder.remote:
-            return list(groups.values())
-        batches = []
-        for group in groups.values():
-            batch: list[tuple[str, _Meta]] = []
-            size = 0
-            for f in group:
-                est = (f[1].rows or 0) * 200  # rough; only bounds the bytes held per batch
-                if batch and size + est > REMOTE_BATCH_BYTES:
-                    batches.append(batch)
-                    batch, size = [], 0
-                batch.append(f)
-                size += est
-            batches.append(batch)
-        return batches
+        return list(groups.values())
 
     def _collect(self, batch: list[tuple[str, _Meta]], keys: pl.LazyFrame, vanished: list[str],
                  keys_only: bool = False) -> list[tuple[pl.DataFrame, list[str]]]:  # fmt: skip
@@ -527,7 +569,9 @@ class RowStore:
                    if t == pl.String and (not keys_only or c == KEY)]
 
         def query(names: list[str]) -> pl.DataFrame:
-            scan = self._scan(names, _ROW)
+            if self._folder.remote:
+                return self._folder.hits(names[0], keys.collect(), keys_only, compact)
+            scan = self._scan([self._folder.join(n) for n in names], _ROW)
             if keys_only:  # the result columns are never read
                 scan = scan.select(KEY, _ROW)
             return (scan.join(keys, on=KEY, how="semi").with_columns(compact)
@@ -697,9 +741,10 @@ class RowStore:
             names = [name for name, _ in batch]
             try:
                 # one scan in name order: the first copy of a key is the earliest file's
-                merged = self._scan(names).unique(KEY, keep="first", maintain_order=True)
                 out = _new_name(FILE_PATTERN.match(names[0]).group(1))  # type: ignore[union-attr]
-                self._folder.write(merged, out)
+                with self._folder.local_paths(names) as paths:
+                    merged = self._scan(paths).unique(KEY, keep="first", maintain_order=True)
+                    self._folder.write(merged, out)
             except _READ_ERRORS as exc:  # a file removed or unreadable: leave this batch as it is
                 _warn(f"row store {self.uri}: not compacting {names[0]} .. {names[-1]}: {exc}")
                 continue
@@ -745,6 +790,7 @@ class RowStore:
         now = time.time()
         stale = [n for n, mtime in self._folder.entries()
                  if TEMP_PATTERN.match(n) and mtime and now - mtime > STALE_TEMP_S]  # fmt: skip
+        self._folder.abort_stale_uploads(STALE_TEMP_S)
         return [n for n in stale if self._folder.remove(n)]
 
     # -- submission records
@@ -777,8 +823,7 @@ class RowStore:
         """
         name = self._record_name(step_key)
         try:
-            source = self._folder.source(name)
-            return pl.read_parquet(source, columns=[KEY])[KEY].to_list()
+            return self._folder.read_small(name, [KEY])[KEY].to_list()
         except FileNotFoundError:
             return None
 

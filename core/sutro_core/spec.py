@@ -27,7 +27,8 @@ from pydantic import BaseModel, ConfigDict
 from .results.targets import RESULT_FORMATS
 from .errors import InputValidationError
 from .idempotency import idempotency_key as make_key, scope_id as make_scope_id
-from .inputs import NormalisedInputs, _is_pandas, is_url, to_polars
+from . import storage
+from .inputs import NormalisedInputs, _is_pandas, is_url, read_input_file, to_polars
 from .models import Job, JobStatus, ResultsManifest, Submission
 from .request import BatchJobRequest
 from .retrying import PollPolicy
@@ -83,14 +84,12 @@ def check_max_cost(value: Any) -> None:
 
 
 def _read_table(data: Any) -> Any:
-    """A .csv/.parquet path read once, so the rows sent and the rows carried are the same."""
+    """A .csv/.parquet path or object-storage URI (``s3://...``, with the filesystem's own credentials, e.g.
+    the AWS environment) read once, so the rows sent and the rows carried are the same."""
     if isinstance(data, (str, os.PathLike)) and not is_url(str(data)):
-        suffix = Path(str(data)).suffix.lower()
-        if suffix in (".csv", ".parquet"):
-            path = Path(data)
-            if not path.exists():
-                raise InputValidationError("data", f"file {path} does not exist")
-            return pl.read_parquet(path) if suffix == ".parquet" else pl.read_csv(path, infer_schema_length=10_000)
+        name = storage.safe_uri(os.fspath(data))
+        if Path(name.rsplit("/", 1)[-1]).suffix.lower() in (".csv", ".parquet"):
+            return read_input_file(data, field="data")
     return data
 
 

@@ -248,7 +248,7 @@ def _put_multipart(fs: Any, bucket: str, key: str, local: str, size: int, part_s
         raise
 
 
-def abort_stale_uploads(fs: Any, path: str) -> int:
+def abort_stale_uploads(fs: Any, path: str, *, under: bool = False, older_than_s: float | None = None) -> int:
     """Abort the unfinished multipart uploads of exactly ``path``'s key (S3 only); returns how many.
 
     Called before each upload of a key: a process killed mid-upload leaves its parts stored (invisible, but
@@ -256,32 +256,59 @@ def abort_stale_uploads(fs: Any, path: str) -> int:
     upload of the same key still running elsewhere is aborted too (its step then fails and its retry
     writes the same file): two live writers of one artifact key are already a conflict.
 
+    ``under=True``: every key under the folder ``path`` instead, but only uploads started more than
+    ``older_than_s`` seconds ago (a folder's keys are written by others too; a live upload is recent).
+
     Example:
         >>> abort_stale_uploads(fs, "bucket/out/results.parquet")  # doctest: +SKIP
         1
+        >>> abort_stale_uploads(fs, "bucket/rows", under=True, older_than_s=86400)  # doctest: +SKIP
+        0
     """
     if not _is_s3(fs):
         return 0
     bucket, key, _ = fs.split_path(path)
+    prefix = key.rstrip("/") + "/" if under else key
     try:
-        listed = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key)
+        listed = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix)
     except Exception as exc:  # noqa: BLE001 - permissions, or a store without the call: nothing to clean
         log.debug("could not list unfinished uploads under %s: %s", safe_uri(f"s3://{bucket}/{key}"),
                   type(exc).__name__)
         return 0
+    cutoff = time.time() - (older_than_s or 0)
     aborted = 0
     for upload in listed.get("Uploads", []):
-        if upload.get("Key") != key:
+        if not under and upload.get("Key") != key:
+            continue
+        started = upload.get("Initiated")
+        if under and (started is None or started.timestamp() > cutoff):
             continue
         try:
-            fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+            fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
             aborted += 1
         except Exception as exc:  # noqa: BLE001 - already completed or aborted by someone else
             log.debug("could not abort upload %s: %s", upload.get("UploadId"), type(exc).__name__)
     if aborted:
-        log.info("aborted %d unfinished upload(s) of %s left by an earlier try", aborted,
-                 safe_uri(f"s3://{bucket}/{key}"))
+        log.info("aborted %d unfinished upload(s) %s %s left by an earlier try", aborted,
+                 "under" if under else "of", safe_uri(f"s3://{bucket}/{key}"))
     return aborted
+
+
+#: fsspec protocols whose ``put_file`` publishes an object only complete (object stores; memory is in-process).
+_WHOLE_OBJECT_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"})
+
+
+def publishes_whole(fs: Any) -> bool:
+    """True when an upload to ``fs`` (``upload_file``) appears at its path only complete: object stores, where
+    a write is one atomic PUT or a completed multipart upload. Elsewhere (sftp, hdfs ...) write a temp name
+    and rename.
+
+    Example:
+        >>> publishes_whole(filesystem("memory://x")[0])
+        True
+    """
+    protocols = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return any(p in _WHOLE_OBJECT_PROTOCOLS for p in protocols)
 
 
 def download_file(fs: Any, path: str, local_path: str | os.PathLike[str]) -> None:

@@ -4,6 +4,7 @@ nothing left behind by a killed upload, flat memory, footer reads by range); cre
 
 from __future__ import annotations
 
+import datetime as _dt
 import io
 import json
 import logging
@@ -91,8 +92,9 @@ def test_only_the_standard_aws_environment_is_needed(s3_server, s3_bucket, sutro
         from sutro_core.row_store import RowStore
 
         bucket = sys.argv[1]
-        rows = read_input_file(f"s3://{bucket}/in/tickets.parquet")
-        spec = JobSpec.for_inference(rows, "all-minilm-l6-v2", column="text",
+        assert read_input_file(f"s3://{bucket}/in/tickets.parquet").height == 3
+        # the URI itself as a step's data: read once, its rows sent and its other columns carried
+        spec = JobSpec.for_inference(f"s3://{bucket}/in/tickets.parquet", "all-minilm-l6-v2", column="text",
                                      output_uri=f"s3://{bucket}/out/emb.parquet",
                                      poll=PollPolicy(initial_interval=0.1, max_interval=0.5))
         with SutroClient() as client:
@@ -128,6 +130,76 @@ def test_a_row_store_on_s3_appends_looks_up_and_compacts_without_temp_objects(s3
     assert sorted(store.lookup(["a", "b", "c"])["output"].to_list()) == ["1", "2", "3"]
     names = [k.split("/", 1)[1] for k in s3_bucket.keys("rows/")]
     assert len(names) == 1 and not any(n.startswith(".tmp-") for n in names)
+
+
+def test_a_remote_row_store_lookup_reads_key_columns_and_matching_row_groups_only(s3_bucket):
+    rows = 200_000  # 4 row groups of 65,536 rows (the last smaller), ~100 MB of mostly incompressible text
+    keys = [f"k{i:06d}" for i in range(rows)]
+    frame = pl.DataFrame({"sutro_row_key": keys, "output": [os.urandom(250).hex() for _ in range(rows)]})
+    RowStore(s3_bucket.uri("rows"), storage_options=s3_bucket.server.storage_options).append(frame)
+    size = s3_bucket.server.client().head_object(Bucket=s3_bucket.name, Key=s3_bucket.keys("rows/")[0])["ContentLength"]
+    with CountingProxy(s3_bucket.server.port) as proxy:
+        opts = {**s3_bucket.server.storage_options, "endpoint_url": proxy.url, "skip_instance_cache": True}
+        store = RowStore(s3_bucket.uri("rows"), storage_options=opts)
+        stored = store.lookup(["k000007", "k150000", "missing"], keys_only=True)
+        keys_read = proxy.downstream_bytes
+        proxy.reset()
+        found = store.lookup(["k000007", "k000008", "missing"], aligned=True)
+        one_group_read = proxy.downstream_bytes
+    assert sorted(stored["sutro_row_key"].to_list()) == ["k000007", "k150000"]
+    assert found["output"].to_list()[:2] == frame["output"].to_list()[7:9] and found["output"][2] is None
+    # the key columns are ~3% of the file; the second lookup adds one of four row groups
+    assert keys_read < size / 10, f"{keys_read} of {size} bytes read to find which keys are stored"
+    assert one_group_read < size / 2, f"{one_group_read} of {size} bytes read for rows of one row group"
+
+
+_ROW_STORE_WRITER = """
+    import os, sys
+    import polars as pl
+    from sutro_core import storage
+    from sutro_core.row_store import RowStore
+
+    uri, rows, first = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    storage.MULTIPART_THRESHOLD, storage.PART_SIZE, storage.UPLOAD_CONCURRENCY = 5 << 20, 5 << 20, 1
+    frame = pl.DataFrame({"sutro_row_key": [f"k{i}" for i in range(first, first + rows)],
+                          "output": [os.urandom(500).hex() for _ in range(rows)]})
+    print("writing", flush=True)
+    print(RowStore(uri).append(frame), flush=True)
+"""
+
+
+def test_a_killed_row_store_write_on_s3_leaves_no_object_and_upkeep_aborts_its_upload(s3_bucket, monkeypatch):
+    server, uri = s3_bucket.server, s3_bucket.uri("rows")
+    done = _child(_ROW_STORE_WRITER, server.child_env(), uri, "100", "0")  # rows stored before the kill
+    assert done.returncode == 0, done.stderr[-3000:]
+    with CountingProxy(server.port, upload_bytes_per_s=2_000_000) as proxy:
+        env = {**server.child_env(), "AWS_ENDPOINT_URL": proxy.url}
+        # ~14 MB after compression: three 5 MB parts, killed with one stored and the next on its way
+        proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(_ROW_STORE_WRITER), uri, "24000", "100"],
+                                env={**env, "PYTHONPATH": CHILD_PATH}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout.readline().strip() == "writing", proc.stderr.read()
+            _wait_for(lambda: s3_bucket.unfinished_uploads("rows/") and proxy.upstream_bytes > 7 << 20, 120,
+                      "the second part to be on its way")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+            proc.stdout.close()
+            proc.stderr.close()
+    listed = s3_bucket.keys("rows/")
+    assert listed == [f"rows/{done.stdout.split()[-1]}"]  # the earlier file only: no temp or partial object
+    assert len(s3_bucket.unfinished_uploads("rows/")) == 1  # the killed write's parts: invisible, billed
+
+    store = RowStore(uri, storage_options=server.storage_options)
+    assert store.lookup(["k5", "k150"], keys_only=True)["sutro_row_key"].to_list() == ["k5"]  # its rows: not found
+    monkeypatch.setattr("sutro_core.row_store.STALE_TEMP_S", 0)  # as a day later
+    store.prune(_dt.timedelta(days=30))
+    assert s3_bucket.unfinished_uploads() == []
+    assert s3_bucket.keys("rows/") == listed  # the complete file is kept
 
 
 # ---- complete or nothing ------------------------------------------------------------------------------------
