@@ -319,7 +319,7 @@ def finish_op(client: LifecycleClient, handle: JobHandle | dict[str, Any], carry
     if handle.job_id is not None:
         job = yield from ops.download(client.retry, handle.job_id, target, timeout, result_format=fmt,
                                       include_inputs=handle.output.include_inputs and handle.output.row_store is None)
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"job_ids": [] if job is None else [job.job_id]}
     if fmt == "parquet" and (handle.output.repair_rounds or handle.output.row_store):
         try:
             extra = yield from _rows_op(client, handle, spec, target.tmp_path, job, defer_repairs)
@@ -329,8 +329,7 @@ def finish_op(client: LifecycleClient, handle: JobHandle | dict[str, Any], carry
     transform = ((lambda path: _shape_in_place(path, carry, handle, job, handle.job_id)) if fmt == "parquet"
                  else None)
     manifest = yield Blocking(lambda: finalize(target, job, fmt, transform))
-    if extra:
-        manifest = manifest.model_copy(update={"model": manifest.model or handle.model, **extra})
+    manifest = manifest.model_copy(update={"model": manifest.model or handle.model, **extra})
     if manifest.row_status_counts is not None and manifest.failed_rows > handle.output.failed_rows_allowed(manifest.rows):
         raise RowsFailedError(manifest, handle.output.max_failed_rows)
     return manifest
@@ -372,10 +371,9 @@ def _rows_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None, r
         table, status, repairs = yield from _repair_op(client, handle, spec, table, distinct_rows, status, main,
                                                        defer_repairs)
     every = [j for j in [main, *repairs] if j is not None]
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = {"job_ids": [j.job_id for j in every]}
     if repairs:
-        extra = {"job_ids": [j.job_id for j in every],
-                 "cost": _total([j.job_cost if j.job_cost is not None else j.cost_estimate for j in every]),
+        extra |= {"cost": _total([j.job_cost if j.job_cost is not None else j.cost_estimate for j in every]),
                  "input_tokens": _total([j.input_tokens for j in every]),
                  "output_tokens": _total([j.output_tokens for j in every])}
     if plan is None:

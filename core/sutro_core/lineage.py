@@ -175,7 +175,7 @@ class StepLineage(BaseModel):
     reattached: bool = False
     duration_seconds: float | None = None
     row_status_counts: dict[str, int] | None = None
-    #: Every job whose rows the artifact holds (the main job, then repair jobs), when there were repairs.
+    #: The jobs the step paid for (the main job, then repair jobs); an attribute only when there were repairs.
     job_ids: list[str] = Field(default_factory=list)
     #: With a row store: the distinct rows the job was sent (billed), and the rows reused from the store.
     rows_submitted: int | None = None
@@ -201,7 +201,7 @@ class StepLineage(BaseModel):
             "sutro.job.url": self.job_url,
             "sutro.job.status": self.status,
             "sutro.job.reattached": self.reattached,
-            "sutro.job.ids": self.job_ids or None,
+            "sutro.job.ids": self.job_ids if len(self.job_ids) > 1 else None,
             "sutro.job.duration_s": self.duration_seconds,
             "sutro.cost.usd": self.cost_usd,
             "sutro.cost.estimate_usd": self.cost_estimate_usd,

@@ -308,7 +308,8 @@ class ResultsManifest(BaseModel):
     created_at: str | None = None
     #: Rows per ``sutro_row_status`` (ok / cut / invalid / missing); None for files without row status.
     row_status_counts: dict[str, int] | None = None
-    #: Every job whose rows the artifact holds (the main job, then repair jobs), when more than ``job_id``.
+    #: The jobs this step paid for (the main job, then repair jobs; none when every row came from a row store).
+    #: Rows reused from a row store name the earlier jobs that paid for them in ``sutro_job_id``.
     job_ids: list[str] = Field(default_factory=list)
     #: With a row store: the distinct rows the main job was sent (billed), and the rows whose results came
     #: from the store (reused); None without one.

@@ -24,6 +24,8 @@ from typing import Any
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
+from .results import row_status
+from .results.shape import schema_fields
 from .results.targets import RESULT_FORMATS
 from .errors import InputValidationError
 from .idempotency import idempotency_key as make_key, scope_id as make_scope_id
@@ -104,7 +106,9 @@ def carry_frame(data: Any, carry_columns: Sequence[str] | None) -> pl.DataFrame 
     """
     if isinstance(data, pl.DataFrame) or (_is_pandas(data) and hasattr(data, "columns")):
         frame = to_polars(data)
-        cols = list(frame.columns) if carry_columns is None else list(carry_columns)
+        # An upstream step's artifact as data: its row status and job ids describe that step, not this one.
+        cols = [c for c in frame.columns if c not in (row_status.ROW_STATUS, row_status.ROW_JOB_ID)] \
+            if carry_columns is None else list(carry_columns)
         missing = [c for c in cols if c not in frame.columns]
         if missing:
             raise InputValidationError(
@@ -185,6 +189,13 @@ class JobSpec:
         if self.carry is not None and self.request.num_rows is not None and self.carry.height != self.request.num_rows:
             raise InputValidationError(
                 "carry", f"{self.carry.height} carried rows for {self.request.num_rows} input rows; they must match")
+        clash = sorted(set(self.carry.columns) & self.written_columns()) if self.carry is not None else []
+        if clash:  # found now, not after the job is paid for, when the artifact is shaped
+            raise InputValidationError(
+                "carry_columns", f"carried input columns {clash} are also columns this step writes; carry the "
+                "others (carry_columns=[...]) or rename them" + (
+                    f", or choose another output_column than {self.output_column!r}"
+                    if self.output_column in clash and not schema_fields(self.request.json_schema) else ""))
 
     @classmethod
     def for_inference(
@@ -248,6 +259,18 @@ class JobSpec:
     def fingerprint(self) -> str:
         """What the job computes (the request's fingerprint); carried columns and outputs are left out."""
         return self.request.fingerprint
+
+    def written_columns(self) -> set[str]:
+        """The artifact columns the job itself writes: the output column (or, with a JSON schema, its fields),
+        ``inputs`` with ``include_inputs``, the row status and the job id.
+
+        Example:
+            >>> sorted(JobSpec.for_inference(["hi"], "qwen-3-4b").written_columns())
+            ['inference_result', 'sutro_job_id', 'sutro_row_status']
+        """
+        fields = schema_fields(self.request.json_schema)
+        names = set(fields) if fields else {self.output_column}
+        return names | {row_status.ROW_STATUS, row_status.ROW_JOB_ID} | ({"inputs"} if self.include_inputs else set())
 
     @property
     def output(self) -> JobOutput:

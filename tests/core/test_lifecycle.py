@@ -18,6 +18,7 @@ from sutro_core import (
     JobStatus,
     JobTimeoutError,
     PollPolicy,
+    ResultsShapeError,
     is_retryable,
     load_results,
 )
@@ -45,6 +46,7 @@ def test_run_writes_one_artifact_with_carried_columns_and_job_metadata(sutro_cli
     meta = pq.read_metadata(outcome.manifest.uri).metadata
     assert meta[b"sutro.job_id"].decode() == outcome.job.job_id and meta[b"sutro.model"] == EMBED.encode()
     assert outcome.manifest.rows == 3 and outcome.manifest.columns == df.columns
+    assert outcome.manifest.job_ids == [outcome.job.job_id]
 
 
 def test_function_results_unpack_to_typed_columns(sutro_client, tmp_path):
@@ -55,6 +57,39 @@ def test_function_results_unpack_to_typed_columns(sutro_client, tmp_path):
     assert df.columns[:3] == ["ticket_id", "label", "rationale"] and "confidence_score" in df.columns
     assert df["label"].to_list() == ["billing", "bug", "feature_request"]
     assert df.schema["confidence_score"] == pl.Float64
+
+
+def test_an_upstream_artifact_feeds_the_next_step_and_column_clashes_are_refused_before_submitting(
+        sutro_client, tmp_path):
+    first = sutro_client.run(JobSpec.for_function(
+        "ticket-triage", _tickets(), columns=["text"], output_uri=str(tmp_path / "triage.parquet"), poll=FAST),
+        scope=("test", "chain", "triage"))
+    upstream = load_results(first.manifest)  # ticket_id, text, label, ..., sutro_row_status, sutro_job_id
+    jobs_before = len(sutro_client.list_jobs())
+    with pytest.raises(InputValidationError, match=r"\['inference_result'\].*output_column"):
+        JobSpec.for_inference(upstream.with_columns(inference_result=pl.col("text")), EMBED, column="text")
+    with pytest.raises(InputValidationError, match="carry_columns.*sutro_row_status"):
+        JobSpec.for_inference(upstream, EMBED, column="text", carry_columns=["ticket_id", "sutro_row_status"])
+    assert len(sutro_client.list_jobs()) == jobs_before  # nothing was sent
+
+    # By default the upstream's row status and job ids stay behind: they describe the step that wrote them.
+    second = sutro_client.run(JobSpec.for_inference(upstream, EMBED, column="text", poll=FAST,
+                                                    output_uri=str(tmp_path / "emb.parquet")),
+                              scope=("test", "chain", "embed"))
+    df = load_results(second.manifest)
+    assert df.columns[:3] == ["ticket_id", "text", "label"]
+    assert df["sutro_job_id"].unique().to_list() == [second.job.job_id] and df["ticket_id"].to_list() == [101, 102, 103]
+
+    # A Function's output columns are known only from its results: a clash is found after the job, and the
+    # step run again without the clashing columns reattaches to the paid job.
+    again = dict(columns=["text"], output_uri=str(tmp_path / "again.parquet"), poll=FAST)
+    jobs_before = len(sutro_client.list_jobs())
+    with pytest.raises(ResultsShapeError, match="'label'.*not billed again"):
+        sutro_client.run(JobSpec.for_function("ticket-triage", upstream, **again), scope=("test", "chain", "again"))
+    fixed = sutro_client.run(JobSpec.for_function("ticket-triage", upstream, carry_columns=["ticket_id"], **again),
+                             scope=("test", "chain", "again"))
+    assert fixed.handle.reattached and len(sutro_client.list_jobs()) == jobs_before + 1
+    assert load_results(fixed.manifest)["label"].to_list() == ["billing", "bug", "feature_request"]
 
 
 def test_a_retry_with_unchanged_inputs_reattaches_and_changed_inputs_supersede(sutro_client):

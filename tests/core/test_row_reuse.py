@@ -68,7 +68,7 @@ def test_a_third_identical_run_sends_nothing_and_still_writes_the_artifact(clien
     assert billed(client) == [20]
     assert again.job is None and again.handle.job_id is None and not again.handle.has_job
     assert (again.manifest.rows_submitted, again.manifest.rows_from_store, again.manifest.cost) == (0, 20, 0.0)
-    assert again.manifest.job_id is None and again.manifest.model == "echo"
+    assert again.manifest.job_id is None and again.manifest.job_ids == [] and again.manifest.model == "echo"
     assert load_results(again.manifest).select(SAME).equals(load_results(first.manifest).select(SAME))
 
 

@@ -386,7 +386,8 @@ def _add(columns: dict[str, Any], name: str, values: Any) -> None:
     if name in columns:
         raise ResultsShapeError(
             f"column {name!r} appears both among the carried input columns and the job's outputs; rename it in "
-            "your data or choose carry_columns= without it"
+            "your data or choose carry_columns= without it. The job's results are kept: run the step again with "
+            "the same rows and it reattaches to the same job (not billed again)"
         )
     columns[name] = values
 
