@@ -324,7 +324,8 @@ class _Folder:
             return pl.read_parquet_schema(self.join(name)), None
         import pyarrow.parquet as pq
 
-        with self.fs.open(self.join(name), "rb", block_size=_RANGE_BYTES) as fh:  # range reads: the footer, not the file
+        # range reads: the footer, not the file
+        with self.fs.open(self.join(name), "rb", block_size=_RANGE_BYTES) as fh:
             pf = pq.ParquetFile(fh)
             arrow_schema, rows = pf.schema_arrow, pf.metadata.num_rows
         return pl.from_arrow(arrow_schema.empty_table()).schema, rows  # type: ignore[union-attr]
