@@ -222,11 +222,10 @@ def _start_op(client: LifecycleClient, spec: JobSpec, key: str, scope: str | Non
     if spec.row_store is not None:
         plan = yield Blocking(lambda: row_reuse.plan(spec, key))
         request = plan.request(spec.request)
-        sent = set(plan.submitted)
-        counts = {"rows_submitted": len(plan.submitted),
-                  "rows_from_store": sum(1 for k in plan.keys if k not in sent)}
+        counts = {"rows_submitted": plan.submitted.len(), "rows_from_store": plan.from_store()}
         log.info("row store %s: %d of %d rows stored, %d distinct rows to send", spec.row_store,
-                 counts["rows_from_store"], len(plan.keys), len(plan.submitted))
+                 counts["rows_from_store"], plan.keys.len(), plan.submitted.len())
+        del plan  # its keys are not needed while the rows are sent
     now = time.time()
     fields: dict[str, Any] = dict(
         idempotency_key=key, scope=scope, api_url=client.api_url, started_at=now,
@@ -356,18 +355,18 @@ def _rows_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None, r
         assert spec is not None and handle.idempotency_key is not None
         store = row_reuse.open_store(spec)
         plan = yield Blocking(lambda: row_reuse.plan(spec, handle.idempotency_key))
-        sent = None if main is None else (yield Blocking(lambda: pl.read_parquet(raw_path)))
-        table = yield Blocking(lambda: row_reuse.assemble(plan, sent, store, handle.job_id))
-        first = plan.first_rows
-        distinct_rows = [rows[first[key]] for key in plan.distinct]
+        # The job's results are read inside assemble and referenced nowhere else: the table shares their
+        # strings, and a reference held here would keep the whole frame alive beside it.
+        table = yield Blocking(lambda: row_reuse.assemble(
+            plan, None if main is None else pl.read_parquet(raw_path), store, handle.job_id))
     else:
         table = yield Blocking(lambda: pl.read_parquet(raw_path))
         table = table.with_columns(pl.lit(handle.job_id).alias(row_status.ROW_JOB_ID))
-        distinct_rows = rows
     status = _statuses_of(table, handle.output.json_schema, _expects_objects(handle, table))
     repairs: list[Job] = []
     if handle.output.repair_rounds:
         assert spec is not None
+        distinct_rows = rows if plan is None else [rows[i] for i in plan.first_rows]
         table, status, repairs = yield from _repair_op(client, handle, spec, table, distinct_rows, status, main,
                                                        defer_repairs)
     every = [j for j in [main, *repairs] if j is not None]
@@ -382,15 +381,13 @@ def _rows_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec | None, r
     assert store is not None
     paid_by = {j.job_id for j in every}
     added = yield Blocking(lambda: row_reuse.remember(store, table, status, paid_by))
-    full = row_reuse.fan_out(plan, table, rows, handle.output.include_inputs)
-    yield Blocking(lambda: full.write_parquet(raw_path))
-    from_store = full.height - full[row_status.ROW_JOB_ID].is_in(list(paid_by)).sum() \
-        - full[row_status.ROW_JOB_ID].is_null().sum()
+    yield Blocking(lambda: row_reuse.fan_out(plan, table, rows, handle.output.include_inputs, raw_path))
+    from_store = yield Blocking(lambda: row_reuse.reused(raw_path, paid_by))
     log.info("row store %s: %d rows reused, %d distinct rows paid for, %d added to the store",
-             handle.output.row_store, from_store, len(plan.submitted), added)
+             handle.output.row_store, from_store, plan.submitted.len(), added)
     if not every:
         extra.update(cost=0.0, input_tokens=0, output_tokens=0)
-    return {**extra, "rows_submitted": len(plan.submitted), "rows_from_store": int(from_store)}
+    return {**extra, "rows_submitted": plan.submitted.len(), "rows_from_store": from_store}
 
 
 def _repair_op(client: LifecycleClient, handle: JobHandle, spec: JobSpec, table: pl.DataFrame, rows: list[Any],

@@ -24,6 +24,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -38,33 +39,47 @@ if TYPE_CHECKING:
     from .spec import JobSpec
 
 
+#: Rows keyed at a time: the keys become a String Series batch by batch, never one Python list (a Python str
+#: costs ~80 bytes, a key in the Series 48).
+_KEY_BATCH = 65_536
+
+
+def _keys_of(identity: dict[str, Any], rows: list[Any]) -> pl.Series:
+    """``row_keys`` of ``rows`` as a String Series named ``KEY``."""
+    batches = [pl.Series(KEY, row_keys(identity, rows[i:i + _KEY_BATCH]), dtype=pl.String)
+               for i in range(0, len(rows), _KEY_BATCH)]
+    return pl.concat(batches, rechunk=True) if batches else pl.Series(KEY, [], dtype=pl.String)
+
+
 @dataclass(frozen=True)
 class RowPlan:
     """Which rows a step sends: ``keys`` (one per input row) and ``submitted`` (the distinct keys its job is
-    sent, in the order sent)."""
+    sent, in the order sent), String Series named ``KEY``."""
 
-    keys: list[str]
-    submitted: list[str]
-
-    @cached_property
-    def distinct(self) -> list[str]:
-        """The distinct keys in first-seen order."""
-        return list(dict.fromkeys(self.keys))
+    keys: pl.Series
+    submitted: pl.Series
 
     @cached_property
-    def first_rows(self) -> dict[str, int]:
-        """Each distinct key's first input row."""
-        first: dict[str, int] = {}
-        for i, key in enumerate(self.keys):
-            first.setdefault(key, i)
-        return first
+    def first_rows(self) -> pl.Series:
+        """Each distinct key's first input row, in first-seen order."""
+        return self.keys.is_first_distinct().arg_true()
+
+    @property
+    def distinct(self) -> pl.Series:
+        """The distinct keys in first-seen order (not cached: it shares the keys' strings, but not for free)."""
+        return self.keys.gather(self.first_rows)
+
+    def from_store(self) -> int:
+        """How many input rows are not sent (their key was stored when the rows to send were recorded)."""
+        return self.keys.len() - int(self.keys.is_in(self.submitted.implode()).sum())
 
     def request(self, request: "BatchJobRequest") -> "BatchJobRequest":
         """``request`` with only the rows to send (one per distinct key not stored)."""
         rows = request.inputs.inline
         assert rows is not None
-        first = self.first_rows
-        sent = [rows[first[key]] for key in self.submitted]
+        first = pl.DataFrame({KEY: self.distinct, "row": self.first_rows})
+        at = self.submitted.to_frame().join(first, on=KEY, how="left", maintain_order="left")["row"]
+        sent = [rows[i] for i in at]
         return dataclasses.replace(request, inputs=dataclasses.replace(request.inputs, inline=sent))
 
 
@@ -82,17 +97,17 @@ def plan(spec: "JobSpec", step_key: str) -> RowPlan:
         raise InputValidationError(
             "row_store", "row reuse needs the rows themselves (a DataFrame, a list or a .csv/.parquet file), "
             "not a URL the server reads")
-    keys = row_keys(request_identity(spec.request), rows)
+    keys = _keys_of(request_identity(spec.request), rows)
     store = open_store(spec)
     recorded = store.submission(step_key)
     if recorded is None:
-        distinct = pl.Series(KEY, keys, dtype=pl.String).unique(maintain_order=True)
+        distinct = keys.unique(maintain_order=True)
         stored = store.lookup(distinct, keys_only=True)[KEY]
-        recorded = store.claim_submission(step_key, distinct.filter(~distinct.is_in(stored.implode())).to_list())
-    unknown = set(recorded).difference(keys)
+        recorded = store.claim_submission(step_key, distinct.filter(~distinct.is_in(stored.implode())))
+    unknown = recorded.filter(~recorded.is_in(keys.implode())).n_unique()
     if unknown:
         raise InputValidationError(
-            "idempotency_key", f"the row store's record for key {step_key} lists {len(unknown)} rows this step "
+            "idempotency_key", f"the row store's record for key {step_key} lists {unknown} rows this step "
             "does not have: the key was used for other inputs. Give each step's inputs their own key (or use "
             "scope=, which derives it from the inputs)")
     return RowPlan(keys=keys, submitted=recorded)
@@ -102,26 +117,37 @@ def assemble(row_plan: RowPlan, sent: pl.DataFrame | None, store: RowStore, job_
     """The distinct rows in first-seen order, one raw results row each (``KEY``, the job's result columns,
     ``sutro_job_id``): ``sent`` (the job's raw results, in the order ``submitted``) for the rows it was sent,
     the store's rows for the others; a row in neither has a null output (``missing``)."""
-    distinct = pl.DataFrame({KEY: row_plan.distinct}, schema={KEY: pl.String})
-    parts = []
+    distinct = row_plan.distinct
+    found = None
     if sent is not None:
-        if sent.height != len(row_plan.submitted):
+        if sent.height != row_plan.submitted.len():
             raise InputValidationError(
-                "row_store", f"job {job_id} returned {sent.height} rows for the {len(row_plan.submitted)} it was "
-                "sent; its results cannot be matched to the step's rows")
-        parts.append(sent.drop("inputs", strict=False).with_columns(
-            pl.Series(KEY, row_plan.submitted, dtype=pl.String), pl.lit(job_id).alias(row_status.ROW_JOB_ID)))
-    submitted = set(row_plan.submitted)
-    others = [k for k in row_plan.distinct if k not in submitted]
-    if others:
-        parts.append(store.lookup(others))
-    if not parts:
-        return distinct.with_columns(pl.lit(None, pl.String).alias(OUTPUTS), pl.lit(None, pl.String).alias(
-            row_status.ROW_JOB_ID))
-    found = pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+                "row_store", f"job {job_id} returned {sent.height} rows for the {row_plan.submitted.len()} it "
+                "was sent; its results cannot be matched to the step's rows")
+        found = sent.drop("inputs", strict=False).select(
+            row_plan.submitted, pl.all(), pl.lit(job_id, pl.String).alias(row_status.ROW_JOB_ID))
+        if row_plan.submitted.equals(distinct):  # every row was sent: already in order, no join needed
+            return found.with_columns(distinct)
+    others = distinct.filter(~distinct.is_in(row_plan.submitted.implode()))
+    if others.len():
+        stored = store.lookup(others)
+        found = stored if found is None else pl.concat([found, stored], how="diagonal_relaxed")
+        del stored
+    del others
+    table = distinct.to_frame()
+    if found is None:
+        return table.with_columns(pl.lit(None, pl.String).alias(OUTPUTS),
+                                  pl.lit(None, pl.String).alias(row_status.ROW_JOB_ID))
     if OUTPUTS not in found.columns:
         found = found.with_columns(pl.lit(None, pl.String).alias(OUTPUTS))
-    return distinct.join(found, on=KEY, how="left", maintain_order="left")
+    # Joined on the keys alone, then gathered a column at a time, each dropped once gathered: a gather copies
+    # strings, and a join carrying the result columns would copy them all at once (~2x the rows' memory).
+    at = (table.lazy().join(found.select(KEY).with_row_index("__at").lazy(), on=KEY, how="left",
+                            maintain_order="left").collect(engine="streaming")["__at"])
+    for name in [c for c in found.columns if c != KEY]:
+        table = table.with_columns(found[name].gather(at))
+        found = found.drop(name)
+    return table
 
 
 def remember(store: RowStore, table: pl.DataFrame, status: pl.Series, paid_by: set[str]) -> int:
@@ -130,18 +156,29 @@ def remember(store: RowStore, table: pl.DataFrame, status: pl.Series, paid_by: s
     new = table.filter(status.eq(row_status.OK) & table[row_status.ROW_JOB_ID].is_in(list(paid_by)))
     if new.is_empty():
         return 0
-    held = set(store.lookup(new[KEY], keys_only=True)[KEY].to_list())
-    new = new.filter(~pl.col(KEY).is_in(list(held)))
+    held = store.lookup(new[KEY], keys_only=True)[KEY]
+    new = new.filter(~pl.col(KEY).is_in(held.implode()))
     store.append(new)
     return new.height
 
 
-def fan_out(row_plan: RowPlan, table: pl.DataFrame, rows: list[Any] | None, include_inputs: bool) -> pl.DataFrame:
-    """One row per input row (in input order) from the distinct rows' ``table``, without ``KEY``; with
-    ``include_inputs``, an ``inputs`` column of the rows as sent (Function rows as JSON)."""
-    full = (pl.DataFrame({KEY: row_plan.keys}, schema={KEY: pl.String})
-            .join(table, on=KEY, how="left", maintain_order="left").drop(KEY))
+def reused(path: Path, paid_by: set[str]) -> int:
+    """How many rows of the fanned-out results at ``path`` came from the store: a job that is not one of
+    ``paid_by`` produced them (a row in neither the job's results nor the store has none)."""
+    job = pl.col(row_status.ROW_JOB_ID)
+    return int(pl.scan_parquet(path).select((job.is_not_null() & ~job.is_in(list(paid_by))).sum()).collect().item())
+
+
+def fan_out(row_plan: RowPlan, table: pl.DataFrame, rows: list[Any] | None, include_inputs: bool,
+            path: Path) -> None:
+    """Write one row per input row (in input order) from the distinct rows' ``table``, without ``KEY``, to
+    ``path``; with ``include_inputs``, an ``inputs`` column first, of the rows as sent (Function rows as
+    JSON). Sunk as a streaming query: the fanned-out rows are written as they are made, never all in memory."""
+    if row_plan.first_rows.len() == row_plan.keys.len():  # no two rows alike: the table is in input order
+        full = table.lazy()
+    else:
+        full = row_plan.keys.to_frame().lazy().join(table.lazy(), on=KEY, how="left", maintain_order="left")
     if include_inputs and rows is not None:
         texts = [r if isinstance(r, str) else json.dumps(r, ensure_ascii=False) for r in rows]
-        full = full.insert_column(0, pl.Series("inputs", texts, dtype=pl.String))
-    return full
+        full = full.select(pl.lit(pl.Series("inputs", texts, dtype=pl.String)), pl.all())
+    full.drop(KEY).sink_parquet(path)

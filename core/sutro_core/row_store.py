@@ -796,35 +796,38 @@ class RowStore:
 
     # -- submission records
 
-    def claim_submission(self, step_key: str, keys: Sequence[str]) -> list[str]:
+    def claim_submission(self, step_key: str, keys: Sequence[str] | pl.Series) -> pl.Series:
         """Record, once, the row keys a step's job under idempotency key ``step_key`` is sent; returns the
-        record that holds (this one, or the one another try of the step wrote first).
+        record that holds (this one, or the one another try of the step wrote first), a String Series named
+        ``sutro_row_key`` (a million keys as Python strings would cost twice the memory).
 
         A retry of the step reads it back (``submission``) and sends the same rows, so it reattaches to the
         same job even when the store gained rows since. Written before the job is submitted.
 
         Example:
-            >>> store.claim_submission("3f2a...", ["k1", "k2"])  # doctest: +SKIP
+            >>> store.claim_submission("3f2a...", ["k1", "k2"]).to_list()  # doctest: +SKIP
             ['k1', 'k2']
         """
         name = self._record_name(step_key)
-        if self._folder.write_once(pl.DataFrame({KEY: list(keys)}, schema={KEY: pl.String}), name):
-            return list(keys)
+        keys = _key_series(keys)
+        if self._folder.write_once(keys.to_frame(), name):
+            return keys
         recorded = self.submission(step_key)
         if recorded is None:  # the other writer's record vanished (cleared) between the two calls
             raise RuntimeError(f"row store {self.uri}: the submission record {name} could not be read back")
         return recorded
 
-    def submission(self, step_key: str) -> list[str] | None:
-        """The row keys recorded for ``step_key`` (None when there is no record).
+    def submission(self, step_key: str) -> pl.Series | None:
+        """The row keys recorded for ``step_key`` (a String Series named ``sutro_row_key``; None when there is
+        no record).
 
         Example:
-            >>> store.submission("3f2a...")  # doctest: +SKIP
+            >>> store.submission("3f2a...").to_list()  # doctest: +SKIP
             ['k1', 'k2']
         """
         name = self._record_name(step_key)
         try:
-            return self._folder.read_small(name, [KEY])[KEY].to_list()
+            return self._folder.read_small(name, [KEY])[KEY]
         except FileNotFoundError:
             return None
 
