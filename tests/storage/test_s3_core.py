@@ -185,11 +185,7 @@ def test_a_killed_row_store_write_on_s3_leaves_no_object_and_upkeep_aborts_its_u
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
-            proc.stdout.close()
-            proc.stderr.close()
+            _reap(proc)
     listed = s3_bucket.keys("rows/")
     assert listed == [f"rows/{done.stdout.split()[-1]}"]  # the earlier file only: no temp or partial object
     assert len(s3_bucket.unfinished_uploads("rows/")) == 1  # the killed write's parts: invisible, billed
@@ -231,6 +227,15 @@ def _wait_for(predicate, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def _reap(proc: subprocess.Popen[str]) -> None:
+    """Kill the child if it still runs (a failed test) and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(30)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
 @pytest.mark.parametrize("mode", ["single", "multipart"])
 def test_a_killed_upload_leaves_nothing_at_the_key_and_the_next_run_leaves_nothing_stray(s3_bucket, mode):
     server, key = s3_bucket.server, "out/big.parquet"
@@ -253,11 +258,7 @@ def test_a_killed_upload_leaves_nothing_at_the_key_and_the_next_run_leaves_nothi
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(30)
-            proc.stdout.close()
-            proc.stderr.close()
+            _reap(proc)
     assert s3_bucket.keys() == []  # nothing at the final key, nor anywhere else
     assert len(s3_bucket.unfinished_uploads(key)) == (1 if mode == "multipart" else 0)  # parts kept, invisible
     assert temp_file.exists()  # a kill -9 runs no cleanup
