@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import traceback
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from sutro_core import InputValidationError, JobSpec, PollPolicy, iter_results, 
 from sutro_core.results.parquet_footer import read_key_value_metadata
 from sutro_core.results.tables import table_counts
 from sutro_core.row_store import RowStore
+from support.services import wait_for
 from support.tcp_proxy import CountingProxy
 
 EMBED = "all-minilm-l6-v2"
@@ -180,8 +180,8 @@ def test_a_killed_row_store_write_on_s3_leaves_no_object_and_upkeep_aborts_its_u
                                 stderr=subprocess.PIPE, text=True)
         try:
             assert proc.stdout.readline().strip() == "writing", proc.stderr.read()
-            _wait_for(lambda: s3_bucket.unfinished_uploads("rows/") and proxy.upstream_bytes > 7 << 20, 120,
-                      "the second part to be on its way")
+            wait_for(lambda: s3_bucket.unfinished_uploads("rows/") and proxy.upstream_bytes > 7 << 20, 120,
+                     "the second part to be on its way", interval=0.05)
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
         finally:
@@ -218,15 +218,6 @@ _UPLOADER = """
 """
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def _reap(proc: subprocess.Popen[str]) -> None:
     """Kill the child if it still runs (a failed test) and close its pipes."""
     if proc.poll() is None:
@@ -250,10 +241,10 @@ def test_a_killed_upload_leaves_nothing_at_the_key_and_the_next_run_leaves_nothi
             temp_file = Path(proc.stdout.readline().strip())
             assert temp_file.name.startswith("upload-"), proc.stderr.read()
             if mode == "multipart":  # a part stored, the next one on its way
-                _wait_for(lambda: s3_bucket.unfinished_uploads(key) and proxy.upstream_bytes > 7 << 20, 120,
-                          "the second part to be on its way")
+                wait_for(lambda: s3_bucket.unfinished_uploads(key) and proxy.upstream_bytes > 7 << 20, 120,
+                         "the second part to be on its way", interval=0.05)
             else:
-                _wait_for(lambda: proxy.upstream_bytes > 6 << 20, 120, "6 MB of the PUT to be sent")
+                wait_for(lambda: proxy.upstream_bytes > 6 << 20, 120, "6 MB of the PUT to be sent", interval=0.05)
             assert key not in s3_bucket.keys()  # in flight: not visible
             proc.send_signal(signal.SIGKILL)
             proc.wait(30)
